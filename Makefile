@@ -1,0 +1,25 @@
+# The two commands of the README's quick start, and a few more.
+# Every target sets GOTOOLCHAIN=auto: go.mod asks for go 1.27.3, which the go
+# command then fetches through the module proxy if the machine's Go is older.
+export GOTOOLCHAIN := auto
+
+.PHONY: run test deps build clean
+
+## run: the main job on its defaults
+run:
+	go run ./cmd/sc-cert init
+
+## test: everything the project checks (what CI runs)
+test: deps
+	scripts/test.sh
+
+## deps: the Debian packages the tests use (openssl, Mbed TLS, haproxy, scanners)
+deps:
+	scripts/deps.sh
+
+## build: the three commands into bin/
+build:
+	go build -o bin/ ./cmd/...
+
+clean:
+	rm -rf bin .cache

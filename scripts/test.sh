@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs everything the project checks, in the order a failure is cheapest to
+# find: formatting, vet, the race-enabled test suite (unit, integration and
+# interop tests), then the vulnerability scan. `make test` and CI (.ci/run)
+# call this script; it needs only Go and the Debian packages scripts/deps.sh
+# installs.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+# go.mod asks for go 1.27.3: the machine's own Go may be older (and has known
+# crypto/tls vulnerabilities); auto lets the go command fetch the right one.
+export GOTOOLCHAIN=auto
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+start=$SECONDS
+
+step "go version"
+go version
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change these files:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "go test -race"
+go test -race -timeout 30m ./...
+
+step "govulncheck (offline database)"
+scripts/vulncheck.sh
+
+step "all checks passed in $((SECONDS - start))s"
