@@ -1,0 +1,106 @@
+package proto
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"strings"
+)
+
+// pinPrefix starts every pin in a KEYS reply: the curl --pinnedpubkey and
+// HPKP pin-sha256 form, "sha256//" then standard base64 of SHA-256 over the
+// DER SubjectPublicKeyInfo. Package pinning owns pins; this package only
+// checks their shape, so that it need not import pinning.
+const pinPrefix = "sha256//"
+
+// pinEncoding is strict so that a pin has exactly one spelling and a parsed
+// reply renders back to the same bytes.
+var pinEncoding = base64.StdEncoding.Strict()
+
+// AppendKeys appends the body of a KEYS reply to dst: the line
+// "current PIN", then one "next PIN" line for each of next, each line ending
+// in "\n". Pins are written as given; [ParseKeys] is what checks them.
+func AppendKeys(dst []byte, current string, next []string) []byte {
+	dst = append(dst, "current "...)
+	dst = append(dst, current...)
+	dst = append(dst, '\n')
+	for _, p := range next {
+		dst = append(dst, "next "...)
+		dst = append(dst, p...)
+		dst = append(dst, '\n')
+	}
+	return dst
+}
+
+// ParseKeys parses the body of a KEYS reply: UTF-8 lines, the first
+// "current PIN" and then zero or more "next PIN", where each PIN is
+// "sha256//" and the standard base64 of a SHA-256 digest. The last line may
+// lack its "\n". Lines with a first word other than "current" or "next" are
+// skipped, so that a later server can add lines an older client ignores.
+//
+// Errors are [*ProtocolError] values of kind [KindBadKeys].
+func ParseKeys(body []byte) (current string, next []string, err error) {
+	if len(body) == 0 {
+		return "", nil, errorf(KindBadKeys, "KEYS reply is empty: want a %q line", "current "+pinPrefix+"…")
+	}
+	rest := body
+	for lineNo := 1; len(rest) > 0; lineNo++ {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte{'\n'})
+		word, pin, ok := bytes.Cut(line, []byte{' '})
+		if !ok {
+			return "", nil, errorf(KindBadKeys, "KEYS reply line %d: got %q, want a word, a space and a pin", lineNo, truncate(line))
+		}
+		switch string(word) {
+		case "current":
+			if lineNo != 1 {
+				return "", nil, errorf(KindBadKeys, "KEYS reply line %d: %q must be the first line and appear once", lineNo, "current")
+			}
+		case "next":
+			if lineNo == 1 {
+				return "", nil, errorf(KindBadKeys, "KEYS reply line 1: got %q, want the %q pin first", truncate(word), "current")
+			}
+		default:
+			if lineNo == 1 {
+				return "", nil, errorf(KindBadKeys, "KEYS reply line 1: got %q, want the %q pin first", truncate(word), "current")
+			}
+			continue
+		}
+		if err := checkPin(pin); err != nil {
+			return "", nil, errorf(KindBadKeys, "KEYS reply line %d: %w", lineNo, err)
+		}
+		if lineNo == 1 {
+			current = string(pin)
+		} else {
+			next = append(next, string(pin))
+		}
+	}
+	return current, next, nil
+}
+
+// checkPin checks that pin is "sha256//" and the canonical standard base64
+// of a 32-byte digest.
+func checkPin(pin []byte) error {
+	b64, ok := bytes.CutPrefix(pin, []byte(pinPrefix))
+	if !ok {
+		return fmt.Errorf("pin %q does not start with %q", truncate(pin), pinPrefix)
+	}
+	var digest [sha256.Size + 2]byte
+	if pinEncoding.EncodedLen(sha256.Size) != len(b64) {
+		return fmt.Errorf("pin %q: got %d base64 characters, want %d for a SHA-256 digest", truncate(pin), len(b64), pinEncoding.EncodedLen(sha256.Size))
+	}
+	if _, err := pinEncoding.Decode(digest[:], b64); err != nil {
+		return fmt.Errorf("pin %q is not standard base64: %w", truncate(pin), err)
+	}
+	return nil
+}
+
+// truncate keeps error messages about hostile input short.
+func truncate(b []byte) string {
+	const limit = 80
+	if len(b) > limit {
+		return strings.ToValidUTF8(string(b[:limit]), "?") + "…"
+	}
+	return string(b)
+}
