@@ -64,20 +64,24 @@ func ParsePin(s string) (Pin, error) {
 		if err := p.setBase64(s[len(pinPrefix):]); err != nil {
 			return Pin{}, fmt.Errorf("parsing pin %q: %w", s, err)
 		}
-		return p, nil
 	case looksHex(s):
 		b, err := hex.DecodeString(strings.ReplaceAll(s, ":", ""))
 		if err != nil || len(b) != sha256.Size {
 			return Pin{}, fmt.Errorf("parsing pin %q: want 64 hex digits (32 bytes), with or without colons", s)
 		}
 		copy(p.sum[:], b)
-		return p, nil
 	default:
 		if err := p.setBase64(s); err != nil {
 			return Pin{}, fmt.Errorf("parsing pin %q: want sha256//BASE64 (as curl --pinnedpubkey) or hex: %w", s, err)
 		}
-		return p, nil
 	}
+	if p.IsZero() {
+		// An all-zero digest is the zero Pin, which matches nothing: accepting
+		// it would give a pin set that looks configured and trusts no one, or
+		// a store entry that can never be satisfied. No key hashes to it.
+		return Pin{}, fmt.Errorf("parsing pin %q: the digest is all zeros, which is a placeholder, not the pin of a key", s)
+	}
+	return p, nil
 }
 
 func (p *Pin) setBase64(s string) error {

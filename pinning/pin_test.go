@@ -65,6 +65,8 @@ func TestParsePinErrors(t *testing.T) {
 		{"bad base64", "sha256//!!!", "invalid base64"},
 		{"odd hex", strings.Repeat("a", 65), "64 hex digits"},
 		{"sha1 hex length", strings.Repeat("ab:", 19) + "ab", "want sha256//BASE64"},
+		{"all-zero digest", strings.Repeat("0", 64), "all zeros"},
+		{"all-zero digest in base64", "sha256//" + base64.StdEncoding.EncodeToString(make([]byte, 32)), "all zeros"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
