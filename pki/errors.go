@@ -1,0 +1,113 @@
+package pki
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors. Functions wrap them with the file name and a diagnosis;
+// test for them with [errors.Is].
+var (
+	// ErrNoCertificate means a file meant to hold certificates holds none.
+	ErrNoCertificate = errors.New("no certificate found")
+
+	// ErrNoKey means a file meant to hold a private key holds none.
+	ErrNoKey = errors.New("no private key found")
+
+	// ErrMalformedPEM means PEM data is truncated, carries a block of the
+	// wrong kind, or has text after its last block.
+	ErrMalformedPEM = errors.New("malformed PEM")
+
+	// ErrPassphraseRequired means a key is encrypted and no passphrase
+	// source was given.
+	ErrPassphraseRequired = errors.New("the key is encrypted and no passphrase was given")
+
+	// ErrIncorrectPassphrase means an encrypted key did not decrypt with the
+	// passphrase given.
+	ErrIncorrectPassphrase = errors.New("incorrect passphrase")
+
+	// ErrKeyTooLarge means an RSA key is larger than [MaxRSABits]. Such keys
+	// make every handshake cost seconds of CPU, a denial of service waiting
+	// to happen, and crypto/tls refuses them too.
+	ErrKeyTooLarge = errors.New("RSA key too large")
+
+	// ErrUnsupportedKey means a key is of a type or size this package does
+	// not serve with.
+	ErrUnsupportedKey = errors.New("unsupported key")
+
+	// ErrKeyMismatch means a private key does not belong to a certificate.
+	ErrKeyMismatch = errors.New("the key belongs to another certificate")
+
+	// ErrKeyFilePermissions means a key file loaded for serving is readable
+	// by group or others ([KeyOptions.RequirePrivateFile]).
+	ErrKeyFilePermissions = errors.New("key file is readable by group or others")
+
+	// ErrNotIssuer means a certificate named as issuer did not sign the
+	// certificate being renewed, or its key does not match it.
+	ErrNotIssuer = errors.New("not the issuer of the certificate")
+
+	// ErrIssuerKeyMissing means a certificate cannot be renewed because the
+	// issuing CA's private key is not available. A server without the key
+	// should warn before expiry instead of renewing.
+	ErrIssuerKeyMissing = errors.New("the issuer's private key is not available")
+
+	// ErrRecoveryFailed means an interrupted multi-file change could be
+	// neither completed nor undone; the journal is left in place for an
+	// operator to inspect.
+	ErrRecoveryFailed = errors.New("cannot recover an interrupted certificate change")
+)
+
+// ExpiredError is returned when a certificate's NotAfter has passed.
+type ExpiredError struct {
+	Path     string // the certificate file, if known
+	NotAfter time.Time
+	Now      time.Time
+}
+
+func (e *ExpiredError) Error() string {
+	return fmt.Sprintf("%scertificate expired at %s (%s ago)", pathPrefix(e.Path),
+		e.NotAfter.UTC().Format(time.RFC3339), roundDuration(e.Now.Sub(e.NotAfter)))
+}
+
+// NotYetValidError is returned when a certificate's NotBefore is in the
+// future, which usually means a wrong clock on this machine or the issuer's.
+type NotYetValidError struct {
+	Path      string // the certificate file, if known
+	NotBefore time.Time
+	Now       time.Time
+}
+
+func (e *NotYetValidError) Error() string {
+	return fmt.Sprintf("%scertificate is not valid until %s (in %s): check the clock of this machine and of the issuer",
+		pathPrefix(e.Path), e.NotBefore.UTC().Format(time.RFC3339), roundDuration(e.NotBefore.Sub(e.Now)))
+}
+
+// ExpiresSoonError is returned by [CheckValidity] when a certificate is
+// valid now but has less than the required time left.
+type ExpiresSoonError struct {
+	Path      string // the certificate file, if known
+	NotAfter  time.Time
+	Remaining time.Duration
+	Minimum   time.Duration
+}
+
+func (e *ExpiresSoonError) Error() string {
+	return fmt.Sprintf("%scertificate expires at %s, in %s, less than the %s required",
+		pathPrefix(e.Path), e.NotAfter.UTC().Format(time.RFC3339), roundDuration(e.Remaining), roundDuration(e.Minimum))
+}
+
+func pathPrefix(path string) string {
+	if path == "" {
+		return ""
+	}
+	return fmt.Sprintf("%q: ", path)
+}
+
+// roundDuration drops sub-second noise from durations shown to people.
+func roundDuration(d time.Duration) time.Duration {
+	if d > time.Minute || d < -time.Minute {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
+}
