@@ -1,0 +1,248 @@
+package pki
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// DefaultDir is the certificate directory sc-cert init and sc-server use
+// when none is given, relative to the working directory.
+const DefaultDir = "certs"
+
+// File names of the default layout (DESIGN.md, "The trust model").
+const (
+	CACertFile     = "ca.crt"
+	CAKeyFile      = "ca.key"
+	ServerCertFile = "server.crt"
+	ServerKeyFile  = "server.key"
+	NextKeyFile    = "server.next.key"
+)
+
+// Layout names the files of a certificate directory.
+type Layout struct {
+	Dir string
+	// CACert is the file CA-file clients trust: the local CA, or in the
+	// self-signed layout a copy of ServerCert.
+	CACert string
+	// CAKey is the local CA's key; absent in the self-signed layout.
+	CAKey      string
+	ServerCert string
+	ServerKey  string
+	// NextKey is the pre-generated key the next key rollover will promote;
+	// its pin is published ahead of time (RFC 7583).
+	NextKey string
+}
+
+// DefaultLayout returns the file names of the default layout in dir ("" means
+// [DefaultDir]).
+func DefaultLayout(dir string) Layout {
+	if dir == "" {
+		dir = DefaultDir
+	}
+	return Layout{
+		Dir:        dir,
+		CACert:     filepath.Join(dir, CACertFile),
+		CAKey:      filepath.Join(dir, CAKeyFile),
+		ServerCert: filepath.Join(dir, ServerCertFile),
+		ServerKey:  filepath.Join(dir, ServerKeyFile),
+		NextKey:    filepath.Join(dir, NextKeyFile),
+	}
+}
+
+// NextKeyPath returns where the next key of keyPath lives: "server.key"
+// becomes "server.next.key", "foo.pem" becomes "foo.next.pem".
+func NextKeyPath(keyPath string) string {
+	ext := filepath.Ext(keyPath)
+	if ext == "" {
+		return keyPath + ".next"
+	}
+	return strings.TrimSuffix(keyPath, ext) + ".next" + ext
+}
+
+// InitOptions describes a new certificate directory. The zero value makes
+// the default layout in "certs": an ECDSA P-256 local CA valid 10 years
+// that issues a server certificate valid 90 days for localhost, 127.0.0.1,
+// ::1 and the host name, with unencrypted keys.
+type InitOptions struct {
+	// Dir is the directory, created (0755) if missing. Default [DefaultDir].
+	Dir string
+
+	// SelfSigned makes the seed's plain layout instead: a self-signed
+	// server.crt, ca.crt a copy of it, and no ca.key. Every re-issue then
+	// invalidates the copy CA-file clients hold. Default false.
+	SelfSigned bool
+
+	// KeyType is the type of the server key and the next key. Default
+	// [KeyECDSAP256].
+	KeyType KeyType
+
+	// CAKeyType is the type of the CA key. Default: KeyType.
+	CAKeyType KeyType
+
+	// CommonName, DNSNames and IPAddresses describe the server certificate;
+	// see [CertOptions] for their defaults.
+	CommonName  string
+	DNSNames    []string
+	IPAddresses []net.IP
+
+	// Validity and NotAfter set the server certificate's lifetime; see
+	// [CertOptions]. Default 90 days.
+	Validity time.Duration
+	NotAfter time.Time
+
+	// CAValidity is the CA's lifetime. Default [DefaultCAValidity].
+	CAValidity time.Duration
+
+	// KeyPassphrase, when set, encrypts server.key and server.next.key
+	// (PKCS#8, PBES2). A server then needs it at every start. Default none.
+	KeyPassphrase []byte
+
+	// CAKeyPassphrase, when set, encrypts ca.key. A server cannot then
+	// renew its certificate by itself. Default none.
+	CAKeyPassphrase []byte
+
+	// Overwrite replaces existing files. Default false: if any of the
+	// layout's files exists, nothing is written and the error matches
+	// [fs.ErrExist].
+	Overwrite bool
+
+	// Now and Rand as in [CertOptions]. Nil means the real sources.
+	Now  func() time.Time
+	Rand io.Reader
+
+	hook stepHook
+}
+
+// InitResult describes a directory made by [InitLayout].
+type InitResult struct {
+	Layout     Layout
+	SelfSigned bool
+	// CA is the certificate in ca.crt: the local CA, or the self-signed
+	// server certificate.
+	CA *x509.Certificate
+	// Server is the certificate in server.crt.
+	Server *x509.Certificate
+	// NextKey is the public half of server.next.key; pin it ahead of time.
+	NextKey crypto.PublicKey
+}
+
+// InitLayout makes the default certificate layout in one crash-safe step:
+// all files appear together or none does (see [Recover]). sc-cert init and
+// sc-server's first run call it. Existing files are refused unless
+// opts.Overwrite; the error names them and matches [fs.ErrExist].
+func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
+	l := DefaultLayout(opts.Dir)
+	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating certificate directory: %w", err)
+	}
+	unlock, err := lockDir(ctx, l.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := recoverLocked(l.Dir); err != nil {
+		return nil, err
+	}
+
+	files := []string{l.CACert, l.ServerCert, l.ServerKey, l.NextKey}
+	if !opts.SelfSigned {
+		files = append(files, l.CAKey)
+	}
+	if !opts.Overwrite {
+		var existing []string
+		for _, f := range files {
+			if _, err := os.Lstat(f); err == nil {
+				existing = append(existing, f)
+			}
+		}
+		if len(existing) > 0 {
+			return nil, fmt.Errorf("initialising %q: %s already exist(s) (use --force to replace them): %w", l.Dir, strings.Join(existing, ", "), fs.ErrExist)
+		}
+	}
+
+	serverKey, err := GenerateKey(opts.KeyType)
+	if err != nil {
+		return nil, err
+	}
+	nextKey, err := GenerateKey(opts.KeyType)
+	if err != nil {
+		return nil, err
+	}
+	leafOpts := CertOptions{
+		CommonName:  opts.CommonName,
+		DNSNames:    opts.DNSNames,
+		IPAddresses: opts.IPAddresses,
+		Validity:    opts.Validity,
+		NotAfter:    opts.NotAfter,
+		Now:         opts.Now,
+		Rand:        opts.Rand,
+		IssuerKey:   serverKey,
+	}
+	res := &InitResult{Layout: l, SelfSigned: opts.SelfSigned, NextKey: nextKey.Public()}
+	var changes []change
+	var caKey crypto.Signer
+	if !opts.SelfSigned {
+		caType := opts.CAKeyType
+		if caType == "" {
+			caType = opts.KeyType
+		}
+		if caKey, err = GenerateKey(caType); err != nil {
+			return nil, err
+		}
+		res.CA, err = CreateCertificate(caKey.Public(), CertOptions{
+			IsCA: true, Validity: opts.CAValidity, IssuerKey: caKey, Now: opts.Now, Rand: opts.Rand,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("creating CA: %w", err)
+		}
+		leafOpts.Issuer, leafOpts.IssuerKey = res.CA, caKey
+	}
+	if res.Server, err = CreateCertificate(serverKey.Public(), leafOpts); err != nil {
+		return nil, err
+	}
+	if opts.SelfSigned {
+		res.CA = res.Server
+	}
+
+	keyPEM := func(k crypto.Signer, pass []byte) ([]byte, error) { return EncodeKeyPEM(k, pass) }
+	add := func(path string, data []byte, perm fs.FileMode) {
+		changes = append(changes, change{path: path, data: data, perm: perm, mustNotExist: !opts.Overwrite})
+	}
+	if caKey != nil {
+		b, err := keyPEM(caKey, opts.CAKeyPassphrase)
+		if err != nil {
+			return nil, err
+		}
+		add(l.CAKey, b, KeyFileMode)
+	}
+	add(l.CACert, EncodeCertificatesPEM(res.CA), CertFileMode)
+	for _, k := range []struct {
+		path string
+		key  crypto.Signer
+	}{{l.ServerKey, serverKey}, {l.NextKey, nextKey}} {
+		b, err := keyPEM(k.key, opts.KeyPassphrase)
+		if err != nil {
+			return nil, err
+		}
+		add(k.path, b, KeyFileMode)
+	}
+	add(l.ServerCert, EncodeCertificatesPEM(res.Server), CertFileMode)
+
+	if err := commit(l.Dir, changes, opts.hook); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("initialising %q: %w (use --force to replace)", l.Dir, err)
+		}
+		return nil, fmt.Errorf("initialising %q: %w", l.Dir, err)
+	}
+	return res, nil
+}
