@@ -1,7 +1,209 @@
 package pinning
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+)
 
 // ErrNoPeerCertificate means the server presented no certificate, so there is
 // no key to check.
 var ErrNoPeerCertificate = errors.New("pinning: the server presented no certificate")
+
+// ErrInsecure is wrapped by the warning [ModeInsecure] reports for every
+// connection it lets through unchecked.
+var ErrInsecure = errors.New("pinning: insecure mode: the server's identity was not checked")
+
+// forgetCommand is the command that removes a host from the store. Kept in
+// one place: every message that tells a person how to recover uses it.
+const forgetCommand = "sc-cert pin forget"
+
+// KeyError reports a server whose key is not one the client trusts: a host
+// in the known-hosts store that presented a different key (the OpenSSH
+// "REMOTE HOST IDENTIFICATION HAS CHANGED" case), or a server whose key is
+// not in the configured pins. Use [errors.As] to get it from a handshake
+// error. It is never followed by a silent re-trust: nothing is recorded.
+type KeyError struct {
+	// Host is the server as "host:port".
+	Host string
+	// Want are the pins the client trusts for Host: those on file, or
+	// those configured in [ModePin] and [ModeCAPin], current first.
+	Want []PinRecord
+	// Got is the pin of the key the server presented (its leaf's key).
+	Got Pin
+	// Path and Line locate Host's entry in the known-hosts store; both are
+	// zero when the pins were configured rather than stored.
+	Path string
+	Line int
+}
+
+// Error returns a one-line description naming the host, the pins, where
+// they are on file and the command that forgets the host.
+func (e *KeyError) Error() string {
+	var b strings.Builder
+	if e.Path != "" {
+		fmt.Fprintf(&b, "host key for %s has changed: the server presented %v, but %s:%d trusts %s", e.Host, e.Got, e.Path, e.Line, describePins(e.Want))
+		fmt.Fprintf(&b, "; if the key was replaced on purpose, run: %s", e.ForgetCommand())
+	} else {
+		fmt.Fprintf(&b, "%s presented key %v, which is not among the pins given (%s)", e.Host, e.Got, describePins(e.Want))
+	}
+	return b.String()
+}
+
+// ForgetCommand returns the command that removes Host from the store, so
+// that the next connection trusts its new key on first use:
+// "sc-cert pin forget HOST:PORT", with --known-hosts when the store is not at
+// [DefaultStorePath]. It is empty when the pins were configured rather than
+// stored.
+func (e *KeyError) ForgetCommand() string {
+	if e.Path == "" {
+		return ""
+	}
+	return storeCommand(forgetCommand, e.Path, e.Host)
+}
+
+// Warning returns a multi-line warning for a terminal, as loud as
+// OpenSSH's: which host, the pin offered, the pins on file and where, and
+// the one command that forgets the old entry.
+func (e *KeyError) Warning() string {
+	var b strings.Builder
+	bar := strings.Repeat("@", 62)
+	if e.Path == "" {
+		fmt.Fprintf(&b, "%s\n@  WARNING: THE SERVER'S KEY IS NOT ONE OF THE PINNED KEYS  @\n%s\n", bar, bar)
+	} else {
+		fmt.Fprintf(&b, "%s\n@  WARNING: THE KEY OF %s HAS CHANGED\n%s\n", bar, e.Host, bar)
+	}
+	b.WriteString("Someone could be intercepting the connection (a machine-in-the-middle\n")
+	b.WriteString("attack), or the server's key was replaced. The connection was refused\n")
+	b.WriteString("and nothing was recorded.\n\n")
+	fmt.Fprintf(&b, "The server at %s presented a key with the pin\n    %v\n", e.Host, e.Got)
+	if e.Path != "" {
+		fmt.Fprintf(&b, "The known hosts file %s, line %d, trusts\n", e.Path, e.Line)
+	} else {
+		b.WriteString("The pins given trust\n")
+	}
+	for _, w := range e.Want {
+		fmt.Fprintf(&b, "    %v (%s)\n", w.Pin, w.role())
+	}
+	if e.Path != "" {
+		fmt.Fprintf(&b, "\nIf you know that the key was replaced on purpose (ask the operator for\nthe new pin and compare it with the one above), forget the old key with\n    %s\nand connect again.\n", e.ForgetCommand())
+	} else {
+		b.WriteString("\nIf the key was replaced on purpose, ask the operator for the new pin.\n")
+	}
+	return b.String()
+}
+
+func describePins(pins []PinRecord) string {
+	if len(pins) == 0 {
+		return "no pins"
+	}
+	parts := make([]string, len(pins))
+	for i, p := range pins {
+		parts[i] = fmt.Sprintf("%v (%s)", p.Pin, p.role())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// ValidityError reports a certificate used outside its validity period. In
+// [ModePin] and [ModeTOFU] a trusted key with an expired (or not yet valid)
+// certificate is a warning by default and this error with
+// [TrustOptions.StrictExpiry]. The key is still the trusted one: the fix is
+// to renew the certificate on the same key (sc-cert rotate).
+type ValidityError struct {
+	// Host is the server as "host:port".
+	Host string
+	// Pin is the pin of the certificate's key.
+	Pin Pin
+	// NotBefore and NotAfter are the certificate's validity period.
+	NotBefore, NotAfter time.Time
+	// Now is the time it was checked against.
+	Now time.Time
+}
+
+func (e *ValidityError) Error() string {
+	if e.Now.Before(e.NotBefore) {
+		return fmt.Sprintf("the certificate of %s (key %v) is not valid until %s, %s from now: check the clocks of client and server",
+			e.Host, e.Pin, e.NotBefore.UTC().Format(time.RFC3339), e.NotBefore.Sub(e.Now).Round(time.Second))
+	}
+	return fmt.Sprintf("the certificate of %s (key %v) expired at %s, %s ago: the key is still trusted; renew the certificate on the same key (sc-cert rotate)",
+		e.Host, e.Pin, e.NotAfter.UTC().Format(time.RFC3339), e.Now.Sub(e.NotAfter).Round(time.Second))
+}
+
+// UnknownHostError reports a server that is not in the known-hosts store
+// when it may not be trusted on first use: [TOFUOff], or a [TOFUPrompt]
+// that was declined. Nothing was recorded.
+type UnknownHostError struct {
+	// Host is the server as "host:port".
+	Host string
+	// Got is the pin of the key the server presented.
+	Got Pin
+	// Path is the known-hosts file.
+	Path string
+	// Declined is true when the prompt was asked and said no.
+	Declined bool
+}
+
+func (e *UnknownHostError) Error() string {
+	if e.Declined {
+		return fmt.Sprintf("not trusting %s (key %v): declined; nothing was recorded", e.Host, e.Got)
+	}
+	return fmt.Sprintf("%s is not in the known hosts file %s and trust on first use is off; it presented key %v: check that pin with the operator, then run: %s",
+		e.Host, e.Path, e.Got, e.AddCommand())
+}
+
+// AddCommand returns the command that trusts the key the host presented:
+// "sc-cert pin add HOST:PORT PIN", with --known-hosts when the store is not
+// at [DefaultStorePath]. Run it only after checking the pin out of band.
+func (e *UnknownHostError) AddCommand() string {
+	return storeCommand("sc-cert pin add", e.Path, e.Host, e.Got.String())
+}
+
+// LineError reports a line of the known-hosts file that cannot be used: it
+// does not parse, or it repeats a host. Its host fails closed: lookups and
+// handshakes for it fail with this error, they never treat it as unknown.
+type LineError struct {
+	// Path is the known-hosts file.
+	Path string
+	// Line is the line number, from 1.
+	Line int
+	// Host is the host ("host:port") the line is for, if its first field
+	// can be read; empty otherwise.
+	Host string
+	// Err says what is wrong.
+	Err error
+}
+
+func (e *LineError) Error() string {
+	if e.Host != "" {
+		return fmt.Sprintf("known hosts file %s, line %d: %v: %s is not trusted until the line is fixed; to start over with it, run: %s",
+			e.Path, e.Line, e.Err, e.Host, storeCommand(forgetCommand, e.Path, e.Host))
+	}
+	return fmt.Sprintf("known hosts file %s, line %d: %v", e.Path, e.Line, e.Err)
+}
+
+// Unwrap returns Err.
+func (e *LineError) Unwrap() error { return e.Err }
+
+// storeCommand renders an sc-cert command that works on the store at path,
+// naming the file only when it is not the default one.
+func storeCommand(cmd, path string, args ...string) string {
+	parts := []string{cmd}
+	if def, err := DefaultStorePath(); path != "" && (err != nil || filepath.Clean(def) != filepath.Clean(path)) {
+		parts = append(parts, "--known-hosts", shellQuote(path))
+	}
+	for _, a := range args {
+		parts = append(parts, shellQuote(a))
+	}
+	return strings.Join(parts, " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs quoting, so that a
+// printed command can be pasted as is.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

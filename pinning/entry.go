@@ -1,0 +1,355 @@
+package pinning
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Source says how a pin got into the store. It decides what a verified
+// announcement may remove: pins that were learned (on first use or from an
+// announcement) follow what the server announces; pins added by a person, or
+// of unknown origin, stay until that person forgets the host.
+type Source string
+
+const (
+	// SourceFirstUse marks the pin recorded when the host was first seen.
+	SourceFirstUse Source = "first-use"
+	// SourceAnnounced marks a pin learned from the server's own
+	// announcement of its keys, made inside a verified session.
+	SourceAnnounced Source = "announced"
+	// SourceAdded marks a pin added by a person (sc-cert pin add).
+	SourceAdded Source = "added"
+)
+
+// learned reports whether a pin of this source was learned automatically,
+// and so may be dropped automatically when the server stops announcing it.
+func (s Source) learned() bool {
+	return s == SourceFirstUse || s == SourceAnnounced
+}
+
+// PinRecord is one pin of a host in the store, with its role and history.
+type PinRecord struct {
+	// Pin is the key's pin.
+	Pin Pin
+	// Current marks the key the host used at the last verified handshake
+	// (or was first added with); the others are backups. Any of them is
+	// accepted.
+	Current bool
+	// FirstSeen is when the pin was recorded; zero if unknown.
+	FirstSeen time.Time
+	// LastSeen is when a verified handshake last presented this key; zero
+	// if it never has (a backup not yet in use).
+	LastSeen time.Time
+	// Source says how the pin got into the store; empty if unknown.
+	Source Source
+
+	// extra holds attributes this version does not know, kept verbatim.
+	extra []string
+}
+
+func (r PinRecord) role() string {
+	if r.Current {
+		return roleCurrent
+	}
+	return roleBackup
+}
+
+// Entry is one host's line in the store.
+type Entry struct {
+	// Host is the server as "host:port", in canonical form: a lower-case
+	// name or a normalized IP address (IPv6 in brackets), and a decimal
+	// port.
+	Host string
+	// Pins are the host's pins in file order.
+	Pins []PinRecord
+	// Line is the entry's line number in the store file, from 1; zero for
+	// an entry that is not from a file.
+	Line int
+
+	// extra holds fields this version does not know, kept verbatim, and a
+	// trailing comment (starting with "#") last.
+	extra []string
+}
+
+// Set returns the entry's pins as a [Set]: the current pin first, then the
+// backups in file order.
+func (e Entry) Set() Set {
+	var s Set
+	for _, r := range e.Pins {
+		if r.Current {
+			s.pins = append([]Pin{r.Pin}, s.pins...)
+		} else {
+			s.pins = append(s.pins, r.Pin)
+		}
+	}
+	return s
+}
+
+// Current returns the entry's current pin record, if it has one.
+func (e Entry) Current() (PinRecord, bool) {
+	for _, r := range e.Pins {
+		if r.Current {
+			return r, true
+		}
+	}
+	return PinRecord{}, false
+}
+
+// index returns the position of p in e.Pins, or -1.
+func (e Entry) index(p Pin) int {
+	for i, r := range e.Pins {
+		if r.Pin.Equal(p) {
+			return i
+		}
+	}
+	return -1
+}
+
+// clone returns a deep copy of e, so that a caller's copy and the store's
+// never share slices.
+func (e Entry) clone() Entry {
+	c := e
+	c.Pins = make([]PinRecord, len(e.Pins))
+	for i, r := range e.Pins {
+		r.extra = append([]string(nil), r.extra...)
+		c.Pins[i] = r
+	}
+	c.extra = append([]string(nil), e.extra...)
+	return c
+}
+
+// The store's line format; see the package documentation, "The known hosts
+// file".
+const (
+	roleCurrent = "current"
+	roleBackup  = "backup"
+	attrFirst   = "first"
+	attrLast    = "last"
+	attrSource  = "via"
+	// timeLayout is RFC 3339 in UTC with whole seconds: one spelling per
+	// instant, so a parsed line renders back to the same text.
+	timeLayout = "2006-01-02T15:04:05Z"
+)
+
+// String returns the entry as a line of the store file, without the
+// newline: the host, one field per pin, then any fields and comment this
+// version does not know, kept as they were read. [ParseLine] reads it back.
+func (e Entry) String() string {
+	var b strings.Builder
+	b.WriteString(e.Host)
+	for _, r := range e.Pins {
+		b.WriteByte(' ')
+		b.WriteString(r.role())
+		b.WriteByte('=')
+		b.WriteString(r.Pin.String())
+		if !r.FirstSeen.IsZero() {
+			b.WriteString(";" + attrFirst + "=" + r.FirstSeen.UTC().Format(timeLayout))
+		}
+		if !r.LastSeen.IsZero() {
+			b.WriteString(";" + attrLast + "=" + r.LastSeen.UTC().Format(timeLayout))
+		}
+		if r.Source != "" {
+			b.WriteString(";" + attrSource + "=" + string(r.Source))
+		}
+		for _, x := range r.extra {
+			b.WriteByte(';')
+			b.WriteString(x)
+		}
+	}
+	for _, x := range e.extra {
+		b.WriteByte(' ')
+		b.WriteString(x)
+	}
+	return b.String()
+}
+
+// Line returns a store line for host ("host:port") with current as its
+// current pin and backups as backup pins, marked as added by a person and
+// with no times: what a person would append to the file by hand.
+func Line(host string, current Pin, backups ...Pin) (string, error) {
+	h, err := canonicalHost(host)
+	if err != nil {
+		return "", err
+	}
+	set, err := NewSet(current, backups...)
+	if err != nil {
+		return "", err
+	}
+	e := Entry{Host: h}
+	for i, p := range set.pins {
+		e.Pins = append(e.Pins, PinRecord{Pin: p, Current: i == 0, Source: SourceAdded})
+	}
+	return e.String(), nil
+}
+
+// ParseLine parses one entry line of the store file (not a comment or a
+// blank line). Its errors say what is wrong with which field; the store adds
+// the file and line number (see [LineError]).
+func ParseLine(line string) (Entry, error) {
+	fields := splitFields(line)
+	if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
+		return Entry{}, errors.New("not an entry: a blank line or a comment")
+	}
+	host, err := canonicalHost(fields[0])
+	if err != nil {
+		return Entry{}, err
+	}
+	e := Entry{Host: host}
+	for i, f := range fields[1:] {
+		if strings.HasPrefix(f, "#") {
+			// A trailing comment runs to the end of the line.
+			e.extra = append(e.extra, strings.Join(fields[1+i:], " "))
+			break
+		}
+		name, value, ok := strings.Cut(f, "=")
+		if !ok || !validFieldName(name) {
+			return Entry{}, fmt.Errorf("field %d %q: want current=PIN, backup=PIN or NAME=VALUE", i+2, f)
+		}
+		if name != roleCurrent && name != roleBackup {
+			e.extra = append(e.extra, f)
+			continue
+		}
+		r, err := parsePinField(name, value)
+		if err != nil {
+			return Entry{}, fmt.Errorf("field %d: %w", i+2, err)
+		}
+		if e.index(r.Pin) >= 0 {
+			return Entry{}, fmt.Errorf("field %d: pin %v appears twice", i+2, r.Pin)
+		}
+		if r.Current {
+			if _, ok := e.Current(); ok {
+				return Entry{}, fmt.Errorf("field %d: a second current pin: want one current pin, the others backup", i+2)
+			}
+		}
+		e.Pins = append(e.Pins, r)
+	}
+	if len(e.Pins) == 0 {
+		return Entry{}, fmt.Errorf("no pins for %s: want at least one current=PIN or backup=PIN field", host)
+	}
+	return e, nil
+}
+
+// parsePinField parses the value of a current= or backup= field:
+// PIN[;first=TIME][;last=TIME][;via=SOURCE][;NAME=VALUE]...
+func parsePinField(role, value string) (PinRecord, error) {
+	parts := strings.Split(value, ";")
+	p, err := ParsePin(parts[0])
+	if err != nil {
+		return PinRecord{}, err
+	}
+	r := PinRecord{Pin: p, Current: role == roleCurrent}
+	seen := map[string]bool{}
+	for _, a := range parts[1:] {
+		name, v, ok := strings.Cut(a, "=")
+		if !ok || !validFieldName(name) {
+			return PinRecord{}, fmt.Errorf("pin %v: attribute %q: want NAME=VALUE", p, a)
+		}
+		if seen[name] {
+			return PinRecord{}, fmt.Errorf("pin %v: attribute %q appears twice", p, name)
+		}
+		seen[name] = true
+		switch name {
+		case attrFirst, attrLast:
+			t, err := parseTime(v)
+			if err != nil {
+				return PinRecord{}, fmt.Errorf("pin %v: %s: %w", p, name, err)
+			}
+			if name == attrFirst {
+				r.FirstSeen = t
+			} else {
+				r.LastSeen = t
+			}
+		case attrSource:
+			if v == "" || strings.ContainsAny(v, ";= \t") {
+				return PinRecord{}, fmt.Errorf("pin %v: %s %q: want a word such as %s", p, name, v, SourceAdded)
+			}
+			r.Source = Source(v)
+		default:
+			r.extra = append(r.extra, a)
+		}
+	}
+	return r, nil
+}
+
+// validFieldName reports whether s can name a field or an attribute: a
+// lower-case letter, then lower-case letters, digits and '-', '_', '.'. A
+// pin ("sha256//…=") is not a name, so a bare pin is reported as such
+// instead of being kept as an unknown field.
+func validFieldName(s string) bool {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func parseTime(v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil || t.UTC().Format(timeLayout) != v {
+		return time.Time{}, fmt.Errorf("time %q: want UTC with whole seconds, like 2026-01-02T15:04:05Z", v)
+	}
+	return t.UTC(), nil
+}
+
+// splitFields splits a line at runs of spaces and tabs. Unlike
+// strings.Fields it leaves other (Unicode) white space inside fields, so
+// what is split is exactly what String joins.
+func splitFields(line string) []string {
+	return strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' })
+}
+
+// canonicalHost returns "host:port" in one spelling per server, so that a
+// host is found however it was typed: a lower-case DNS name without a
+// trailing dot, or a normalized IP address (IPv6 in brackets), and a decimal
+// port without leading zeros.
+func canonicalHost(hostport string) (string, error) {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "", fmt.Errorf("host %q: want HOST:PORT, an IPv6 address in brackets ([::1]:4242)", hostport)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || n == 0 || strings.HasPrefix(port, "+") {
+		return "", fmt.Errorf("host %q: port %q: want a number from 1 to 65535", hostport, port)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if !validHostName(strings.ToLower(ip.Zone())) && ip.Zone() != "" {
+			return "", fmt.Errorf("host %q: IPv6 zone %q: want letters, digits, '-', '_' and '.'", hostport, ip.Zone())
+		}
+		return net.JoinHostPort(ip.String(), strconv.FormatUint(n, 10)), nil
+	}
+	name := strings.ToLower(strings.TrimSuffix(host, "."))
+	if !validHostName(name) {
+		return "", fmt.Errorf("host %q: %q is neither an IP address nor a host name (letters, digits, '-', '_' and '.')", hostport, host)
+	}
+	return net.JoinHostPort(name, strconv.FormatUint(n, 10)), nil
+}
+
+func validHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, c := range []byte(label) {
+			switch {
+			case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
