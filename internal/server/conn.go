@@ -1,0 +1,209 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/proto"
+)
+
+// engine drives accepted connections. Engines differ in how they wait for
+// input; what a connection does with its input — answer, account, close —
+// is the Server's (answer, finish), so every engine behaves the same.
+type engine interface {
+	// serve drives c, just accepted and tracked, on a goroutine of its
+	// own, from the handshake to s.finish(c, …), which it calls once.
+	serve(c *conn)
+	// drain is called once by Shutdown, after the server is marked
+	// stopping: it closes idle connections gracefully and lets the others
+	// go idle first.
+	drain()
+}
+
+const engineGoroutine = "goroutine"
+
+// Connection states, for Shutdown: idle and handshaking connections are
+// woken to close; active ones finish their batch first.
+const (
+	stateHandshake int32 = iota
+	stateIdle
+	stateActive
+)
+
+// conn is one accepted connection.
+type conn struct {
+	srv    *Server
+	nc     net.Conn  // as accepted
+	tc     *tls.Conn // nil in plaintext
+	rw     net.Conn  // tc, or nc in plaintext
+	state  atomic.Int32
+	forced atomic.Bool // closed hard by forceClose
+
+	readBy       time.Time // the read deadline last set
+	writeBounded bool      // a write deadline is set
+
+	// hdr is all an idle connection reads into: one header's worth, so
+	// that it holds no buffer of the server's own while it waits.
+	hdr [proto.HeaderSize]byte
+}
+
+// answer decodes every complete frame at the front of in and appends the
+// replies to out, stopping early once out reaches flushAt. It returns out,
+// how many bytes of in it used and, when framing is lost, the
+// *proto.ProtocolError (whose ERROR reply is already in out). Every engine
+// calls it.
+func (s *Server) answer(out, in []byte) (_ []byte, used int, err error) {
+	// With events, each message's time runs from the end of the one
+	// before: one clock read per message.
+	var last time.Time
+	if s.timed {
+		last = time.Now()
+	}
+	for len(out) < s.flushAt {
+		f, n, err := proto.Parse(in[used:], s.opts.MaxMessage)
+		if err != nil {
+			s.events.ProtocolError(kindOf(err))
+			return proto.AppendError(out, err.Error()), used, err
+		}
+		if n == 0 {
+			break
+		}
+		used += n
+		if !f.Type.IsRequest() {
+			s.events.ProtocolError(proto.KindUnknownType)
+			out = proto.AppendUnknownType(out, f.Type)
+			continue
+		}
+		if !s.timed {
+			out = proto.AppendReply(out, f, s.env)
+			continue
+		}
+		before := len(out)
+		out = proto.AppendReply(out, f, s.env)
+		now := time.Now()
+		s.events.Message(f.Type, now.Sub(last), n, len(out)-before)
+		last = now
+	}
+	return out, used, nil
+}
+
+// errTruncated ends a connection whose stream stopped inside a frame.
+func errTruncated() error {
+	return &proto.ProtocolError{Kind: proto.KindTruncated, Err: fmt.Errorf("stream ended inside a frame: %w", io.ErrUnexpectedEOF)}
+}
+
+func kindOf(err error) string {
+	var pe *proto.ProtocolError
+	if errors.As(err, &pe) {
+		return pe.Kind
+	}
+	return "other"
+}
+
+// finish closes c for reason, accounts for it and logs it. Reasons that
+// leave the TLS session sound close with close_notify (tls.Conn.Close,
+// whose alert write crypto/tls bounds at 5 s); the others close the socket.
+func (s *Server) finish(c *conn, reason string, err error) {
+	if c.forced.Load() {
+		reason = CloseForced
+	}
+	switch reason {
+	case CloseEOF, CloseIdleTimeout, CloseProtocolError, CloseShutdown:
+		c.rw.Close()
+	default:
+		c.nc.Close()
+	}
+	s.active.Add(-1)
+	s.events.ConnClosed(reason)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		attrs := []slog.Attr{slog.String("remote_addr", c.nc.RemoteAddr().String()), slog.String("reason", reason)}
+		if err != nil {
+			attrs = append(attrs, slog.Any("err", err))
+		}
+		s.log.LogAttrs(context.Background(), slog.LevelDebug, "connection closed", attrs...)
+	}
+	s.untrackConn(c)
+}
+
+// readFailed names the reason a read that returned no data ends c. partial
+// says whether a request had begun.
+func (c *conn) readFailed(err error, partial bool) (string, error) {
+	s := c.srv
+	switch {
+	case c.forced.Load():
+		return CloseForced, nil
+	case isTimeout(err):
+		if s.stopping.Load() && !partial {
+			return CloseShutdown, nil
+		}
+		return CloseIdleTimeout, err
+	case errors.Is(err, io.EOF):
+		if partial {
+			s.events.ProtocolError(proto.KindTruncated)
+			return CloseProtocolError, errTruncated()
+		}
+		return CloseEOF, nil
+	}
+	return CloseReadError, err
+}
+
+func (c *conn) writeFailed(err error) (string, error) {
+	switch {
+	case c.forced.Load():
+		return CloseForced, nil
+	case isTimeout(err):
+		return CloseWriteTimeout, err
+	}
+	return CloseWriteError, err
+}
+
+func isTimeout(err error) bool {
+	if err == nil {
+		return false // and errors.As would allocate
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// extendRead moves the read deadline to IdleTimeout from now, lazily: only
+// when the one set is more than IdleTimeout/16 old, because setting a
+// deadline costs a timer update and a ping-pong client would pay it on
+// every message.
+func (c *conn) extendRead() {
+	idle := c.srv.opts.IdleTimeout
+	now := time.Now()
+	if c.readBy.Sub(now) > idle-idle/16 {
+		return
+	}
+	c.readBy = now.Add(idle)
+	_ = c.nc.SetReadDeadline(c.readBy)
+}
+
+// write writes b under WriteTimeout.
+func (c *conn) write(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
+	c.writeBounded = true
+	_, err := c.rw.Write(b)
+	return err
+}
+
+// unboundWrite clears the write deadline before c goes idle. crypto/tls
+// writes from inside Read (the answer to a KeyUpdate, RFC 8446 section
+// 4.6.3): under a deadline that passed while the connection was idle, that
+// write would fail, and crypto/tls would make the failure sticky.
+func (c *conn) unboundWrite() {
+	if c.writeBounded && c.tc != nil {
+		_ = c.nc.SetWriteDeadline(time.Time{})
+		c.writeBounded = false
+	}
+}

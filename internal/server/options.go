@@ -1,0 +1,157 @@
+package server
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/proto"
+)
+
+// Defaults of [Options]; a zero field means its default.
+const (
+	DefaultMaxConns         = 10000
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultIdleTimeout      = 5 * time.Minute
+	DefaultWriteTimeout     = 10 * time.Second
+
+	// MaxMessageLimit is the largest MaxMessage New accepts: a connection
+	// with work holds buffers of about twice MaxMessage.
+	MaxMessageLimit = 16 << 20
+)
+
+// Options configures a [Server]. The zero value is a plaintext server with
+// every default; set TLSConfig for TLS.
+type Options struct {
+	// TLSConfig is the TLS configuration; nil serves plaintext (for
+	// comparison runs only). The certificate must come through
+	// GetCertificate (or GetConfigForClient) with Certificates left empty:
+	// clients that dial an IP address send no SNI, and crypto/tls hands
+	// them Certificates[0] without calling GetCertificate, so they would
+	// never see a rotated certificate. New refuses a config that sets
+	// Certificates.
+	//
+	// New clones the config once, to set DynamicRecordSizingDisabled (see
+	// New), and never changes the caller's. So later changes to the
+	// caller's config do not reach the server — that includes
+	// SetSessionTicketKeys: publish changing state through callbacks
+	// (GetCertificate, GetConfigForClient, WrapSession/UnwrapSession)
+	// instead.
+	TLSConfig *tls.Config
+
+	// Engine chooses how connections are driven, one of [Engines]. Empty
+	// means the first of Engines, the best this platform has. Every engine
+	// behaves the same.
+	Engine string
+
+	// MaxConns bounds the connections held at once, handshakes included.
+	// Past it a new connection is closed at once (a plaintext one gets an
+	// ERROR frame first), reported to Events.ConnRefused and logged at most
+	// once a second. Zero means DefaultMaxConns (10,000); each connection
+	// needs a file descriptor.
+	MaxConns int
+
+	// MaxMessage is the largest request body accepted, in bytes; a longer
+	// one gets an ERROR reply and its connection is closed. Zero means
+	// proto.DefaultMaxBody (4096, the original C server's); at most
+	// MaxMessageLimit.
+	MaxMessage int
+
+	// HandshakeTimeout bounds the TLS handshake, from accept to done: a
+	// client that sends nothing, or its ClientHello a byte a second, is
+	// cut there. Zero means DefaultHandshakeTimeout (5 s).
+	HandshakeTimeout time.Duration
+
+	// IdleTimeout bounds the wait for the next request, and for the rest of
+	// a request once its first byte has come. Zero means
+	// DefaultIdleTimeout (5 minutes). The server refreshes read deadlines
+	// lazily, so a connection may be cut up to IdleTimeout/16 early.
+	IdleTimeout time.Duration
+
+	// WriteTimeout bounds every write of replies: a client that does not
+	// read them is cut then. Zero means DefaultWriteTimeout (10 s).
+	WriteTimeout time.Duration
+
+	// Keys returns the body of a KEYS reply, built with proto.AppendKeys
+	// (the current pin, then the next ones). It is called once per KEYS
+	// request, concurrently, so it must be safe for concurrent use and
+	// cheap: return a prepared slice (e.g. from an atomic.Pointer) that
+	// nobody modifies. Nil means KEYS is not supported: clients get an
+	// ERROR reply.
+	Keys func() []byte
+
+	// Logger receives the server's logs. Nil means slog.Default().
+	Logger *slog.Logger
+
+	// Events receives counts for metrics. Nil means none.
+	Events Events
+
+	// Now is the clock TIME replies report. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Engines returns the names of the engines this build supports, the default
+// first.
+func Engines() []string {
+	// A platform with a better engine puts it first (issue 6: "epoll" on
+	// Linux), in a file built only there.
+	return []string{engineGoroutine}
+}
+
+// resolve fills in the defaults and validates; it returns the first problem.
+func (o Options) resolve() (Options, error) {
+	engines := Engines()
+	if o.Engine == "" {
+		o.Engine = engines[0]
+	}
+	if !slices.Contains(engines, o.Engine) {
+		return o, fmt.Errorf("unknown engine %q: this build has %s", o.Engine, strings.Join(engines, ", "))
+	}
+	if o.MaxConns == 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.MaxConns < 0 {
+		return o, fmt.Errorf("max conns %d is negative", o.MaxConns)
+	}
+	if o.MaxMessage == 0 {
+		o.MaxMessage = proto.DefaultMaxBody
+	}
+	if o.MaxMessage < 0 || o.MaxMessage > MaxMessageLimit {
+		return o, fmt.Errorf("max message %d is out of range: want 1 to %d bytes", o.MaxMessage, MaxMessageLimit)
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"handshake timeout", &o.HandshakeTimeout, DefaultHandshakeTimeout},
+		{"idle timeout", &o.IdleTimeout, DefaultIdleTimeout},
+		{"write timeout", &o.WriteTimeout, DefaultWriteTimeout},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 {
+			return o, fmt.Errorf("%s %v is negative: a server without it can be held open by any client", d.name, *d.v)
+		}
+	}
+	if o.TLSConfig != nil {
+		if len(o.TLSConfig.Certificates) > 0 {
+			return o, errors.New("tls config sets Certificates: clients that dial an IP send no SNI and would never see a rotated certificate; give the certificate through GetCertificate instead")
+		}
+		if o.TLSConfig.GetCertificate == nil && o.TLSConfig.GetConfigForClient == nil {
+			return o, errors.New("tls config has no certificate: set GetCertificate")
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o, nil
+}

@@ -1,0 +1,224 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/proto"
+)
+
+// Server serves the Space Captain protocol. Make one with [New]; the zero
+// value is not usable. Its methods are safe for concurrent use. A Server
+// can Serve several listeners at once and is done after Shutdown.
+type Server struct {
+	opts      Options
+	tlsConfig *tls.Config // our clone, or nil for plaintext
+	log       *slog.Logger
+	events    Events
+	timed     bool // events were given: measure per-message time
+	env       proto.Env
+	eng       engine
+
+	// Buffers for connections that have work; idle ones hold none.
+	inPool, outPool sync.Pool
+	inSize          int // read buffer: a whole frame, and a TLS record
+	flushAt         int // write the replies gathered once they reach this
+
+	active     atomic.Int64 // connections counted against MaxConns
+	buffersOut atomic.Int64 // connections holding pooled buffers
+	testIdle   func()       // tests: called as a connection starts to wait idle
+
+	stopping   atomic.Bool   // Shutdown or Serve's ctx has begun the end
+	stopped    chan struct{} // closed with stopping, wakes waits
+	stopOnce   sync.Once
+	refusedLog logLimiter
+	acceptLog  logLimiter
+
+	mu        sync.Mutex
+	listeners map[*listener]struct{}
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup // tracked connections; Add only under mu while !stopping
+}
+
+type listener struct{ net.Listener }
+
+// New checks opts and returns a Server ready to Serve. It starts nothing.
+// It returns an error naming the first field that is out of range.
+//
+// When opts.TLSConfig is set, New clones it once and sets
+// DynamicRecordSizingDisabled on the clone: crypto/tls otherwise cuts the
+// first 128 KB a connection sends into records of about one TCP segment,
+// so a batch of pipelined replies would go out as many records and many
+// system calls instead of one.
+func New(opts Options) (*Server, error) {
+	o, err := opts.resolve()
+	if err != nil {
+		return nil, fmt.Errorf("configuring server: %w", err)
+	}
+	s := &Server{
+		opts:      o,
+		log:       o.Logger,
+		events:    o.Events,
+		timed:     o.Events != nil,
+		env:       proto.Env{Now: o.Now, Keys: o.Keys},
+		stopped:   make(chan struct{}),
+		listeners: make(map[*listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+	}
+	if s.events == nil {
+		s.events = NopEvents{}
+	}
+	if o.TLSConfig != nil {
+		s.tlsConfig = o.TLSConfig.Clone()
+		s.tlsConfig.DynamicRecordSizingDisabled = true
+	}
+	// One TLS record carries at most 16 KiB of plaintext (RFC 8446,
+	// section 5.1): a read buffer that size takes a whole record, and one
+	// that holds a whole frame is always able to finish the frame.
+	s.inSize = max(maxRecord, proto.HeaderSize+o.MaxMessage)
+	s.flushAt = maxRecord
+	outSize := s.flushAt + proto.HeaderSize + max(o.MaxMessage, maxErrorReply)
+	s.inPool.New = func() any { b := make([]byte, s.inSize); return &b }
+	s.outPool.New = func() any { b := make([]byte, 0, outSize); return &b }
+	s.refusedLog.every = time.Second
+	s.acceptLog.every = time.Second
+	switch o.Engine {
+	case engineGoroutine:
+		s.eng = goroutineEngine{s}
+	}
+	return s, nil
+}
+
+const (
+	maxRecord     = 16 << 10
+	maxErrorReply = 256
+)
+
+// Serve accepts connections on ln and serves them until Shutdown is called
+// or ctx is done; it closes ln before it returns.
+//
+// After Shutdown, Serve returns [ErrServerClosed]. When ctx is done, the
+// server stops at once — as Shutdown with an expired context: every
+// connection is closed hard — and Serve returns ctx.Err(); use Shutdown for
+// a graceful stop. On a permanent accept error Serve returns it, leaving
+// the connections it already has to run. Temporary accept errors, such as
+// running out of file descriptors (EMFILE, ENFILE), are retried after a
+// pause from 5 ms doubling to 1 s, logged at most once a second.
+//
+// Serve never reads from a connection on its own goroutine, so a listener
+// wrapper may read a header (PROXY protocol) lazily in Read or RemoteAddr.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	l := &listener{ln}
+	if !s.trackListener(l) {
+		ln.Close()
+		return ErrServerClosed
+	}
+	defer s.untrackListener(l)
+	stop := context.AfterFunc(ctx, func() { s.forceClose() })
+	defer stop()
+
+	s.log.InfoContext(ctx, "listening", "addr", ln.Addr().String(), "tls", s.tlsConfig != nil,
+		"engine", s.opts.Engine, "max_conns", s.opts.MaxConns, "max_message", s.opts.MaxMessage)
+	err := s.acceptLoop(ctx, ln)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, closes
+// idle connections (with close_notify on TLS), lets connections with work
+// finish — every request already read is answered and its reply written —
+// and closes them once they go idle. It returns nil when all connections
+// are closed. If ctx ends first, the connections still open are closed hard
+// and Shutdown returns ctx.Err(). Serve returns [ErrServerClosed] as soon as
+// Shutdown begins. Handshakes in progress are cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	n := s.beginStop()
+	s.log.InfoContext(ctx, "shutting down", "connections", n)
+	s.eng.drain()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.log.InfoContext(ctx, "shutdown complete")
+		return nil
+	case <-ctx.Done():
+		left := s.forceClose()
+		s.log.WarnContext(ctx, "shutdown timed out; closed connections hard", "connections", left, "err", ctx.Err())
+		return ctx.Err()
+	}
+}
+
+// beginStop marks the server stopping, closes its listeners and returns how
+// many connections it holds.
+func (s *Server) beginStop() int {
+	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		s.stopping.Store(true)
+		close(s.stopped)
+		s.mu.Unlock()
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for l := range s.listeners {
+		l.Close()
+	}
+	return len(s.conns)
+}
+
+// forceClose stops the server and closes every connection hard; it returns
+// how many there were.
+func (s *Server) forceClose() int {
+	s.beginStop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.forced.Store(true)
+		c.nc.Close()
+	}
+	return len(s.conns)
+}
+
+func (s *Server) trackListener(l *listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping.Load() {
+		return false
+	}
+	s.listeners[l] = struct{}{}
+	return true
+}
+
+func (s *Server) untrackListener(l *listener) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.listeners, l)
+	l.Close()
+}
+
+// trackConn registers c, unless the server is stopping.
+func (s *Server) trackConn(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrackConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
