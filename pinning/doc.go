@@ -3,11 +3,80 @@
 // trust-on-first-use store in the style of OpenSSH's known_hosts, and
 // verifiers that plug into [crypto/tls.Config].
 //
-// Entry points: [Pin], [ParsePin] and [PinOf] for pins; [FetchChain] to look
-// at a server's certificates without trusting it.
+// Entry points:
 //
-// Pins are checked in tls.Config.VerifyConnection, which crypto/tls also calls
-// on resumed sessions (VerifyPeerCertificate is not). This is the only package
-// of the project that sets InsecureSkipVerify, and only together with its own
-// VerifyConnection.
+//   - [Pin], [ParsePin] and [PinOf] for pins; [Set] and [ParseSet] for a
+//     current pin with backups.
+//   - [NewTrust] for a client's trust decision in one of the modes [ModeCA],
+//     [ModePin], [ModeCAPin], [ModeTOFU] and [ModeInsecure];
+//     [Trust.Config] gives the tls.Config, and after a completed handshake
+//     [Trust.Record] and [Trust.RecordAnnounced] record what it proved.
+//   - [NewStore] for the known-hosts file: [Store.Lookup], [Store.List],
+//     [Store.Add] and [Store.Forget] are what sc-cert pin list/add/forget
+//     do.
+//   - [FetchChain] to look at a server's certificates without trusting it.
+//
+// Failures that callers act on are typed: [*KeyError] (the server's key is
+// not a trusted one; it carries the "sc-cert pin forget" command),
+// [*UnknownHostError], [*LineError] (an unreadable line of the store) and
+// [*ValidityError].
+//
+// # Where the check runs
+//
+// Pins are checked in tls.Config.VerifyConnection, which crypto/tls also
+// calls on resumed sessions (VerifyPeerCertificate is not: Go issue 31641),
+// so a session cached under one pin set is checked again under the current
+// one. This is the only package of the project that sets
+// InsecureSkipVerify, from one predicate and only together with its own
+// VerifyConnection: in [ModePin] and [ModeTOFU], where the pin and not a CA
+// is the trust anchor, in [ModeInsecure], and in [FetchChain]. [ModeCA] and
+// [ModeCAPin] keep crypto/tls's chain and name verification.
+//
+// Nothing is written to the store during a handshake: VerifyConnection only
+// reads it, and the client calls [Trust.Record] once the handshake has
+// completed, because only then has the server proved that it holds the key
+// (its signature and Finished message have been checked).
+//
+// # The known hosts file
+//
+// The store is a UTF-8 text file, by default space-captain/known_hosts in
+// the user's configuration directory ([DefaultStorePath]). Blank lines and
+// lines starting with "#" are comments. Every other line is one server:
+//
+//	HOST:PORT FIELD...  [# comment]
+//
+//	127.0.0.1:4242 current=sha256//q5i…=;first=2026-11-26T10:00:00Z;last=2026-11-27T09:12:44Z;via=first-use backup=sha256//Xk2…=;first=2026-11-26T10:00:00Z;via=announced
+//
+// HOST:PORT is canonical: a lower-case host name without a trailing dot or
+// a normalized IP address (IPv6 in brackets), and a decimal port. Fields
+// are separated by spaces or tabs. A pin field is current=PIN or
+// backup=PIN, followed by ";"-separated attributes: first= (when the pin was
+// recorded) and last= (when a verified handshake last presented it), both
+// RFC 3339 UTC with whole seconds, and via= (how it was learned: first-use,
+// announced, or added by a person). A line has at least one pin and at most
+// one current pin; any pin is accepted. Other NAME=VALUE fields and
+// attributes are kept as they are, so a newer version can add some; only a
+// line that changes is rewritten, and then its unknown fields follow its
+// pins.
+//
+// A line that breaks these rules, or a second line for the same host, is
+// reported as a [*LineError] with its line number. Its host fails closed: it
+// is neither trusted nor treated as unknown until the line is fixed or the
+// host is forgotten. The rest of the file keeps working and is never
+// erased. A line whose HOST:PORT cannot be read might be any host's, so
+// while it is there no unknown host is trusted on first use.
+//
+// # Key rollover
+//
+// A server announces its next key inside a session authenticated by its
+// current one; [Trust.RecordAnnounced] records it as a backup (RFC 7583's
+// pre-publication, OpenSSH's UpdateHostKeys). When the server moves to that
+// key, the handshake is accepted because any pin matches, and
+// [Trust.Record] makes the key current, keeping the former current key as
+// a backup: the handshake proves the new key, not that the old one is gone
+// (a server may roll back, or a fleet may be half rolled over). The server's
+// next announcement, made with the new key, is authoritative, as an HPKP
+// header (RFC 7469) replaces the pins noted before: learned pins it no
+// longer lists, the old key among them, are dropped. Pins added by a
+// person stay until that person forgets the host.
 package pinning

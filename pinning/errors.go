@@ -16,6 +16,16 @@ var ErrNoPeerCertificate = errors.New("pinning: the server presented no certific
 // connection it lets through unchecked.
 var ErrInsecure = errors.New("pinning: insecure mode: the server's identity was not checked")
 
+// ErrHandshakeIncomplete is returned by [Trust.Record] and
+// [Trust.RecordAnnounced] for a connection state whose handshake has not
+// completed: until it has, the server has not proved it holds the key, so
+// nothing may be recorded.
+var ErrHandshakeIncomplete = errors.New("pinning: the TLS handshake has not completed; nothing recorded")
+
+// ErrBadAnnouncement is wrapped by [Trust.RecordAnnounced] when the pins a
+// server announced do not fit the key it presented.
+var ErrBadAnnouncement = errors.New("pinning: the server's announced pins do not fit its key; nothing recorded")
+
 // forgetCommand is the command that removes a host from the store. Kept in
 // one place: every message that tells a person how to recover uses it.
 const forgetCommand = "sc-cert pin forget"
