@@ -17,6 +17,7 @@ type ServerError struct {
 	Reason string
 }
 
+// Error says which request the server refused and why.
 func (e *ServerError) Error() string {
 	return fmt.Sprintf("server refused the %v request: %s", e.Type, e.Reason)
 }

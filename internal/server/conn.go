@@ -18,8 +18,12 @@ import (
 // input; what a connection does with its input — answer, account, close —
 // is the Server's (answer, finish), so every engine behaves the same.
 type engine interface {
-	// serve drives c, just accepted and tracked, on a goroutine of its
-	// own, from the handshake to s.finish(c, …), which it calls once.
+	// serve is called on a new goroutine for c, just accepted, counted
+	// and tracked. The engine owns c from then on: it runs the handshake
+	// under HandshakeTimeout (crypto/tls handshakes need a goroutine),
+	// serves requests through s.answer, and calls s.finish(c, …) exactly
+	// once, from whichever goroutine sees the end. serve may return
+	// before that (an event loop that parks c).
 	serve(c *conn)
 	// drain is called once by Shutdown, after the server is marked
 	// stopping: it closes idle connections gracefully and lets the others
