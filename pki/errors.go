@@ -104,10 +104,15 @@ func pathPrefix(path string) string {
 	return fmt.Sprintf("%q: ", path)
 }
 
-// roundDuration drops sub-second noise from durations shown to people.
-func roundDuration(d time.Duration) time.Duration {
-	if d > time.Minute || d < -time.Minute {
-		return d.Round(time.Second)
+// roundDuration formats a duration for people: days and hours, to the
+// nearest hour, when long ("90d0h"), else rounded to the second.
+func roundDuration(d time.Duration) string {
+	if d < 0 {
+		return "-" + roundDuration(-d)
 	}
-	return d.Round(time.Millisecond)
+	if d >= 24*time.Hour {
+		d = d.Round(time.Hour)
+		return fmt.Sprintf("%dd%dh", d/(24*time.Hour), d%(24*time.Hour)/time.Hour)
+	}
+	return d.Round(time.Second).String()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -166,7 +165,7 @@ func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
 			}
 		}
 		if len(existing) > 0 {
-			return nil, fmt.Errorf("initialising %q: %s already exist(s) (use --force to replace them): %w", l.Dir, strings.Join(existing, ", "), fs.ErrExist)
+			return nil, fmt.Errorf("initialising %q: refusing to replace %s: %w", l.Dir, strings.Join(existing, ", "), fs.ErrExist)
 		}
 	}
 
@@ -239,9 +238,6 @@ func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	add(l.ServerCert, EncodeCertificatesPEM(res.Server), CertFileMode)
 
 	if err := commit(l.Dir, changes, opts.hook); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("initialising %q: %w (use --force to replace)", l.Dir, err)
-		}
 		return nil, fmt.Errorf("initialising %q: %w", l.Dir, err)
 	}
 	return res, nil
