@@ -28,7 +28,8 @@ type Error struct {
 	Code int
 	// Err is the error itself.
 	Err error
-	// Hints are printed after the error, one "PROG: hint: …" line each.
+	// Hints are printed after the error, one "PROG: hint: …" line each;
+	// empty ones are skipped.
 	Hints []string
 }
 
@@ -95,6 +96,9 @@ func Report(w io.Writer, prog string, err error) int {
 	var e *Error
 	if errors.As(err, &e) {
 		for _, h := range e.Hints {
+			if h == "" {
+				continue
+			}
 			for _, line := range strings.Split(h, "\n") {
 				fmt.Fprintf(w, "%s: hint: %s\n", prog, line)
 			}
@@ -108,8 +112,32 @@ func Report(w io.Writer, prog string, err error) int {
 // besides signal.NotifyContext and os.Exit. Root must set SilenceErrors
 // and SilenceUsage, which [SetupRoot] does.
 func Main(ctx context.Context, root *cobra.Command) int {
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil && ExitCode(err) == ExitFailure && isCobraUsageError(err) {
+		err = &Error{Code: ExitUsage, Err: err, Hints: []string{fmt.Sprintf("run '%s --help' for usage", cmd.CommandPath())}}
+	}
 	return Report(root.ErrOrStderr(), root.Name(), err)
+}
+
+// isCobraUsageError recognises the errors cobra returns, untyped, for
+// required and mutually exclusive flags, argument counts and unknown
+// commands — after parsing, where SetFlagErrorFunc does not reach.
+func isCobraUsageError(err error) bool {
+	msg := err.Error()
+	for _, prefix := range []string{
+		"required flag(s) ",
+		"if any flags in the group ",
+		"at least one of the flags in the group ",
+		"unknown command ",
+		"accepts ",
+		"requires at least ",
+		"invalid argument ",
+	} {
+		if strings.HasPrefix(msg, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetupRoot applies the conventions every root command shares: errors are

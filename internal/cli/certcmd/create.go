@@ -1,0 +1,183 @@
+package certcmd
+
+import (
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/pki"
+	"github.com/spf13/cobra"
+)
+
+type createOptions struct {
+	certPath, keyPath     string
+	keyType               pki.KeyType
+	san                   sanFlags
+	validity              validityFlags
+	notBefore             time.Time
+	isCA                  bool
+	issuerCert, issuerKey string
+	encrypt, force, json  bool
+	pass, issuerPass      *cli.Passphrase
+}
+
+func newCreateCmd(env *Env) *cobra.Command {
+	o := &createOptions{pass: env.passphrase(), issuerPass: env.passphrase()}
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Make one key and certificate: a server certificate or a CA, self-signed or issued",
+		Long: `create makes a new key and a certificate for it.
+
+By default the certificate is a self-signed server certificate (CA:FALSE,
+digitalSignature, serverAuth) valid 90 days, for localhost, 127.0.0.1, ::1
+and the host name unless --dns or --ip name others. --ca makes a CA
+certificate instead (CA:TRUE, path length 0, keyCertSign, cRLSign) valid 10
+years. --issuer-cert and --issuer-key have an existing CA sign it.
+
+Every certificate gets a random 128-bit serial, a Subject Key Identifier and
+an Authority Key Identifier, and starts 5 minutes in the past for clock skew.
+Keys are written as PKCS#8 with mode 0600, certificates with mode 0644, both
+atomically; existing files are left alone unless --force is given.`,
+		Example: `  sc-cert create --cert server.crt --key server.key --dns game.example
+  sc-cert create --ca --cert ca.crt --key ca.key --cn "Game CA" --key-type ecdsa-p384
+  sc-cert create --cert s.crt --key s.key --issuer-cert ca.crt --issuer-key ca.key --validity 30d
+  sc-cert create --cert s.crt --key s.key --key-type rsa-4096 --not-after 2027-01-31T00:00:00Z
+  sc-cert create --cert s.crt --key s.key --password-file pw.txt   # encrypted key`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.pass.Prompt, o.issuerPass.Prompt = cmd.ErrOrStderr(), cmd.ErrOrStderr()
+			return runCreate(cmd.OutOrStdout(), cmd.ErrOrStderr(), env, o)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.certPath, "cert", "", "certificate `FILE` to write (default server.crt, or ca.crt with --ca)")
+	fs.StringVar(&o.keyPath, "key", "", "key `FILE` to write (default server.key, or ca.key with --ca)")
+	fs.Var(keyTypeValue{&o.keyType}, "key-type", "key `type`: "+keyTypeNames()+" (default ecdsa-p256)")
+	o.san.add(fs)
+	o.validity.add(fs, "90d, or 10y with --ca")
+	fs.Var(timeValue{&o.notBefore}, "not-before", "start of validity as an RFC 3339 `TIME` (default: now minus 5 minutes)")
+	fs.BoolVar(&o.isCA, "ca", false, "make a CA certificate")
+	fs.StringVar(&o.issuerCert, "issuer-cert", "", "CA certificate `FILE` that signs (default: self-signed)")
+	fs.StringVar(&o.issuerKey, "issuer-key", "", "key `FILE` of the CA that signs")
+	fs.BoolVar(&o.encrypt, "encrypt-key", false, "encrypt the new key with a passphrase (PKCS#8, PBES2); implied by --password-file")
+	o.pass.AddFlags(fs)
+	fs.StringVar(&o.issuerPass.File, "issuer-password-file", "", "read the issuer key's passphrase from `FILE` (else $SC_KEY_PASSWORD, else a prompt)")
+	fs.BoolVar(&o.force, "force", false, "replace existing files")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+	cmd.MarkFlagsMutuallyExclusive("validity", "not-after")
+	cmd.MarkFlagsRequiredTogether("issuer-cert", "issuer-key")
+	return cmd
+}
+
+type createJSON struct {
+	Cert        string    `json:"cert"`
+	Key         string    `json:"key"`
+	KeyType     string    `json:"key_type"`
+	IsCA        bool      `json:"is_ca"`
+	SelfSigned  bool      `json:"self_signed"`
+	Serial      string    `json:"serial"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	DNSNames    []string  `json:"dns_names"`
+	IPs         []string  `json:"ip_addresses"`
+	Pin         string    `json:"pin"`
+	Fingerprint string    `json:"sha256_fingerprint"`
+	Encrypted   bool      `json:"encrypted"`
+}
+
+func runCreate(stdout, stderr io.Writer, env *Env, o *createOptions) error {
+	if o.certPath == "" {
+		o.certPath = map[bool]string{false: pki.ServerCertFile, true: pki.CACertFile}[o.isCA]
+	}
+	if o.keyPath == "" {
+		o.keyPath = map[bool]string{false: pki.ServerKeyFile, true: pki.CAKeyFile}[o.isCA]
+	}
+	if filepath.Clean(o.certPath) == filepath.Clean(o.keyPath) {
+		return cli.Usagef("--cert and --key name the same file %q", o.certPath)
+	}
+	if err := checkAbsent(o.force, o.certPath, o.keyPath); err != nil {
+		return cli.WithHint(err, existHint(err, "--force"))
+	}
+	var issuer *x509.Certificate
+	var issuerKey crypto.Signer
+	if o.issuerCert != "" {
+		pair, err := pki.LoadPair(o.issuerCert, o.issuerKey, pki.LoadOptions{
+			Key: pki.KeyOptions{Passphrase: o.issuerPass.Source(o.issuerKey)}, NoRecover: true, Now: env.Now})
+		if err != nil {
+			return fmt.Errorf("loading the issuer: %w", err)
+		}
+		issuer, issuerKey = pair.Leaf(), pair.Key.Signer
+	}
+	var pass []byte
+	if o.encrypt || o.pass.File != "" {
+		var err error
+		if pass, err = o.pass.ForNewKey(o.keyPath); err != nil {
+			return err
+		}
+	}
+	stop := func() {}
+	if o.keyType == pki.KeyRSA4096 {
+		stop = cli.StartSpinner(stderr, "generating an RSA-4096 key")
+	}
+	key, err := pki.GenerateKey(o.keyType)
+	stop()
+	if err != nil {
+		return err
+	}
+	if issuerKey == nil {
+		issuerKey = key
+	}
+	cert, err := pki.CreateCertificate(key.Public(), pki.CertOptions{
+		CommonName:  o.san.cn,
+		DNSNames:    o.san.dns,
+		IPAddresses: o.san.ips,
+		IsCA:        o.isCA,
+		Validity:    o.validity.validity,
+		NotBefore:   o.notBefore,
+		NotAfter:    o.validity.notAfter,
+		Issuer:      issuer,
+		IssuerKey:   issuerKey,
+		Now:         env.Now,
+	})
+	if err != nil {
+		return err
+	}
+	// The key first: a certificate without its key is useless, a key
+	// without a certificate harmless.
+	if err := pki.WriteKeyFile(o.keyPath, key, pki.WriteOptions{Passphrase: pass, Overwrite: o.force}); err != nil {
+		return cli.WithHint(err, existHint(err, "--force"))
+	}
+	if err := pki.WriteCertificatesFile(o.certPath, []*x509.Certificate{cert}, pki.WriteOptions{Overwrite: o.force}); err != nil {
+		return cli.WithHint(err, existHint(err, "--force"))
+	}
+	out := createJSON{
+		Cert: o.certPath, Key: o.keyPath, KeyType: pki.DescribeKey(cert.PublicKey), IsCA: cert.IsCA,
+		SelfSigned: issuer == nil, Serial: pki.SerialHex(cert.SerialNumber),
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
+		DNSNames: nonNil(cert.DNSNames), IPs: ipStrings(cert.IPAddresses),
+		Pin: pinOfCert(cert), Fingerprint: pki.Fingerprint(cert), Encrypted: len(pass) > 0,
+	}
+	if o.json {
+		return cli.PrintJSON(stdout, out)
+	}
+	what := "server certificate"
+	if cert.IsCA {
+		what = "CA certificate"
+	}
+	how := "self-signed"
+	if issuer != nil {
+		how = "issued by " + o.issuerCert
+	}
+	fmt.Fprintf(stdout, "Created %s (%s, %s, %s) valid until %s\n", o.certPath, what, out.KeyType, how, cert.NotAfter.Format(time.RFC3339))
+	enc := ""
+	if out.Encrypted {
+		enc = ", encrypted"
+	}
+	fmt.Fprintf(stdout, "Created %s (private key, mode 0600%s)\n", o.keyPath, enc)
+	fmt.Fprintf(stdout, "Pin: %s\nSHA-256 fingerprint: %s\n", out.Pin, out.Fingerprint)
+	return nil
+}

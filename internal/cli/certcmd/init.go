@@ -1,0 +1,185 @@
+package certcmd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/pki"
+	"github.com/spf13/cobra"
+)
+
+type initOptions struct {
+	dir        string
+	selfSigned bool
+	keyType    pki.KeyType
+	caKeyType  pki.KeyType
+	san        sanFlags
+	validity   validityFlags
+	caValidity time.Duration
+	encrypt    bool
+	force      bool
+	json       bool
+	pass       *cli.Passphrase
+}
+
+func newInitCmd(env *Env) *cobra.Command {
+	o := &initOptions{}
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Make the default certificate layout: a local CA, the server certificate and keys",
+		Long: `init makes a certificate directory in one step (all files appear together or
+none does):
+
+  ca.crt           the local CA certificate: give it to CA-file clients
+  ca.key           the local CA key (0600): lets sc-cert rotate and sc-server
+                   renew the server certificate; move it offline if you prefer
+                   and name it with --issuer-key when renewing
+  server.crt       the server certificate, issued by the CA
+  server.key       the server key (0600)
+  server.next.key  the next server key (0600), made ahead of time so its pin
+                   can be handed out before the rollover (rotate --promote-next)
+
+With --self-signed it makes the plain layout instead: server.crt is
+self-signed, ca.crt is a copy of it and there is no ca.key. Every re-issue
+then invalidates the copy CA-file clients hold.
+
+It prints the pins of the server key and the next key, and what to do next.
+Existing files are left alone unless --force is given.`,
+		Example: `  sc-cert init
+  sc-cert init --dir /etc/space-captain --dns game.example --ip 192.0.2.10
+  sc-cert init --self-signed --key-type ed25519
+  SC_KEY_PASSWORD=... sc-cert init --encrypt-key --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.pass.Prompt = cmd.ErrOrStderr()
+			return runInit(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), env, o)
+		},
+	}
+	o.pass = env.passphrase()
+	fs := cmd.Flags()
+	fs.StringVar(&o.dir, "dir", pki.DefaultDir, "`DIR`ectory to make the files in (created if missing)")
+	fs.BoolVar(&o.selfSigned, "self-signed", false, "make a self-signed server certificate and no CA (ca.crt is a copy of server.crt)")
+	fs.Var(keyTypeValue{&o.keyType}, "key-type", "server and next key `type`: "+keyTypeNames()+" (default ecdsa-p256)")
+	fs.Var(keyTypeValue{&o.caKeyType}, "ca-key-type", "CA key `type` (default: --key-type)")
+	o.san.add(fs)
+	o.validity.add(fs, "90d")
+	fs.Var(durationValue{&o.caValidity}, "ca-validity", "how long the CA is valid, as a `DURATION` (default 10y)")
+	fs.BoolVar(&o.encrypt, "encrypt-key", false, "encrypt server.key and server.next.key with a passphrase (PKCS#8, PBES2); the server then needs it to start")
+	o.pass.AddFlags(fs)
+	fs.BoolVar(&o.force, "force", false, "replace existing files")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+	cmd.MarkFlagsMutuallyExclusive("validity", "not-after")
+	cmd.MarkFlagsMutuallyExclusive("self-signed", "ca-key-type")
+	cmd.MarkFlagsMutuallyExclusive("self-signed", "ca-validity")
+	return cmd
+}
+
+type initJSON struct {
+	Dir        string    `json:"dir"`
+	SelfSigned bool      `json:"self_signed"`
+	Files      []fileRef `json:"files"`
+	Pin        string    `json:"pin"`
+	NextPin    string    `json:"next_pin"`
+	CAPin      string    `json:"ca_pin"`
+	NotAfter   time.Time `json:"not_after"`
+	DNSNames   []string  `json:"dns_names"`
+	IPs        []string  `json:"ip_addresses"`
+}
+
+type fileRef struct {
+	Path string `json:"path"`
+	Role string `json:"role"`
+}
+
+func runInit(ctx context.Context, stdout, stderr io.Writer, env *Env, o *initOptions) error {
+	opts := pki.InitOptions{
+		Dir:         o.dir,
+		SelfSigned:  o.selfSigned,
+		KeyType:     o.keyType,
+		CAKeyType:   o.caKeyType,
+		CommonName:  o.san.cn,
+		DNSNames:    o.san.dns,
+		IPAddresses: o.san.ips,
+		Validity:    o.validity.validity,
+		NotAfter:    o.validity.notAfter,
+		CAValidity:  o.caValidity,
+		Overwrite:   o.force,
+		Now:         env.Now,
+	}
+	if o.encrypt || o.pass.File != "" {
+		pw, err := o.pass.ForNewKey("the new server key")
+		if err != nil {
+			return err
+		}
+		opts.KeyPassphrase = pw
+	}
+	stop := func() {}
+	if o.keyType == pki.KeyRSA4096 || o.caKeyType == pki.KeyRSA4096 {
+		stop = cli.StartSpinner(stderr, "generating RSA-4096 keys")
+	}
+	res, err := pki.InitLayout(ctx, opts)
+	stop()
+	if err != nil {
+		return cli.WithHint(err, existHint(err, "--force"))
+	}
+	l := res.Layout
+	out := initJSON{
+		Dir:        l.Dir,
+		SelfSigned: res.SelfSigned,
+		Pin:        pinOfCert(res.Server),
+		NextPin:    pinOfKey(res.NextKey),
+		CAPin:      pinOfCert(res.CA),
+		NotAfter:   res.Server.NotAfter,
+		DNSNames:   nonNil(res.Server.DNSNames),
+		IPs:        ipStrings(res.Server.IPAddresses),
+	}
+	if res.SelfSigned {
+		out.Files = []fileRef{{l.CACert, "copy of the self-signed server certificate (for CA-file clients)"}}
+	} else {
+		out.Files = []fileRef{{l.CACert, "local CA certificate (for CA-file clients)"}, {l.CAKey, "local CA key"}}
+	}
+	out.Files = append(out.Files, fileRef{l.ServerCert, "server certificate"}, fileRef{l.ServerKey, "server key"}, fileRef{l.NextKey, "next server key"})
+	if res.SelfSigned {
+		fmt.Fprintf(stderr, "sc-cert: warning: %s is a copy of the self-signed %s: CA-file clients need the new copy after every re-issue (sc-cert rotate); pin and TOFU clients keep working\n", l.CACert, l.ServerCert)
+	}
+	if o.json {
+		return cli.PrintJSON(stdout, out)
+	}
+	kind := "a local CA issues the server certificate"
+	if res.SelfSigned {
+		kind = "self-signed server certificate"
+	}
+	fmt.Fprintf(stdout, "Created %s (%s):\n", l.Dir, kind)
+	for _, f := range out.Files {
+		fmt.Fprintf(stdout, "  %-28s %s\n", f.Path, f.Role)
+	}
+	names := append(append([]string{}, out.DNSNames...), out.IPs...)
+	fmt.Fprintf(stdout, "\nThe server certificate is for %s and valid until %s.\n", strings.Join(names, ", "), res.Server.NotAfter.Format(time.RFC3339))
+	fmt.Fprintf(stdout, "\nPin (server key): %s\nPin (next key):   %s\n", out.Pin, out.NextPin)
+	fmt.Fprintf(stdout, "\nNext:\n")
+	fmt.Fprintf(stdout, "  - serve %s with the key %s\n", l.ServerCert, l.ServerKey)
+	fmt.Fprintf(stdout, "  - CA-file clients trust %s, e.g. curl --cacert %s https://localhost:4242/\n", l.CACert, l.CACert)
+	fmt.Fprintf(stdout, "  - pin clients use both pins, e.g. curl --pinnedpubkey '%s;%s'\n", out.Pin, out.NextPin)
+	fmt.Fprintf(stdout, "  - renew before %s: sc-cert rotate --cert %s --key %s\n", res.Server.NotAfter.Format("2006-01-02"), l.ServerCert, l.ServerKey)
+	return nil
+}
+
+func ipStrings(ips []net.IP) []string {
+	s := []string{}
+	for _, ip := range ips {
+		s = append(s, ip.String())
+	}
+	return s
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

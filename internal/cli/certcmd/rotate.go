@@ -1,0 +1,158 @@
+package certcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/pki"
+	"github.com/spf13/cobra"
+)
+
+type rotateOptions struct {
+	certPath, keyPath, nextKeyPath string
+	issuerCert, issuerKey          string
+	validity                       validityFlags
+	promoteNext                    bool
+	timeout                        time.Duration
+	json                           bool
+	pass, issuerPass               *cli.Passphrase
+}
+
+func newRotateCmd(env *Env) *cobra.Command {
+	o := &rotateOptions{pass: env.passphrase(), issuerPass: env.passphrase()}
+	cmd := &cobra.Command{
+		Use:   "rotate [--cert FILE] [--key FILE] [--validity DURATION | --not-after TIME] [--promote-next]",
+		Short: "Re-issue a certificate in place, on the same key or the pre-made next key",
+		Long: `rotate re-issues the certificate in place with a new serial, keeping its
+subject and names, for the same lifetime as before unless --validity or
+--not-after say otherwise.
+
+Who signs: a CA-issued certificate is re-issued by its CA — ca.crt and
+ca.key beside it by default, or the CA named by --issuer-cert and
+--issuer-key (say, kept offline). A self-signed certificate is re-signed by
+its own key, and a ca.crt beside it that is its copy is rewritten; CA-file
+clients then need the new copy.
+
+By default the key is kept, so every client's pin stays valid. With
+--promote-next the pre-made next key (server.next.key) becomes the server key
+and a fresh next key of the same type is made: clients that were given the
+next pin ahead of time keep working.
+
+All files change together or not at all, even if the machine crashes
+halfway, and concurrent rotations of one directory (several servers sharing
+it) take turns through a lock file there.`,
+		Example: `  sc-cert rotate
+  sc-cert rotate --cert certs/server.crt --key certs/server.key --validity 30d
+  sc-cert rotate --promote-next
+  sc-cert rotate --issuer-cert /mnt/offline/ca.crt --issuer-key /mnt/offline/ca.key --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.pass.Prompt, o.issuerPass.Prompt = cmd.ErrOrStderr(), cmd.ErrOrStderr()
+			return runRotate(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), env, o)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.certPath, "cert", filepath.Join(pki.DefaultDir, pki.ServerCertFile), "certificate `FILE` to re-issue")
+	fs.StringVar(&o.keyPath, "key", "", "its key `FILE` (default: server.key beside --cert)")
+	fs.StringVar(&o.nextKeyPath, "next-key", "", "the next key `FILE` (default: --key with .next before its extension, e.g. server.next.key)")
+	fs.StringVar(&o.issuerCert, "issuer-cert", "", "CA certificate `FILE` that signs (default: ca.crt beside --cert when CA-issued)")
+	fs.StringVar(&o.issuerKey, "issuer-key", "", "key `FILE` of that CA (default: ca.key beside --issuer-cert)")
+	o.validity.add(fs, "the current certificate's lifetime")
+	fs.BoolVar(&o.promoteNext, "promote-next", false, "make the next key current and make a fresh next key")
+	fs.DurationVar(&o.timeout, "lock-timeout", 30*time.Second, "how long to wait for another rotation of the same directory")
+	o.pass.AddFlags(fs)
+	fs.StringVar(&o.issuerPass.File, "issuer-password-file", "", "read the CA key's passphrase from `FILE` (else $SC_KEY_PASSWORD, else a prompt)")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+	cmd.MarkFlagsMutuallyExclusive("validity", "not-after")
+	return cmd
+}
+
+type rotateJSON struct {
+	Cert        string    `json:"cert"`
+	OldSerial   string    `json:"old_serial"`
+	NewSerial   string    `json:"new_serial"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	SignedBy    string    `json:"signed_by"` // "self" or the issuer's subject
+	Promoted    bool      `json:"promoted"`
+	OldPin      string    `json:"old_pin"`
+	Pin         string    `json:"pin"`
+	NextPin     string    `json:"next_pin,omitempty"`
+	CACopy      string    `json:"ca_copy,omitempty"`
+	Written     []string  `json:"written"`
+	Fingerprint string    `json:"sha256_fingerprint"`
+}
+
+func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotateOptions) error {
+	if o.issuerKey != "" && o.issuerCert == "" {
+		return cli.Usagef("--issuer-key needs --issuer-cert")
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	res, err := pki.Rotate(ctx, pki.RotateOptions{
+		CertPath:            o.certPath,
+		KeyPath:             o.keyPath,
+		NextKeyPath:         o.nextKeyPath,
+		IssuerCertPath:      o.issuerCert,
+		IssuerKeyPath:       o.issuerKey,
+		Validity:            o.validity.validity,
+		NotAfter:            o.validity.notAfter,
+		PromoteNext:         o.promoteNext,
+		KeyPassphrase:       o.pass.Source("the server key"),
+		IssuerKeyPassphrase: o.issuerPass.Source("the CA key"),
+		Now:                 env.Now,
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, pki.ErrIssuerKeyMissing), errors.Is(err, pki.ErrNotIssuer):
+			return cli.WithHint(err, "name the CA with --issuer-cert FILE --issuer-key FILE")
+		case errors.Is(err, context.DeadlineExceeded):
+			return cli.WithHint(err, "another rotation holds the lock; wait for it or raise --lock-timeout")
+		}
+		return keyHint(err)
+	}
+	out := rotateJSON{
+		Cert:        o.certPath,
+		OldSerial:   pki.SerialHex(res.Old.SerialNumber),
+		NewSerial:   pki.SerialHex(res.New.SerialNumber),
+		NotBefore:   res.New.NotBefore,
+		NotAfter:    res.New.NotAfter,
+		SignedBy:    "self",
+		Promoted:    res.Promoted,
+		OldPin:      pinOfCert(res.Old),
+		Pin:         pinOfCert(res.New),
+		CACopy:      res.CACopy,
+		Written:     res.Written,
+		Fingerprint: pki.Fingerprint(res.New),
+	}
+	if res.Issuer != nil {
+		out.SignedBy = res.Issuer.Subject.String()
+	}
+	if res.NextKey != nil {
+		out.NextPin = pinOfKey(res.NextKey)
+	}
+	if res.CACopy != "" {
+		fmt.Fprintf(stderr, "sc-cert: warning: %s was rewritten as the copy of the new self-signed certificate: CA-file clients need this new copy\n", res.CACopy)
+	}
+	if o.json {
+		return cli.PrintJSON(stdout, out)
+	}
+	fmt.Fprintf(stdout, "Re-issued %s, valid until %s (serial %s)\n", o.certPath, res.New.NotAfter.Format(time.RFC3339), out.NewSerial)
+	if res.Issuer != nil {
+		fmt.Fprintf(stdout, "Signed by %s\n", out.SignedBy)
+	} else {
+		fmt.Fprintf(stdout, "Self-signed\n")
+	}
+	if res.Promoted {
+		fmt.Fprintf(stdout, "Promoted the next key: the pin changed from %s\n  to %s\n", out.OldPin, out.Pin)
+		fmt.Fprintf(stdout, "New next key pin: %s (hand it to pin clients ahead of the next rollover)\n", out.NextPin)
+	} else {
+		fmt.Fprintf(stdout, "Key kept: the pin is unchanged, %s\n", out.Pin)
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package certcmd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/pinning"
+	"github.com/spacecaptain/spacecaptain/pki"
+)
+
+// source is what inspect and fingerprint look at: a certificate file, a
+// key file, or a server's chain.
+type source struct {
+	name  string
+	certs []*x509.Certificate // leaf first; nil for a key
+	key   *pki.Key
+	state *tls.ConnectionState // set for HOST:PORT
+}
+
+type sourceOptions struct {
+	serverName string
+	timeout    time.Duration
+	pass       *cli.Passphrase
+}
+
+// loadSource reads arg as a file when one exists by that name, else as
+// HOST:PORT and fetches the server's chain without trusting it.
+func loadSource(ctx context.Context, arg string, o sourceOptions) (*source, error) {
+	if _, err := os.Stat(arg); err == nil {
+		return loadFile(arg, o)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	host, port, err := net.SplitHostPort(arg)
+	if _, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || host == "" {
+		return nil, cli.WithHint(fmt.Errorf("reading %q: %w", arg, fs.ErrNotExist),
+			"give a certificate or key FILE, or a server as HOST:PORT (e.g. localhost:4242)")
+	}
+	certs, state, err := pinning.FetchChain(ctx, arg, pinning.FetchOptions{ServerName: o.serverName, Timeout: o.timeout})
+	if err != nil && len(certs) == 0 {
+		return nil, cli.WithHint(fmt.Errorf("fetching the certificate of %s: %w", arg, err),
+			fmt.Sprintf("is a TLS server listening on %s? (no file named %q exists, so it was read as HOST:PORT)", arg, arg))
+	}
+	return &source{name: arg, certs: certs, state: &state}, nil
+}
+
+func loadFile(path string, o sourceOptions) (*source, error) {
+	certs, err := pki.ReadCertificatesFile(path)
+	if err == nil {
+		return &source{name: path, certs: certs}, nil
+	}
+	if !errors.Is(err, pki.ErrNoCertificate) {
+		return nil, err
+	}
+	data, rerr := os.ReadFile(path)
+	if rerr != nil {
+		return nil, rerr
+	}
+	if _, kerr := pki.ParseKeyPEM(data, pki.KeyOptions{}); errors.Is(kerr, pki.ErrNoKey) || errors.Is(kerr, pki.ErrMalformedPEM) {
+		// Neither a certificate nor a key: report the certificate error.
+		return nil, err
+	}
+	key, err := pki.ReadKeyFile(path, pki.KeyOptions{Passphrase: o.pass.Source(path)})
+	if err != nil {
+		return nil, keyHint(err)
+	}
+	return &source{name: path, key: key}, nil
+}
+
+// keyHint adds the passphrase hint to key errors that need one.
+func keyHint(err error) error {
+	switch {
+	case errors.Is(err, pki.ErrIncorrectPassphrase):
+		return cli.WithHint(err, "check --password-file or $"+cli.PassphraseEnv)
+	case errors.Is(err, pki.ErrKeyFilePermissions):
+		return cli.WithHint(err, "a key readable by others may have leaked: consider rotating it with sc-cert rotate --promote-next")
+	}
+	return err
+}

@@ -1,0 +1,218 @@
+package certcmd
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/pinning"
+	"github.com/spacecaptain/spacecaptain/pki"
+	"github.com/spf13/cobra"
+)
+
+type verifyOptions struct {
+	certPath, keyPath string
+	pins              []string
+	caPath            string
+	dnsName           string
+	checkExpiry       time.Duration
+	json              bool
+	pass              *cli.Passphrase
+}
+
+func newVerifyCmd(env *Env) *cobra.Command {
+	o := &verifyOptions{pass: env.passphrase()}
+	cmd := &cobra.Command{
+		Use:   "verify --cert FILE [--key FILE] [--pin PIN]... [--ca FILE] [--check-expiry DURATION]",
+		Short: "Check a certificate: its key, its validity, pins and chain",
+		Long: `verify runs every check that applies and prints one line per check, then
+exits with the code of the first that failed:
+
+  key      --key belongs to the certificate                  exit 3
+  valid    the certificate is valid now                      exit 4
+  expiry   it stays valid for at least --check-expiry        exit 5
+  pin      its key matches one of the --pin values           exit 6
+  chain    it verifies against --ca for server auth (and     exit 7
+           for --dns NAME when given)
+
+Any other error (unreadable file, wrong passphrase) exits 1. Pins are in
+the sha256//BASE64 form or hex, as sc-cert fingerprint prints them; any
+one matching is a match (the current pin plus backups). Without --key the
+key check is skipped.`,
+		Example: `  sc-cert verify --cert certs/server.crt --key certs/server.key
+  sc-cert verify --cert certs/server.crt --ca certs/ca.crt --dns localhost
+  sc-cert verify --cert certs/server.crt --check-expiry 30d || sc-cert rotate
+  sc-cert verify --cert certs/server.crt --pin sha256//AAAA... --pin sha256//BBBB... --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.pass.Prompt = cmd.ErrOrStderr()
+			return runVerify(cmd.OutOrStdout(), env, o)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.certPath, "cert", "", "certificate (chain) `FILE` to check (required)")
+	fs.StringVar(&o.keyPath, "key", "", "private key `FILE` that should belong to the certificate")
+	fs.StringArrayVar(&o.pins, "pin", nil, "accepted `PIN` of the certificate's key, sha256//BASE64 or hex (can be repeated; any match passes)")
+	fs.StringVar(&o.caPath, "ca", "", "CA certificate(s) `FILE` the certificate must verify against")
+	fs.StringVar(&o.dnsName, "dns", "", "host `NAME` or IP the certificate must be valid for (with --ca)")
+	fs.Var(durationValue{&o.checkExpiry}, "check-expiry", "fail (exit 5) if the certificate expires within `DURATION`, e.g. 30d")
+	o.pass.AddFlags(fs)
+	fs.BoolVar(&o.json, "json", false, "print the results as JSON")
+	_ = cmd.MarkFlagRequired("cert")
+	return cmd
+}
+
+type checkJSON struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+	code   int
+}
+
+type verifyJSON struct {
+	Cert     string      `json:"cert"`
+	OK       bool        `json:"ok"`
+	ExitCode int         `json:"exit_code"`
+	Checks   []checkJSON `json:"checks"`
+}
+
+func runVerify(stdout io.Writer, env *Env, o *verifyOptions) error {
+	if o.dnsName != "" && o.caPath == "" {
+		return cli.Usagef("--dns needs --ca: the name is checked as part of the chain")
+	}
+	var pins []pinning.Pin
+	for _, s := range o.pins {
+		p, err := pinning.ParsePin(s)
+		if err != nil {
+			return cli.WithCode(cli.ExitUsage, fmt.Errorf("--pin: %w", err))
+		}
+		pins = append(pins, p)
+	}
+	chain, err := pki.ReadCertificatesFile(o.certPath)
+	if err != nil {
+		return err
+	}
+	leaf := chain[0]
+	now := env.now()
+	var checks []checkJSON
+	add := func(name string, err error, code int, okDetail string) {
+		c := checkJSON{Name: name, OK: err == nil, Detail: okDetail, code: code}
+		if err != nil {
+			c.Detail = err.Error()
+		}
+		checks = append(checks, c)
+	}
+
+	if o.keyPath != "" {
+		key, err := pki.ReadKeyFile(o.keyPath, pki.KeyOptions{Passphrase: o.pass.Source(o.keyPath)})
+		if err != nil {
+			return keyHint(err)
+		}
+		err = pki.CheckPair(leaf, key.Signer)
+		if err != nil {
+			err = fmt.Errorf("%s does not match %s: %w", o.keyPath, o.certPath, err)
+		}
+		add("key", err, ExitKeyMismatch, o.keyPath+" belongs to the certificate")
+	}
+
+	validity := pki.CheckValidity(leaf, now, 0)
+	add("valid", validity, ExitExpired, fmt.Sprintf("valid until %s, %s left", leaf.NotAfter.UTC().Format(time.RFC3339), formatDuration(leaf.NotAfter.Sub(now))))
+
+	if o.checkExpiry > 0 {
+		var err error
+		if validity == nil {
+			err = pki.CheckValidity(leaf, now, o.checkExpiry)
+		} else {
+			err = errors.New("not valid now")
+		}
+		add("expiry", err, ExitExpiresSoon, "more than "+formatDuration(o.checkExpiry)+" left")
+	}
+
+	if len(pins) > 0 {
+		got := pinning.PinOf(leaf)
+		var err error
+		matched := false
+		for _, p := range pins {
+			matched = matched || p.Equal(got)
+		}
+		if !matched {
+			err = fmt.Errorf("the certificate's key is %s, which is none of the %d pin(s) given", got, len(pins))
+		}
+		add("pin", err, ExitPinMismatch, "key pin "+got.String()+" matches")
+	}
+
+	if o.caPath != "" {
+		roots, err := pki.ReadCertificatesFile(o.caPath)
+		if err != nil {
+			return err
+		}
+		pool, inter := x509.NewCertPool(), x509.NewCertPool()
+		for _, r := range roots {
+			pool.AddCert(r)
+		}
+		for _, c := range chain[1:] {
+			inter.AddCert(c)
+		}
+		_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: o.dnsName,
+			CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		if err != nil {
+			err = fmt.Errorf("does not verify against %s: %w", o.caPath, err)
+		}
+		detail := "verifies against " + o.caPath
+		if o.dnsName != "" {
+			detail += " for " + o.dnsName
+		}
+		add("chain", err, ExitChainInvalid, detail)
+	}
+
+	out := verifyJSON{Cert: o.certPath, OK: true, Checks: checks}
+	var first *checkJSON
+	for i := range checks {
+		if !checks[i].OK && first == nil {
+			first = &checks[i]
+			out.OK = false
+			out.ExitCode = checks[i].code
+		}
+	}
+	if o.json {
+		if err := cli.PrintJSON(stdout, out); err != nil {
+			return err
+		}
+	} else {
+		for _, c := range checks {
+			status := "ok  "
+			if !c.OK {
+				status = "FAIL"
+			}
+			fmt.Fprintf(stdout, "%s %-7s %s\n", status, c.Name, c.Detail)
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	var failed []string
+	for _, c := range checks {
+		if !c.OK {
+			failed = append(failed, c.Name)
+		}
+	}
+	return cli.WithCode(first.code, fmt.Errorf("%s: %s check failed", o.certPath, strings.Join(failed, ", ")), verifyHint(first.Name))
+}
+
+func verifyHint(check string) string {
+	switch check {
+	case "key":
+		return "is it the key of another certificate (server.next.key?), or are --cert and --key from different runs?"
+	case "valid", "expiry":
+		return "renew it on the same key with: sc-cert rotate"
+	case "pin":
+		return "clients pinning the old key must be given the new pin; sc-cert fingerprint prints it"
+	case "chain":
+		return "a self-signed layout's ca.crt must be recopied after every re-issue"
+	}
+	return ""
+}
