@@ -140,7 +140,7 @@ func ParseCertificatesPEM(data []byte) ([]*x509.Certificate, error) {
 				return nil, fmt.Errorf("parsing certificate %d: %w", len(certs)+1, err)
 			}
 			certs = append(certs, c)
-		case isPrivateKeyBlock(b):
+		case isPrivateKeyBlock(b) || b.Type == pemECParameters:
 			return nil, fmt.Errorf("%w: found a private key (%s) where certificates were expected: the certificate and key paths may be swapped", ErrNoCertificate, b.Type)
 		default:
 			return nil, fmt.Errorf("%w: unexpected %q block among certificates", ErrMalformedPEM, b.Type)

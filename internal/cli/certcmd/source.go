@@ -1,6 +1,7 @@
 package certcmd
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -54,20 +55,18 @@ func loadSource(ctx context.Context, arg string, o sourceOptions) (*source, erro
 }
 
 func loadFile(path string, o sourceOptions) (*source, error) {
-	certs, err := pki.ReadCertificatesFile(path)
-	if err == nil {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	// A file with a private key block is a key file; anything else is read
+	// as certificates, whose parser explains what it found instead.
+	if !bytes.Contains(data, []byte("PRIVATE KEY-----")) {
+		certs, err := pki.ReadCertificatesFile(path)
+		if err != nil {
+			return nil, err
+		}
 		return &source{name: path, certs: certs}, nil
-	}
-	if !errors.Is(err, pki.ErrNoCertificate) {
-		return nil, err
-	}
-	data, rerr := os.ReadFile(path)
-	if rerr != nil {
-		return nil, rerr
-	}
-	if _, kerr := pki.ParseKeyPEM(data, pki.KeyOptions{}); errors.Is(kerr, pki.ErrNoKey) || errors.Is(kerr, pki.ErrMalformedPEM) {
-		// Neither a certificate nor a key: report the certificate error.
-		return nil, err
 	}
 	key, err := pki.ReadKeyFile(path, pki.KeyOptions{Passphrase: o.pass.Source(path)})
 	if err != nil {
