@@ -90,8 +90,9 @@ func mustCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
 
 func serverTLS(cert tls.Certificate) *tls.Config {
 	return &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
+		MinVersion:                  tls.VersionTLS12,
+		GetCertificate:              func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
+		DynamicRecordSizingDisabled: true,
 	}
 }
 

@@ -35,12 +35,19 @@ type Options struct {
 	// never see a rotated certificate. New refuses a config that sets
 	// Certificates.
 	//
-	// New clones the config once, to set DynamicRecordSizingDisabled (see
-	// New), and never changes the caller's. So later changes to the
-	// caller's config do not reach the server — that includes
-	// SetSessionTicketKeys: publish changing state through callbacks
-	// (GetCertificate, GetConfigForClient, WrapSession/UnwrapSession)
-	// instead.
+	// The server uses this config itself, not a copy, and never changes
+	// it. After New, the caller must not change it either (crypto/tls
+	// reads it concurrently from every handshake), with one exception:
+	// SetSessionTicketKeys, which crypto/tls makes safe to call on a live
+	// config, so that session-ticket keys can be rotated (and shared by
+	// several servers) while the server runs. Publish other changing state
+	// through callbacks (GetCertificate, GetConfigForClient).
+	//
+	// Set DynamicRecordSizingDisabled: crypto/tls otherwise cuts the first
+	// 128 KB a connection sends after being idle into records of about one
+	// TCP segment, so a batch of pipelined replies would go out as many
+	// records and many system calls instead of one. The server works
+	// without it, only slower for pipelining clients.
 	TLSConfig *tls.Config
 
 	// Engine chooses how connections are driven, one of [Engines]. Empty

@@ -18,7 +18,7 @@ import (
 // can Serve several listeners at once and is done after Shutdown.
 type Server struct {
 	opts      Options
-	tlsConfig *tls.Config // our clone, or nil for plaintext
+	tlsConfig *tls.Config // the caller's, as given, or nil for plaintext
 	log       *slog.Logger
 	events    Events
 	timed     bool // events were given: measure per-message time
@@ -51,11 +51,8 @@ type listener struct{ net.Listener }
 // New checks opts and returns a Server ready to Serve. It starts nothing.
 // It returns an error naming the first field that is out of range.
 //
-// When opts.TLSConfig is set, New clones it once and sets
-// DynamicRecordSizingDisabled on the clone: crypto/tls otherwise cuts the
-// first 128 KB a connection sends into records of about one TCP segment,
-// so a batch of pipelined replies would go out as many records and many
-// system calls instead of one.
+// The server uses opts.TLSConfig as given, without a copy, and never
+// changes it; see [Options.TLSConfig] for what the caller sets on it.
 func New(opts Options) (*Server, error) {
 	o, err := opts.resolve()
 	if err != nil {
@@ -74,10 +71,7 @@ func New(opts Options) (*Server, error) {
 	if s.events == nil {
 		s.events = NopEvents{}
 	}
-	if o.TLSConfig != nil {
-		s.tlsConfig = o.TLSConfig.Clone()
-		s.tlsConfig.DynamicRecordSizingDisabled = true
-	}
+	s.tlsConfig = o.TLSConfig
 	// One TLS record carries at most 16 KiB of plaintext (RFC 8446,
 	// section 5.1): a read buffer that size takes a whole record, and one
 	// that holds a whole frame is always able to finish the frame.

@@ -48,9 +48,10 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-func TestNewDefaultsAndClone(t *testing.T) {
+func TestNewDefaultsAndConfig(t *testing.T) {
 	cert, _ := mustCert(t)
 	cfg := serverTLS(cert)
+	cfg.DynamicRecordSizingDisabled = false
 	s, err := New(Options{TLSConfig: cfg})
 	if err != nil {
 		t.Fatal(err)
@@ -60,11 +61,57 @@ func TestNewDefaultsAndClone(t *testing.T) {
 		o.IdleTimeout != DefaultIdleTimeout || o.WriteTimeout != DefaultWriteTimeout || o.Engine != Engines()[0] {
 		t.Errorf("got defaults %+v", o)
 	}
+	// The server uses the caller's config itself, so that
+	// SetSessionTicketKeys on it reaches the server, and leaves it as given.
+	if s.tlsConfig != cfg {
+		t.Error("the server uses a copy of the tls.Config, want the caller's own")
+	}
 	if cfg.DynamicRecordSizingDisabled {
 		t.Error("New changed the caller's tls.Config, want it untouched")
 	}
-	if !s.tlsConfig.DynamicRecordSizingDisabled || s.tlsConfig == cfg {
-		t.Error("want the server's own clone with DynamicRecordSizingDisabled")
+}
+
+// SetSessionTicketKeys on the caller's config, the one mutation allowed on
+// a live config, reaches the running server: a session ticket issued under
+// the old keys no longer resumes.
+func TestSetSessionTicketKeysReachesServer(t *testing.T) {
+	for _, m := range []mode{modeTLS12, modeTLS13} {
+		t.Run(m.name, func(t *testing.T) {
+			cert, pool := mustCert(t)
+			cfg := serverTLS(cert)
+			var k1, k2 [32]byte
+			k1[0], k2[0] = 1, 2
+			cfg.SetSessionTicketKeys([][32]byte{k1})
+			e := start(t, Engines()[0], m, Options{TLSConfig: cfg})
+			cache := tls.NewLRUClientSessionCache(4)
+			client := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: m.version, MaxVersion: m.version, ClientSessionCache: cache}
+			resumed := func() bool {
+				t.Helper()
+				tc := tls.Client(e.dialRaw(), client)
+				_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+				// A TLS 1.3 ticket arrives after the handshake: a round
+				// trip makes sure the client has read it.
+				if f := roundTrip(t, tc, proto.Echo, []byte("x")); string(f.Body) != "x" {
+					t.Fatalf("echo: got %q", f.Body)
+				}
+				st := tc.ConnectionState()
+				tc.Close()
+				return st.DidResume
+			}
+			if resumed() {
+				t.Fatal("first connection resumed a session")
+			}
+			if !resumed() {
+				t.Fatal("second connection did not resume: session tickets are off")
+			}
+			cfg.SetSessionTicketKeys([][32]byte{k2})
+			if resumed() {
+				t.Error("resumed with a ticket sealed under replaced keys: SetSessionTicketKeys did not reach the server")
+			}
+			if !resumed() {
+				t.Error("no resumption under the new keys")
+			}
+		})
 	}
 }
 
