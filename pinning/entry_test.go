@@ -146,6 +146,7 @@ func FuzzStoreFile(f *testing.F) {
 	f.Add([]byte("# c\n127.0.0.1:4242 current=" + a.String() + ";first=2026-01-02T03:04:05Z x=y # t\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sf := parseStore("known_hosts", data)
+		checkLookupLines(t, sf, data)
 		want := string(data)
 		if len(want) > 0 && !strings.HasSuffix(want, "\n") {
 			want += "\n"
@@ -192,4 +193,32 @@ func FuzzStoreFile(f *testing.F) {
 			t.Fatalf("rendering is not stable:\ngot  %q\nwant %q", got, rendered)
 		}
 	})
+}
+
+// checkLookupLines checks that the handshake's fast lookup agrees with the
+// full parse, for every host in the file and one that is not.
+func checkLookupLines(t *testing.T, sf *storeFile, data []byte) {
+	t.Helper()
+	hosts := []string{"unknown.example:1"}
+	for _, l := range sf.lines {
+		if l.host != "" {
+			hosts = append(hosts, l.host)
+		}
+	}
+	for _, h := range hosts {
+		got, gotErr := lookupLines("known_hosts", data, h)
+		i, wantErr := sf.lookup(h)
+		switch {
+		case (gotErr == nil) != (wantErr == nil):
+			t.Fatalf("%s: fast lookup error %v, full parse error %v", h, gotErr, wantErr)
+		case gotErr != nil:
+			if gotErr.Error() != wantErr.Error() {
+				t.Fatalf("%s: fast lookup error %q, full parse error %q", h, gotErr, wantErr)
+			}
+		case (got == nil) != (i < 0):
+			t.Fatalf("%s: fast lookup found %v, full parse index %d", h, got, i)
+		case got != nil && !reflect.DeepEqual(got, sf.lines[i].entry):
+			t.Fatalf("%s: fast lookup %#v, full parse %#v", h, *got, *sf.lines[i].entry)
+		}
+	}
 }

@@ -124,15 +124,22 @@ func (s *Store) Lookup(host string) (Entry, bool, error) {
 	if err != nil {
 		return Entry{}, false, fmt.Errorf("looking up a known host: %w", err)
 	}
-	f, err := s.read()
+	e, err := s.lookup(h)
+	if err != nil || e == nil {
+		return Entry{}, false, err
+	}
+	return *e, true, nil
+}
+
+// lookup returns the entry of the canonical host, nil if it is unknown, or
+// the error that makes it fail closed. It parses only the host's lines: it
+// runs on every handshake.
+func (s *Store) lookup(host string) (*Entry, error) {
+	data, err := s.readData(s.path)
 	if err != nil {
-		return Entry{}, false, err
+		return nil, err
 	}
-	i, err := f.lookup(h)
-	if err != nil || i < 0 {
-		return Entry{}, false, err
-	}
-	return f.lines[i].entry.clone(), true, nil
+	return lookupLines(s.path, data, host)
 }
 
 // List returns the store's entries in file order, and a [*LineError] for
@@ -176,6 +183,15 @@ func (s *Store) Add(host string, pins ...Pin) error {
 	if err != nil {
 		return fmt.Errorf("adding %s: %w", h, err)
 	}
+	if e, err := s.lookup(h); err == nil && e != nil {
+		missing := false
+		for _, p := range set.pins {
+			missing = missing || e.index(p) < 0
+		}
+		if !missing {
+			return nil
+		}
+	}
 	now := s.now().UTC().Truncate(time.Second)
 	return s.modify(func(f *storeFile) (bool, error) {
 		if err := f.hostError(h); err != nil {
@@ -213,6 +229,11 @@ func (s *Store) Forget(host string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("forgetting a known host: %w", err)
 	}
+	// Forgetting a host that has no line takes no lock and creates no
+	// file, directory or lock file.
+	if e, err := s.lookup(h); err == nil && e == nil {
+		return false, nil
+	}
 	removed := false
 	err = s.modify(func(f *storeFile) (bool, error) {
 		kept := f.lines[:0]
@@ -236,7 +257,13 @@ func (s *Store) Forget(host string) (bool, error) {
 // as a backup. A pin the host is not trusted with is a [*KeyError]: the
 // store is never changed to trust a key the entry does not already trust.
 func (s *Store) recordHandshake(host string, pin Pin, now time.Time, mayAdd bool) error {
-	return s.update(func(f *storeFile) (bool, error) {
+	// Most handshakes change nothing: check without the lock first.
+	if e, err := s.lookup(host); err == nil && e != nil {
+		if changed, err := e.applyHandshake(s.path, pin, now); err == nil && !changed {
+			return nil
+		}
+	}
+	return s.modify(func(f *storeFile) (bool, error) {
 		_, changed, err := f.applyHandshake(s.path, host, pin, now, mayAdd)
 		return changed, err
 	})
@@ -244,61 +271,25 @@ func (s *Store) recordHandshake(host string, pin Pin, now time.Time, mayAdd bool
 
 // recordAnnounced records a handshake as [Store.recordHandshake] does, then
 // the host's own announcement of its keys, made inside that verified
-// session: pin stays current and the next pins are its backups; learned pins
-// ([Source.learned]) that the host no longer announces are dropped, pins a
-// person added are kept.
+// session; see [Entry.applyAnnouncement].
 func (s *Store) recordAnnounced(host string, pin Pin, next []Pin, now time.Time, mayAdd bool) error {
-	return s.update(func(f *storeFile) (bool, error) {
+	if e, err := s.lookup(host); err == nil && e != nil {
+		changed, err := e.applyHandshake(s.path, pin, now)
+		if err == nil && !changed && !e.applyAnnouncement(pin, next, now) {
+			return nil
+		}
+	}
+	return s.modify(func(f *storeFile) (bool, error) {
 		i, changed, err := f.applyHandshake(s.path, host, pin, now, mayAdd)
 		if err != nil {
 			return false, err
 		}
-		e := f.lines[i].entry
-		before := e.String()
-		var pins []PinRecord
-		cur := e.Pins[e.index(pin)]
-		pins = append(pins, cur)
-		announced := Set{pins: []Pin{pin}}
-		for _, n := range next {
-			if announced.Contains(n) {
-				continue
-			}
-			announced.pins = append(announced.pins, n)
-			if j := e.index(n); j >= 0 {
-				r := e.Pins[j]
-				r.Current = false
-				pins = append(pins, r)
-			} else {
-				pins = append(pins, PinRecord{Pin: n, FirstSeen: now, Source: SourceAnnounced})
-			}
-		}
-		for _, r := range e.Pins {
-			if !announced.Contains(r.Pin) && !r.Source.learned() {
-				pins = append(pins, r)
-			}
-		}
-		e.Pins = pins
-		if e.String() != before {
+		if f.lines[i].entry.applyAnnouncement(pin, next, now) {
 			f.lines[i].dirty = true
 			changed = true
 		}
 		return changed, nil
 	})
-}
-
-// update runs fn on the file as read without the lock, and only when fn
-// wants a change (or fails, which may be a race with a writer) runs it
-// again under the lock and writes the result. Most handshakes change
-// nothing, and so cost one read and no lock.
-func (s *Store) update(fn func(f *storeFile) (bool, error)) error {
-	f, err := s.read()
-	if err != nil {
-		return err
-	}
-	if changed, err := fn(f); err == nil && !changed {
-		return nil
-	}
-	return s.modify(fn)
 }
 
 // modify is the locked read-modify-write: take the lock, read the file, let
@@ -362,9 +353,21 @@ func (s *Store) read() (*storeFile, error) {
 }
 
 func (s *Store) readFile(path string) (*storeFile, error) {
+	data, err := s.readData(path)
+	if err != nil {
+		return nil, err
+	}
+	if data == nil {
+		return &storeFile{path: s.path, created: true}, nil
+	}
+	return parseStore(s.path, data), nil
+}
+
+// readData returns the file's content, nil if there is no file.
+func (s *Store) readData(path string) ([]byte, error) {
 	fh, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &storeFile{path: s.path, created: true}, nil
+		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the known hosts file: %w", err)
@@ -377,7 +380,10 @@ func (s *Store) readFile(path string) (*storeFile, error) {
 	if len(data) > maxStoreSize {
 		return nil, fmt.Errorf("reading the known hosts file %q: larger than %d MiB; is it the right file?", s.path, maxStoreSize>>20)
 	}
-	return parseStore(s.path, data), nil
+	if data == nil {
+		data = []byte{}
+	}
+	return data, nil
 }
 
 // storeFile is a parsed store file: every line, in order, with its entry or
@@ -482,8 +488,7 @@ func (f *storeFile) lookup(host string) (int, error) {
 	}
 	for _, l := range f.lines {
 		if l.err != nil && l.host == "" {
-			return -1, &LineError{Path: l.err.Path, Line: l.err.Line, Err: fmt.Errorf(
-				"%w; %s is not on any other line, but this one might be for it, so it is not trusted on first use until the line is fixed or removed", l.err.Err, host)}
+			return -1, unreadableHostError(l.err, host)
 		}
 	}
 	return -1, nil
@@ -492,7 +497,6 @@ func (f *storeFile) lookup(host string) (int, error) {
 // applyHandshake is the change a verified handshake makes; see
 // [Store.recordHandshake]. It returns the index of host's entry.
 func (f *storeFile) applyHandshake(path, host string, pin Pin, now time.Time, mayAdd bool) (int, bool, error) {
-	now = now.UTC().Truncate(time.Second)
 	i, err := f.lookup(host)
 	if err != nil {
 		return -1, false, err
@@ -501,24 +505,69 @@ func (f *storeFile) applyHandshake(path, host string, pin Pin, now time.Time, ma
 		if !mayAdd {
 			return -1, false, &UnknownHostError{Host: host, Got: pin, Path: path}
 		}
+		now = now.UTC().Truncate(time.Second)
 		f.append(&Entry{Host: host, Pins: []PinRecord{{Pin: pin, Current: true, FirstSeen: now, LastSeen: now, Source: SourceFirstUse}}})
 		return len(f.lines) - 1, true, nil
 	}
-	e := f.lines[i].entry
+	changed, err := f.lines[i].entry.applyHandshake(path, pin, now)
+	if err != nil {
+		return -1, false, err
+	}
+	f.lines[i].dirty = f.lines[i].dirty || changed
+	return i, changed, nil
+}
+
+// applyHandshake records in e a verified handshake that presented pin at
+// now: pin gets its last-seen time, and becomes the current pin if it was
+// a backup (the former current pin stays, as a backup). A pin e does not
+// trust is a [*KeyError], and e is left alone. It reports whether e
+// changed; a current pin seen less than lastSeenResolution ago is not.
+func (e *Entry) applyHandshake(path string, pin Pin, now time.Time) (bool, error) {
+	now = now.UTC().Truncate(time.Second)
 	j := e.index(pin)
 	if j < 0 {
-		return -1, false, e.keyError(path, pin)
+		return false, e.keyError(path, pin)
 	}
 	r := &e.Pins[j]
 	if r.Current && !now.Before(r.LastSeen) && now.Sub(r.LastSeen) < lastSeenResolution {
-		return i, false, nil
+		return false, nil
 	}
 	for k := range e.Pins {
 		e.Pins[k].Current = k == j
 	}
 	r.LastSeen = now
-	f.lines[i].dirty = true
-	return i, true, nil
+	return true, nil
+}
+
+// applyAnnouncement records in e the keys its host announced in a session
+// verified with pin, which must already be e's current pin: each next pin
+// becomes a backup, and learned pins ([Source.learned]) no longer announced
+// are dropped; pins a person added are kept. It reports whether e changed.
+func (e *Entry) applyAnnouncement(pin Pin, next []Pin, now time.Time) bool {
+	now = now.UTC().Truncate(time.Second)
+	before := e.String()
+	pins := []PinRecord{e.Pins[e.index(pin)]}
+	announced := Set{pins: []Pin{pin}}
+	for _, n := range next {
+		if announced.Contains(n) {
+			continue
+		}
+		announced.pins = append(announced.pins, n)
+		if j := e.index(n); j >= 0 {
+			r := e.Pins[j]
+			r.Current = false
+			pins = append(pins, r)
+		} else {
+			pins = append(pins, PinRecord{Pin: n, FirstSeen: now, Source: SourceAnnounced})
+		}
+	}
+	for _, r := range e.Pins {
+		if !announced.Contains(r.Pin) && !r.Source.learned() {
+			pins = append(pins, r)
+		}
+	}
+	e.Pins = pins
+	return e.String() != before
 }
 
 func (e *Entry) keyError(path string, got Pin) *KeyError {
@@ -532,4 +581,105 @@ func (e *Entry) keyError(path string, got Pin) *KeyError {
 		}
 	}
 	return &KeyError{Host: e.Host, Want: want, Got: got, Path: path, Line: e.Line}
+}
+
+// lookupLines finds the entry of the canonical host in the store file data,
+// with the result parseStore(path, data).lookup(host) gives (FuzzStoreFile
+// checks that), but parsing only the host's own lines: it runs on every
+// handshake. A line whose HOST:PORT is already canonical and differs from
+// host is skipped after a glance at its first field; whether such lines can
+// be read at all matters only when host turns out to be unknown.
+func lookupLines(path string, data []byte, host string) (*Entry, error) {
+	var (
+		found    *Entry
+		hostErr  *LineError
+		deferred []int // line numbers skipped as another host's, for the unknown case
+		lines    []string
+	)
+	text := string(data)
+	for n := 1; len(text) > 0; n++ {
+		var line string
+		line, text, _ = strings.Cut(text, "\n")
+		field := firstField(line)
+		if field == "" || field[0] == '#' {
+			continue
+		}
+		if field != host {
+			if plainCanonical(field) {
+				// canonicalHost(field) is field itself, or an error.
+				deferred = append(deferred, n)
+				lines = append(lines, line)
+				continue
+			}
+			h, err := canonicalHost(field)
+			if err != nil || h != host {
+				deferred = append(deferred, n)
+				lines = append(lines, line)
+				continue
+			}
+		}
+		e, err := ParseLine(line)
+		switch {
+		case hostErr != nil:
+		case err != nil:
+			hostErr = &LineError{Path: path, Line: n, Host: host, Err: err}
+		case found != nil:
+			hostErr = &LineError{Path: path, Line: n, Host: host, Err: fmt.Errorf("%s is also on line %d: want one line per host", host, found.Line)}
+		default:
+			e.Line = n
+			found = &e
+		}
+	}
+	if hostErr != nil {
+		return nil, hostErr
+	}
+	if found != nil {
+		return found, nil
+	}
+	for i, n := range deferred {
+		if _, err := canonicalHost(firstField(lines[i])); err != nil {
+			return nil, unreadableHostError(&LineError{Path: path, Line: n, Err: err}, host)
+		}
+	}
+	return nil, nil
+}
+
+// unreadableHostError is the error for an unknown host while line le's
+// host cannot be read.
+func unreadableHostError(le *LineError, host string) *LineError {
+	return &LineError{Path: le.Path, Line: le.Line, Err: fmt.Errorf(
+		"%w; %s is not on any other line, but this one might be for it, so it is not trusted on first use until the line is fixed or removed", le.Err, host)}
+}
+
+// firstField returns the first field of a store line.
+func firstField(line string) string {
+	line = strings.TrimLeft(line, " \t\r")
+	if i := strings.IndexAny(line, " \t\r"); i >= 0 {
+		return line[:i]
+	}
+	return line
+}
+
+// plainCanonical reports whether canonicalHost(field), if it succeeds, is
+// field itself: a host of lower-case letters, digits, '.', '-' and '_' not
+// ending in '.' (a name, or an IPv4 address, which netip accepts only in
+// its canonical form), and a port without a leading zero.
+func plainCanonical(field string) bool {
+	i := strings.LastIndexByte(field, ':')
+	if i <= 0 || i == len(field)-1 || field[i-1] == '.' || field[i+1] == '0' {
+		return false
+	}
+	for _, c := range []byte(field[:i]) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	for _, c := range []byte(field[i+1:]) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

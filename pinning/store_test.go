@@ -21,8 +21,10 @@ type fixedClock struct {
 	t  time.Time
 }
 
+// newClock starts at the current time (test certificates are valid around
+// it), in whole seconds as the store keeps them.
 func newClock() *fixedClock {
-	return &fixedClock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	return &fixedClock{t: time.Now().UTC().Truncate(time.Second)}
 }
 
 func (c *fixedClock) Now() time.Time {
@@ -161,7 +163,7 @@ func TestStoreFileFormat(t *testing.T) {
 	if err := s.Add("127.0.0.1:4242", a); err != nil {
 		t.Fatal(err)
 	}
-	want := storeHeader + "127.0.0.1:4242 current=" + a.String() + ";first=2026-11-26T12:00:00Z;via=added\n"
+	want := storeHeader + "127.0.0.1:4242 current=" + a.String() + ";first=" + clock.Now().Format(time.RFC3339) + ";via=added\n"
 	if got := mustRead(t, path); got != want {
 		t.Errorf("got file\n%s\nwant\n%s", got, want)
 	}
@@ -206,9 +208,9 @@ func TestStorePreservesWhatItDoesNotChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := strings.Split(mustRead(t, path), "\n")
-	wantTouched := "127.0.0.1:4242 current=" + b.String() + ";first=2026-01-01T00:00:00Z;future=1 backup=" + c.String() + ";first=2026-11-26T12:00:00Z;via=added note=keep # laptop"
+	wantTouched := "127.0.0.1:4242 current=" + b.String() + ";first=2026-01-01T00:00:00Z;future=1 backup=" + c.String() + ";first=" + clock.Now().Format(time.RFC3339) + ";via=added note=keep # laptop"
 	want := append(append(append([]string{}, untouched[:3]...), wantTouched), untouched[3:]...)
-	want = append(want, "10.0.0.1:1 current="+a.String()+";first=2026-11-26T12:00:00Z;via=added", "")
+	want = append(want, "10.0.0.1:1 current="+a.String()+";first="+clock.Now().Format(time.RFC3339)+";via=added", "")
 	if len(got) != len(want) {
 		t.Fatalf("got %d lines, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
 	}
@@ -485,5 +487,16 @@ func TestStoreConcurrentProcesses(t *testing.T) {
 	}
 	if got := mustRead(t, path); !strings.HasPrefix(got, "# shared\n") {
 		t.Error("the comment at the top was lost")
+	}
+}
+
+func TestStoreForgetUnknownCreatesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "space-captain")
+	s := mustStore(t, filepath.Join(dir, "known_hosts"), nil)
+	if removed, err := s.Forget("h:1"); err != nil || removed {
+		t.Fatalf("got %v, %v, want false and no error", removed, err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("forgetting in an empty store created %s (%v)", dir, err)
 	}
 }

@@ -384,6 +384,11 @@ func (t *Trust) mayAdd(pin Pin) bool {
 // refused with [ErrHandshakeIncomplete]. The store is checked again under
 // its lock: if another process recorded a different key for the host in
 // the meantime, Record fails with [*KeyError] and changes nothing.
+//
+// A [*KeyError], [*UnknownHostError] or [*LineError] means the host is not
+// trusted after all: close the connection. Any other error is a problem
+// with the store's file (permissions, a full disk, the lock timing out):
+// the handshake's trust decision stands, but nothing was recorded.
 func (t *Trust) Record(cs tls.ConnectionState) error {
 	if t.mode != ModeTOFU {
 		return nil
