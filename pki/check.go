@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 )
@@ -105,13 +106,39 @@ func LoadPair(certPath, keyPath string, opts LoadOptions) (*Pair, error) {
 			return nil, err
 		}
 	}
-	chain, err := ReadCertificatesFile(certPath)
+	certPEM, err := os.ReadFile(certPath)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading certificate %q: %w", certPath, err)
 	}
-	key, err := ReadKeyFile(keyPath, opts.Key)
+	if opts.Key.RequirePrivateFile {
+		if err := checkKeyFileMode(keyPath); err != nil {
+			return nil, err
+		}
+	}
+	keyPEM, err := os.ReadFile(keyPath)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading key %q: %w", keyPath, err)
+	}
+	return parsePair(certPEM, keyPEM, certPath, keyPath, opts)
+}
+
+// ParsePair is [LoadPair] for content already read, such as by a reloader
+// that hashes the bytes first and parses only when they changed (parsing
+// an encrypted key costs a slow key derivation). certName and keyName
+// name the sources in errors. opts.NoRecover and the file-mode check do
+// not apply.
+func ParsePair(certPEM, keyPEM []byte, certName, keyName string, opts LoadOptions) (*Pair, error) {
+	return parsePair(certPEM, keyPEM, certName, keyName, opts)
+}
+
+func parsePair(certPEM, keyPEM []byte, certPath, keyPath string, opts LoadOptions) (*Pair, error) {
+	chain, err := ParseCertificatesPEM(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("reading certificate %q: %w", certPath, err)
+	}
+	key, err := ParseKeyPEM(keyPEM, opts.Key)
+	if err != nil {
+		return nil, fmt.Errorf("reading key %q: %w", keyPath, err)
 	}
 	if err := CheckPair(chain[0], key.Signer); err != nil {
 		return nil, fmt.Errorf("key %q does not match certificate %q: %w", keyPath, certPath, err)

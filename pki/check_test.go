@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +104,30 @@ func TestPairServesTLS(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+func TestParsePairAndServingMode(t *testing.T) {
+	r := mustInit(t, InitOptions{})
+	l := r.Layout
+	certPEM, keyPEM := mustRead(t, l.ServerCert), mustRead(t, l.ServerKey)
+	p, err := ParsePair(certPEM, keyPEM, "cert", "key", LoadOptions{})
+	if err != nil || p.Leaf().SerialNumber.Cmp(r.Server.SerialNumber) != 0 {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := ParsePair(certPEM, mustRead(t, l.NextKey), "cert", "next", LoadOptions{}); !errors.Is(err, ErrKeyMismatch) || !strings.Contains(err.Error(), `"next"`) {
+		t.Errorf("mismatch: got %v", err)
+	}
+	if runtime.GOOS == "windows" {
+		return
+	}
+	if err := os.Chmod(l.ServerKey, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadPair(l.ServerCert, l.ServerKey, LoadOptions{Key: KeyOptions{RequirePrivateFile: true}}); !errors.Is(err, ErrKeyFilePermissions) {
+		t.Errorf("group-readable key for serving: got %v, want ErrKeyFilePermissions", err)
+	}
+	if _, err := LoadPair(l.ServerCert, l.ServerKey, LoadOptions{}); err != nil {
+		t.Errorf("group-readable key without the check: %v", err)
 	}
 }

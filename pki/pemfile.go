@@ -387,8 +387,10 @@ func ReadKeyFile(path string, opts KeyOptions) (*Key, error) {
 		return nil, fmt.Errorf("reading key %q: %w", path, err)
 	}
 	mode := fi.Mode().Perm()
-	if opts.RequirePrivateFile && runtime.GOOS != "windows" && mode&0o077 != 0 {
-		return nil, fmt.Errorf("reading key %q: %w (mode %04o): run chmod 600 %q", path, ErrKeyFilePermissions, mode, path)
+	if opts.RequirePrivateFile {
+		if err := checkKeyFileMode(path); err != nil {
+			return nil, err
+		}
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -400,6 +402,21 @@ func ReadKeyFile(path string, opts KeyOptions) (*Key, error) {
 	}
 	k.Mode = mode
 	return k, nil
+}
+
+// checkKeyFileMode refuses a key file group or others may read.
+func checkKeyFileMode(path string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("reading key %q: %w", path, err)
+	}
+	if mode := fi.Mode().Perm(); mode&0o077 != 0 {
+		return fmt.Errorf("reading key %q: %w (mode %04o): run chmod 600 %q", path, ErrKeyFilePermissions, mode, path)
+	}
+	return nil
 }
 
 // WriteKeyFile writes key to path as PKCS#8 PEM (encrypted when
