@@ -132,6 +132,8 @@ type ValidityError struct {
 	Now time.Time
 }
 
+// Error says how far outside its validity period the certificate is, and
+// what to do about it.
 func (e *ValidityError) Error() string {
 	if e.Now.Before(e.NotBefore) {
 		return fmt.Sprintf("the certificate of %s (key %v) is not valid until %s, %s from now: check the clocks of client and server",
@@ -155,6 +157,8 @@ type UnknownHostError struct {
 	Declined bool
 }
 
+// Error names the host, the pin it presented and, unless the prompt
+// declined it, the command that trusts it.
 func (e *UnknownHostError) Error() string {
 	if e.Declined {
 		return fmt.Sprintf("not trusting %s (key %v): declined; nothing was recorded", e.Host, e.Got)
@@ -185,6 +189,8 @@ type LineError struct {
 	Err error
 }
 
+// Error names the file, the line and what is wrong with it, and for a
+// known host the command that starts over with it.
 func (e *LineError) Error() string {
 	if e.Host != "" {
 		return fmt.Sprintf("known hosts file %s, line %d: %v: %s is not trusted until the line is fixed; to start over with it, run: %s",
