@@ -48,12 +48,12 @@ func BenchmarkTOFUVerify(b *testing.B) {
 func BenchmarkRecordUnchanged(b *testing.B) {
 	s, host, cs := benchStore(b, 10)
 	tr := mustTrust(b, TrustOptions{Mode: ModeTOFU, Store: s, Host: host})
-	if err := tr.Record(cs); err != nil {
+	if _, err := tr.Record(cs); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		if err := tr.Record(cs); err != nil {
+		if _, err := tr.Record(cs); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -133,10 +133,14 @@ func ExampleTrust_Record() {
 	// The handshake has completed, so the server has proved it holds the
 	// key: record it. (A protocol that can ask the server for its next
 	// keys then calls RecordAnnounced.)
-	if err := trust.Record(conn.ConnectionState()); err != nil {
+	recorded, err := trust.Record(conn.ConnectionState())
+	if err != nil {
 		log.Fatal(err)
 	}
 	conn.Close()
+	if recorded.FirstUse {
+		fmt.Println("first use: recorded the server's key")
+	}
 
 	entry, found, err := store.Lookup(host)
 	if err != nil {
@@ -147,6 +151,7 @@ func ExampleTrust_Record() {
 	fmt.Println("the server's key:", current.Pin.Equal(pinning.PinOf(srv.Certificate())))
 	fmt.Println("learned:", current.Source)
 	// Output:
+	// first use: recorded the server's key
 	// known: true
 	// the server's key: true
 	// learned: first-use
@@ -174,9 +179,11 @@ func ExampleTrust_RecordAnnounced() {
 	// Space Captain protocol's KEYS reply): today's, and the next one.
 	current := pinning.PinOf(state.PeerCertificates[0])
 	next, _ := pinning.ParsePin(tomorrowPin)
-	if err := trust.RecordAnnounced(state, current, []pinning.Pin{next}); err != nil {
+	recorded, err := trust.RecordAnnounced(state, current, []pinning.Pin{next})
+	if err != nil {
 		log.Fatal(err)
 	}
+	fmt.Println("first use:", recorded.FirstUse, "next keys learned:", len(recorded.Added))
 
 	entry, _, _ := store.Lookup(host)
 	for _, r := range entry.Pins {
@@ -185,6 +192,7 @@ func ExampleTrust_RecordAnnounced() {
 	// When the server moves to its next key, this client accepts it.
 	fmt.Println("next key trusted:", entry.Set().Contains(next))
 	// Output:
+	// first use: true next keys learned: 1
 	// current: true learned: first-use
 	// current: false learned: announced
 	// next key trusted: true

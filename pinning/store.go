@@ -256,30 +256,39 @@ func (s *Store) Forget(host string) (bool, error) {
 // time, and a backup pin becomes current, the former current pin staying on
 // as a backup. A pin the host is not trusted with is a [*KeyError]: the
 // store is never changed to trust a key the entry does not already trust.
-func (s *Store) recordHandshake(host string, pin Pin, now time.Time, mayAdd bool) error {
+func (s *Store) recordHandshake(host string, pin Pin, now time.Time, mayAdd bool) (Recorded, error) {
 	// Most handshakes change nothing: check without the lock first.
 	if e, err := s.lookup(host); err == nil && e != nil {
 		if changed, err := e.applyHandshake(s.path, pin, now); err == nil && !changed {
-			return nil
+			return Recorded{}, nil
 		}
 	}
-	return s.modify(func(f *storeFile) (bool, error) {
-		_, changed, err := f.applyHandshake(s.path, host, pin, now, mayAdd)
-		return changed, err
+	var rec Recorded
+	err := s.modify(func(f *storeFile) (bool, error) {
+		before := f.entryCopy(host)
+		i, changed, err := f.applyHandshake(s.path, host, pin, now, mayAdd)
+		if err != nil {
+			return false, err
+		}
+		rec = diffRecorded(before, f.lines[i].entry, pin)
+		return changed, nil
 	})
+	return rec, err
 }
 
 // recordAnnounced records a handshake as [Store.recordHandshake] does, then
 // the host's own announcement of its keys, made inside that verified
 // session; see [Entry.applyAnnouncement].
-func (s *Store) recordAnnounced(host string, pin Pin, next []Pin, now time.Time, mayAdd bool) error {
+func (s *Store) recordAnnounced(host string, pin Pin, next []Pin, now time.Time, mayAdd bool) (Recorded, error) {
 	if e, err := s.lookup(host); err == nil && e != nil {
 		changed, err := e.applyHandshake(s.path, pin, now)
 		if err == nil && !changed && !e.applyAnnouncement(pin, next, now) {
-			return nil
+			return Recorded{}, nil
 		}
 	}
-	return s.modify(func(f *storeFile) (bool, error) {
+	var rec Recorded
+	err := s.modify(func(f *storeFile) (bool, error) {
+		before := f.entryCopy(host)
 		i, changed, err := f.applyHandshake(s.path, host, pin, now, mayAdd)
 		if err != nil {
 			return false, err
@@ -288,8 +297,34 @@ func (s *Store) recordAnnounced(host string, pin Pin, next []Pin, now time.Time,
 			f.lines[i].dirty = true
 			changed = true
 		}
+		rec = diffRecorded(before, f.lines[i].entry, pin)
 		return changed, nil
 	})
+	return rec, err
+}
+
+// diffRecorded describes the change from before (nil for a new host) to
+// after, made by a handshake that presented pin.
+func diffRecorded(before, after *Entry, pin Pin) Recorded {
+	var r Recorded
+	if before == nil {
+		r.FirstUse = true
+	} else if j := before.index(pin); j >= 0 && !before.Pins[j].Current {
+		r.Promoted = true
+	}
+	for _, p := range after.Pins {
+		if !p.Pin.Equal(pin) && (before == nil || before.index(p.Pin) < 0) {
+			r.Added = append(r.Added, p.Pin)
+		}
+	}
+	if before != nil {
+		for _, p := range before.Pins {
+			if after.index(p.Pin) < 0 {
+				r.Dropped = append(r.Dropped, p.Pin)
+			}
+		}
+	}
+	return r
 }
 
 // modify is the locked read-modify-write: take the lock, read the file, let
@@ -455,6 +490,15 @@ func (f *storeFile) render() []byte {
 
 func (f *storeFile) append(e *Entry) {
 	f.lines = append(f.lines, storeLine{entry: e, host: e.Host, dirty: true})
+}
+
+// entryCopy returns a copy of host's entry, or nil.
+func (f *storeFile) entryCopy(host string) *Entry {
+	if i := f.find(host); i >= 0 {
+		e := f.lines[i].entry.clone()
+		return &e
+	}
+	return nil
 }
 
 // find returns the index of host's entry line, or -1.

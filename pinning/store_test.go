@@ -254,7 +254,7 @@ func TestStoreCorruptLine(t *testing.T) {
 		if err := s.Add("h2:2", b); !errors.As(err, &le) {
 			t.Errorf("Add to a broken host: got %v, want a *LineError", err)
 		}
-		if err := s.recordHandshake("h2:2", b, clock.Now(), true); !errors.As(err, &le) {
+		if _, err := s.recordHandshake("h2:2", b, clock.Now(), true); !errors.As(err, &le) {
 			t.Errorf("first use of a broken host: got %v, want a *LineError", err)
 		}
 		if got := mustRead(t, path); got != content {
@@ -302,7 +302,7 @@ func TestStoreCorruptLine(t *testing.T) {
 		if !errors.As(err, &le) || le.Line != 4 {
 			t.Fatalf("got %v, want a *LineError for line 4", err)
 		}
-		if err := s.recordHandshake("h2:2", b, clock.Now(), true); !errors.As(err, &le) {
+		if _, err := s.recordHandshake("h2:2", b, clock.Now(), true); !errors.As(err, &le) {
 			t.Errorf("first use: got %v, want a *LineError", err)
 		}
 		if got := mustRead(t, path); got != content {

@@ -371,13 +371,13 @@ func (t *Trust) mayAdd(pin Pin) bool {
 }
 
 // Record records, after a completed handshake made with [Trust.Config],
-// what it proved: in [ModeTOFU], a host seen for the first time is added
+// what it proved, and reports what changed: in [ModeTOFU], a host seen for the first time is added
 // with the key it presented as its current pin; a known key gets its
 // last-seen time; a backup key becomes the current one (the server has
 // rolled over), the former current key staying on as a backup until the
 // server's announcement drops it (see [Trust.RecordAnnounced]) or the host
-// is forgotten. In other modes Record does nothing and returns nil, so a
-// client can call it unconditionally.
+// is forgotten. In other modes Record does nothing and returns the zero
+// [Recorded] and nil, so a client can call it unconditionally.
 //
 // Call it with the state of the connection (tls.Conn.ConnectionState) once
 // Handshake has returned nil. A state whose handshake has not completed is
@@ -389,18 +389,19 @@ func (t *Trust) mayAdd(pin Pin) bool {
 // trusted after all: close the connection. Any other error is a problem
 // with the store's file (permissions, a full disk, the lock timing out):
 // the handshake's trust decision stands, but nothing was recorded.
-func (t *Trust) Record(cs tls.ConnectionState) error {
+func (t *Trust) Record(cs tls.ConnectionState) (Recorded, error) {
 	if t.mode != ModeTOFU {
-		return nil
+		return Recorded{}, nil
 	}
 	pin, err := t.completedPin(cs)
 	if err != nil {
-		return err
+		return Recorded{}, err
 	}
-	if err := t.store.recordHandshake(t.host, pin, t.time(), t.mayAdd(pin)); err != nil {
-		return fmt.Errorf("recording %s: %w", t.host, err)
+	rec, err := t.store.recordHandshake(t.host, pin, t.time(), t.mayAdd(pin))
+	if err != nil {
+		return Recorded{}, fmt.Errorf("recording %s: %w", t.host, err)
 	}
-	return nil
+	return rec, nil
 }
 
 // RecordAnnounced records what [Trust.Record] does, then the keys the
@@ -414,35 +415,55 @@ func (t *Trust) Record(cs tls.ConnectionState) error {
 // replaces the pins noted before: once the server, authenticated by its new
 // key, no longer lists the old one, it is retired. Pins a person added
 // ([Store.Add]) are kept. In other modes RecordAnnounced does nothing and
-// returns nil.
+// returns the zero [Recorded].
 //
 // A protocol that cannot announce keys (or a server that does not know how)
 // calls only Record. An announcement whose current pin is not the
 // presented key, or with more than [MaxAnnouncedPins] next pins, fails with
 // an error wrapping [ErrBadAnnouncement], and nothing is recorded.
-func (t *Trust) RecordAnnounced(cs tls.ConnectionState, current Pin, next []Pin) error {
+func (t *Trust) RecordAnnounced(cs tls.ConnectionState, current Pin, next []Pin) (Recorded, error) {
 	if t.mode != ModeTOFU {
-		return nil
+		return Recorded{}, nil
 	}
 	pin, err := t.completedPin(cs)
 	if err != nil {
-		return err
+		return Recorded{}, err
 	}
 	if !current.Equal(pin) {
-		return fmt.Errorf("recording the keys %s announced: it announced %v as its current key but presented %v: %w", t.host, current, pin, ErrBadAnnouncement)
+		return Recorded{}, fmt.Errorf("recording the keys %s announced: it announced %v as its current key but presented %v: %w", t.host, current, pin, ErrBadAnnouncement)
 	}
 	if len(next) > MaxAnnouncedPins {
-		return fmt.Errorf("recording the keys %s announced: %d next keys, more than %d: %w", t.host, len(next), MaxAnnouncedPins, ErrBadAnnouncement)
+		return Recorded{}, fmt.Errorf("recording the keys %s announced: %d next keys, more than %d: %w", t.host, len(next), MaxAnnouncedPins, ErrBadAnnouncement)
 	}
 	for _, n := range next {
 		if n.IsZero() {
-			return fmt.Errorf("recording the keys %s announced: a zero next pin: %w", t.host, ErrBadAnnouncement)
+			return Recorded{}, fmt.Errorf("recording the keys %s announced: a zero next pin: %w", t.host, ErrBadAnnouncement)
 		}
 	}
-	if err := t.store.recordAnnounced(t.host, pin, next, t.time(), t.mayAdd(pin)); err != nil {
-		return fmt.Errorf("recording the keys %s announced: %w", t.host, err)
+	rec, err := t.store.recordAnnounced(t.host, pin, next, t.time(), t.mayAdd(pin))
+	if err != nil {
+		return Recorded{}, fmt.Errorf("recording the keys %s announced: %w", t.host, err)
 	}
-	return nil
+	return rec, nil
+}
+
+// Recorded says what [Trust.Record] or [Trust.RecordAnnounced] changed in
+// the store, so that a client can tell the user ("recorded the key of
+// HOST", "HOST moved to its next key"). The zero value means there was
+// nothing to tell: the key was already the host's current one, and at most
+// its last-seen time was updated.
+type Recorded struct {
+	// FirstUse is true when the host was not in the store and now is,
+	// trusted with the key it presented.
+	FirstUse bool
+	// Promoted is true when the key presented was a backup and is now the
+	// current one: the server has rolled over to its next key.
+	Promoted bool
+	// Added are announced pins newly recorded as backups.
+	Added []Pin
+	// Dropped are learned pins removed because the server no longer
+	// announces them: retired keys.
+	Dropped []Pin
 }
 
 // completedPin returns the pin of the leaf of a completed handshake.

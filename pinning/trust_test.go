@@ -440,9 +440,11 @@ func TestTOFUFirstUse(t *testing.T) {
 			if got := mustRead(t, path); got != "" {
 				t.Errorf("store after the handshake, before Record: got %q, want no file", got)
 			}
-			if err := tr.Record(state); err != nil {
+			rec, err := tr.Record(state)
+			if err != nil {
 				t.Fatal(err)
 			}
+			checkRecorded(t, rec, Recorded{FirstUse: true})
 			e := mustLookup(t, store, srv.addr)
 			cur, ok := e.Current()
 			if len(e.Pins) != 1 || !ok || !cur.Pin.Equal(PinOf(leaf)) || cur.Source != SourceFirstUse ||
@@ -469,7 +471,8 @@ func TestTOFUSameKeyAndRenewal(t *testing.T) {
 			// The same key again, within the last-seen resolution: accepted,
 			// and the file is not rewritten.
 			clock.Advance(lastSeenResolution / 2)
-			mustConnectAndRecord(t, tr, srv.addr)
+			_, rec := mustConnectAndRecordWhat(t, tr, srv.addr)
+			checkRecorded(t, rec, Recorded{})
 			if got := mustRead(t, path); got != first {
 				t.Errorf("file rewritten within the last-seen resolution:\n%s", got)
 			}
@@ -481,7 +484,8 @@ func TestTOFUSameKeyAndRenewal(t *testing.T) {
 				t.Fatal("the renewal is the same certificate")
 			}
 			srv.setCert(tlsCert(key, renewed))
-			mustConnectAndRecord(t, tr, srv.addr)
+			_, rec = mustConnectAndRecordWhat(t, tr, srv.addr)
+			checkRecorded(t, rec, Recorded{})
 			e := mustLookup(t, store, srv.addr)
 			cur, _ := e.Current()
 			if len(e.Pins) != 1 || !cur.LastSeen.Equal(clock.Now()) || cur.FirstSeen.Equal(clock.Now()) {
@@ -493,14 +497,41 @@ func TestTOFUSameKeyAndRenewal(t *testing.T) {
 
 func mustConnectAndRecord(t testing.TB, tr *Trust, addr string) tls.ConnectionState {
 	t.Helper()
+	state, _ := mustConnectAndRecordWhat(t, tr, addr)
+	return state
+}
+
+func mustConnectAndRecordWhat(t testing.TB, tr *Trust, addr string) (tls.ConnectionState, Recorded) {
+	t.Helper()
 	state, err := connect(t, tr, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Record(state); err != nil {
+	rec, err := tr.Record(state)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return state
+	return state, rec
+}
+
+// checkRecorded compares what Record or RecordAnnounced reported.
+func checkRecorded(t testing.TB, got, want Recorded) {
+	t.Helper()
+	if got.FirstUse != want.FirstUse || got.Promoted != want.Promoted || !samePins(got.Added, want.Added) || !samePins(got.Dropped, want.Dropped) {
+		t.Errorf("recorded: got %+v, want %+v", got, want)
+	}
+}
+
+func samePins(a, b []Pin) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func TestTOFUChangedKey(t *testing.T) {
@@ -540,7 +571,7 @@ func TestTOFUChangedKey(t *testing.T) {
 			}
 			// A handshake that failed recorded nothing, and neither does a
 			// Record of a state that did not come from a verified connection.
-			if err := tr.Record(tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{mustLeaf(t, newKey)}}); !errors.As(err, &ke) {
+			if _, err := tr.Record(tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{mustLeaf(t, newKey)}}); !errors.As(err, &ke) {
 				t.Errorf("Record of the new key: got %v, want a *KeyError", err)
 			}
 			if got := mustRead(t, path); got != before {
@@ -601,10 +632,10 @@ func TestTOFUNothingRecordedWhenHandshakeFailsAfterVerify(t *testing.T) {
 				if len(calls()) != 1 {
 					t.Fatalf("VerifyConnection ran %d times, want once, before the failure", len(calls()))
 				}
-				if !errors.Is(tr.Record(state), ErrHandshakeIncomplete) {
+				if !errors.Is(second(tr.Record(state)), ErrHandshakeIncomplete) {
 					t.Error("Record of a failed handshake: want ErrHandshakeIncomplete")
 				}
-				if !errors.Is(tr.RecordAnnounced(state, PinOf(realCert), nil), ErrHandshakeIncomplete) {
+				if !errors.Is(second(tr.RecordAnnounced(state, PinOf(realCert), nil)), ErrHandshakeIncomplete) {
 					t.Error("RecordAnnounced of a failed handshake: want ErrHandshakeIncomplete")
 				}
 				if got := mustRead(t, path); got != before {
@@ -640,7 +671,7 @@ func TestTOFUPolicies(t *testing.T) {
 					t.Error("the store was written")
 				}
 				// A Record after all is refused too.
-				if err := tr.Record(tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}}); !errors.As(err, &ue) {
+				if _, err := tr.Record(tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}}); !errors.As(err, &ue) {
 					t.Errorf("Record: got %v, want an *UnknownHostError", err)
 				}
 				if err := store.Add(srv.addr, pin); err != nil {
@@ -680,7 +711,7 @@ func TestTOFUPolicies(t *testing.T) {
 
 				// A key the prompt never approved is not recorded by Record.
 				other := mustTrust(t, TrustOptions{Mode: ModeTOFU, Store: mustStore(t, filepath.Join(t.TempDir(), "kh"), nil), Host: srv.addr, TOFU: TOFUPrompt, Prompt: prompt})
-				if err := other.Record(tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}}); !errors.As(err, &ue) {
+				if _, err := other.Record(tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{leaf}}); !errors.As(err, &ue) {
 					t.Errorf("Record without approval: got %v, want an *UnknownHostError", err)
 				}
 			})
@@ -716,7 +747,7 @@ func TestRecordRechecksTheStore(t *testing.T) {
 	}
 	before := mustRead(t, path)
 	var ke *KeyError
-	if err := tr.Record(state); !errors.As(err, &ke) {
+	if _, err := tr.Record(state); !errors.As(err, &ke) {
 		t.Errorf("got %v, want a *KeyError", err)
 	}
 	if mustRead(t, path) != before {
@@ -773,9 +804,11 @@ func TestRollover(t *testing.T) {
 
 			// Before the rollover: the server announces current A, next B.
 			state := mustConnectAndRecord(t, told, srv.addr)
-			if err := told.RecordAnnounced(state, pinA, []Pin{pinB}); err != nil {
+			rec, err := told.RecordAnnounced(state, pinA, []Pin{pinB})
+			if err != nil {
 				t.Fatal(err)
 			}
+			checkRecorded(t, rec, Recorded{Added: []Pin{pinB}})
 			e := mustLookup(t, toldStore, srv.addr)
 			if !e.Set().Equal(mustSet(t, pinA, pinB)) || e.Pins[1].Source != SourceAnnounced || !e.Pins[1].LastSeen.IsZero() {
 				t.Fatalf("after the announcement: got %v, want A current and B an announced backup", e)
@@ -791,15 +824,18 @@ func TestRollover(t *testing.T) {
 			clock.Advance(24 * time.Hour)
 			srv.setCert(tlsCert(keyB, certB))
 
-			state = mustConnectAndRecord(t, told, srv.addr)
+			state, rec = mustConnectAndRecordWhat(t, told, srv.addr)
+			checkRecorded(t, rec, Recorded{Promoted: true})
 			e = mustLookup(t, toldStore, srv.addr)
 			if cur, _ := e.Current(); !cur.Pin.Equal(pinB) || !cur.LastSeen.Equal(clock.Now()) || !e.Set().Equal(mustSet(t, pinB, pinA)) {
 				t.Errorf("after the first handshake with B: got %v, want B current and A kept as a backup", e)
 			}
 			// The server now announces current B, next C: A is retired.
-			if err := told.RecordAnnounced(state, pinB, []Pin{pinC}); err != nil {
+			rec, err = told.RecordAnnounced(state, pinB, []Pin{pinC})
+			if err != nil {
 				t.Fatal(err)
 			}
+			checkRecorded(t, rec, Recorded{Added: []Pin{pinC}, Dropped: []Pin{pinA}})
 			e = mustLookup(t, toldStore, srv.addr)
 			if !e.Set().Equal(mustSet(t, pinB, pinC)) {
 				t.Errorf("after the announcement: got %v, want B current and C the backup, A dropped", e)
@@ -841,15 +877,17 @@ func TestRecordAnnounced(t *testing.T) {
 	store := mustStore(t, path, nil)
 	tr := mustTrust(t, TrustOptions{Mode: ModeTOFU, Store: store, Host: srv.addr})
 	state := mustConnectAndRecord(t, tr, srv.addr)
-	if err := tr.RecordAnnounced(state, pin, []Pin{learned}); err != nil {
+	if _, err := tr.RecordAnnounced(state, pin, []Pin{learned}); err != nil {
 		t.Fatal(err)
 	}
 	if err := store.Add(srv.addr, added); err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.RecordAnnounced(state, pin, []Pin{next, pin, next}); err != nil {
+	rec, err := tr.RecordAnnounced(state, pin, []Pin{next, pin, next})
+	if err != nil {
 		t.Fatal(err)
 	}
+	checkRecorded(t, rec, Recorded{Added: []Pin{next}, Dropped: []Pin{learned}})
 	e := mustLookup(t, store, srv.addr)
 	if !e.Set().Equal(mustSet(t, pin, next, added)) {
 		t.Errorf("got %v, want the current pin, the announced next pin and the added pin", e)
@@ -870,7 +908,7 @@ func TestRecordAnnounced(t *testing.T) {
 		{"too many next pins", pin, tooMany},
 		{"zero next pin", pin, []Pin{{}}},
 	} {
-		if err := tr.RecordAnnounced(state, tt.current, tt.next); !errors.Is(err, ErrBadAnnouncement) {
+		if _, err := tr.RecordAnnounced(state, tt.current, tt.next); !errors.Is(err, ErrBadAnnouncement) {
 			t.Errorf("%s: got %v, want ErrBadAnnouncement", tt.name, err)
 		}
 	}
@@ -880,10 +918,10 @@ func TestRecordAnnounced(t *testing.T) {
 
 	// Outside tofu mode both calls do nothing.
 	pinTrust := mustTrust(t, TrustOptions{Mode: ModePin, Pins: mustSet(t, pin)})
-	if err := pinTrust.Record(tls.ConnectionState{}); err != nil {
+	if _, err := pinTrust.Record(tls.ConnectionState{}); err != nil {
 		t.Errorf("Record in pin mode: %v", err)
 	}
-	if err := pinTrust.RecordAnnounced(tls.ConnectionState{}, pin, nil); err != nil {
+	if _, err := pinTrust.RecordAnnounced(tls.ConnectionState{}, pin, nil); err != nil {
 		t.Errorf("RecordAnnounced in pin mode: %v", err)
 	}
 }
@@ -976,3 +1014,6 @@ func TestKeyErrorForgetCommandQuoting(t *testing.T) {
 		}
 	}
 }
+
+// second returns the error of a (Recorded, error) pair.
+func second(_ Recorded, err error) error { return err }
