@@ -164,7 +164,7 @@ type run struct {
 
 	// Samples of the server (when PID is set) and of this process.
 	before, cpuFrom, after samples
-	began, ended         time.Time // the measured phase
+	began, ended           time.Time // the measured phase
 }
 
 type samples struct {
