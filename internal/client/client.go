@@ -39,9 +39,10 @@ type Options struct {
 }
 
 // Conn is a connection to a Space Captain server. It is not safe for
-// concurrent use: one goroutine sends and receives (a pipelining client may
-// use one goroutine for Send/Flush and another for Receive, never two for
-// either).
+// concurrent use: one goroutine sends and receives. A pipelining client may
+// use one goroutine for Send and Flush and another for [Conn.ReadReply],
+// never two for either: Receive and Do flush, so they belong to the
+// sending goroutine.
 type Conn struct {
 	nc         net.Conn  // the TLS or TCP connection
 	tc         *tls.Conn // nil in plaintext
@@ -170,6 +171,14 @@ func (c *Conn) Receive() (proto.Frame, error) {
 	if err := c.Flush(); err != nil {
 		return proto.Frame{}, err
 	}
+	return c.dec.Next()
+}
+
+// ReadReply returns the next reply as [Conn.Receive] does, but flushes
+// nothing: it is for a goroutine that reads replies while another one
+// sends and flushes requests (Receive would touch the send buffer the
+// other goroutine is filling).
+func (c *Conn) ReadReply() (proto.Frame, error) {
 	return c.dec.Next()
 }
 

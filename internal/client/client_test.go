@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -192,6 +193,59 @@ func TestPipelined(t *testing.T) {
 			}
 		})
 	}
+}
+
+// One goroutine sends and flushes while another reads the replies with
+// ReadReply, as sc-client chat does; under -race this also checks that
+// ReadReply does not touch the send buffer.
+func TestPipelinedConcurrentReader(t *testing.T) {
+	const n = 2000
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			addr, copts := startServer(t, m, server.Options{})
+			c := mustDial(t, addr, copts)
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			got := make(chan error, 1)
+			go func() {
+				for i := range n {
+					f, err := c.ReadReply()
+					if err != nil {
+						got <- fmt.Errorf("reply %d: %w", i, err)
+						return
+					}
+					if f.Type != proto.Reverse || string(f.Body) != "x"+strconv.Itoa(i) {
+						got <- fmt.Errorf("reply %d: got (%v, %q), want it in order", i, f.Type, f.Body)
+						return
+					}
+				}
+				got <- nil
+			}()
+			for i := range n {
+				if err := c.Send(proto.Reverse, []byte(reverse(strconv.Itoa(i))+"x")); err != nil {
+					t.Fatal(err)
+				}
+				if i%7 == 0 {
+					if err := c.Flush(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := c.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-got; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func reverse(s string) string {
+	b := []byte(s)
+	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
+		b[i], b[j] = b[j], b[i]
+	}
+	return string(b)
 }
 
 func TestKeysNotSupported(t *testing.T) {

@@ -4,7 +4,9 @@
 //
 // [Dial] returns a [Conn]. [Conn.Do] sends one request and waits for its
 // reply; [Conn.Send], [Conn.Flush] and [Conn.Receive] pipeline many
-// requests before reading their replies, which come back in order.
+// requests before reading their replies, which come back in order;
+// [Conn.ReadReply] reads them on a goroutine of its own while another
+// keeps sending.
 // [Conn.Keys] fetches and parses the server's key pins.
 //
 // An ERROR reply is a [*ServerError]; a reply that breaks the protocol is a
