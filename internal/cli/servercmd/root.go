@@ -1,0 +1,190 @@
+package servercmd
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/internal/proto"
+	"github.com/spacecaptain/spacecaptain/internal/server"
+	"github.com/spacecaptain/spacecaptain/pki"
+	"github.com/spf13/cobra"
+)
+
+// Defaults of the flags that are not the server core's.
+const (
+	DefaultListen          = ":4242"
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Env is what sc-server takes from outside: the environment, the terminal,
+// the clock, signals and a hook for tests. The zero value means the real
+// ones.
+type Env struct {
+	// Getenv reads environment variables (SC_KEY_PASSWORD). Nil means
+	// os.Getenv.
+	Getenv func(string) string
+	// Stdin is where a passphrase prompt reads from, only when it is a
+	// terminal. Nil means os.Stdin.
+	Stdin *os.File
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+	// Reload delivers requests to reload the certificate. Nil means
+	// SIGHUP.
+	Reload <-chan os.Signal
+	// Listening, when set, is called with the bound address once the
+	// server listens (tests listen on port 0).
+	Listening func(net.Addr)
+}
+
+// options are sc-server's flags. Each maps to a field here or in srv, the
+// server core's options, whose documentation is the reference.
+type options struct {
+	// listen is the TCP address to listen on. Default DefaultListen.
+	listen string
+	// cert and key are the certificate (chain) and key files. Default
+	// certs/server.crt and certs/server.key; both missing means the
+	// default layout is made there.
+	cert, key string
+	// nextKey is the pre-made next key, whose pin KEYS announces. Default
+	// pki.NextKeyPath(key), e.g. certs/server.next.key.
+	nextKey string
+	// pass reads the passphrase of encrypted keys: --key-password-file,
+	// else SC_KEY_PASSWORD, else a terminal prompt.
+	pass *cli.Passphrase
+	// plaintext serves without TLS, for comparison runs. Default false.
+	plaintext bool
+	// minTLS is the lowest TLS version accepted. Default TLS 1.2.
+	minTLS uint16
+	// shutdownTimeout bounds the graceful drain after SIGINT/SIGTERM.
+	// Default DefaultShutdownTimeout.
+	shutdownTimeout time.Duration
+	// logFormat is "text" or "json"; logLevel the lowest level logged.
+	// Default text and info.
+	logFormat string
+	logLevel  slog.Level
+	// srv holds MaxConns, MaxMessage, the timeouts and Engine.
+	srv server.Options
+}
+
+const rootLong = `sc-server serves the Space Captain protocol (ECHO, REVERSE, TIME, KEYS) over
+TLS on port 4242.
+
+With no flags it serves certs/server.crt with the key certs/server.key. When
+both are missing it first makes the default layout there (as sc-cert init: a
+local CA, the server certificate, its key and the next key, P-256) and prints
+the pin clients should use and the sc-client command to connect with.
+
+TLS 1.3 is preferred; TLS 1.2 is accepted with ECDHE and AEAD cipher suites
+only (--min-tls 1.3 refuses it). KEYS answers with the pin of the served key
+and, when the next key file exists, the next key's pin, so that clients that
+trust on first use learn the next key before the rollover.
+
+SIGINT or SIGTERM stops the server gracefully: it stops accepting, answers
+every request already read, closes each connection with close_notify, and
+exits 0 within --shutdown-timeout (connections still open then are cut).
+SIGHUP reloads the certificate and keys from their files; if they cannot be
+loaded, the old ones stay in use and the log says why.
+
+Passphrases of encrypted keys come from --key-password-file FILE, else the
+SC_KEY_PASSWORD environment variable, else a prompt when standard input is a
+terminal.
+
+Exit codes:
+  0    stopped by SIGINT or SIGTERM after a graceful drain (or cut at --shutdown-timeout)
+  1    error (certificate or key missing or invalid, address in use, ...)
+  2    usage error (unknown flag, bad value, conflicting flags)
+  130  interrupted before the server started (e.g. at the passphrase prompt)`
+
+// NewRootCmd returns the sc-server command.
+func NewRootCmd(env Env) *cobra.Command {
+	o := &options{pass: &cli.Passphrase{Getenv: env.Getenv, Stdin: env.Stdin}, minTLS: tls.VersionTLS12}
+	cmd := &cobra.Command{
+		Use:   "sc-server [flags]",
+		Short: "Serve the Space Captain protocol over TLS",
+		Long:  rootLong,
+		Example: `  sc-server                                   # :4242, certs/ (made on first run)
+  sc-server --listen 127.0.0.1:0 --log-format json
+  sc-server --cert /etc/sc/server.crt --key /etc/sc/server.key --key-password-file /run/secrets/pw
+  sc-server --plaintext --listen :4243        # comparison runs only`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			o.pass.Prompt = cmd.ErrOrStderr()
+			return run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), &env, o)
+		},
+	}
+	cli.SetupRoot(cmd)
+	defaultCert := filepath.Join(pki.DefaultDir, pki.ServerCertFile)
+	defaultKey := filepath.Join(pki.DefaultDir, pki.ServerKeyFile)
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	fs.StringVar(&o.listen, "listen", DefaultListen, "TCP `ADDRESS` to listen on, HOST:PORT (port 0 picks a free port; the log says which)")
+	fs.StringVar(&o.cert, "cert", defaultCert, "certificate (chain) `FILE` to serve; with --key missing too, the default layout is made in its directory")
+	fs.StringVar(&o.key, "key", defaultKey, "private key `FILE` of --cert")
+	fs.StringVar(&o.nextKey, "next-key", "", "next key `FILE`, whose pin KEYS announces when it exists (default: --key with .next before its extension, e.g. "+pki.NextKeyPath(defaultKey)+")")
+	fs.StringVar(&o.pass.File, "key-password-file", "", "read the passphrase of encrypted keys from the first line of `FILE` (else $"+cli.PassphraseEnv+", else a terminal prompt)")
+	fs.BoolVar(&o.plaintext, "plaintext", false, "serve WITHOUT TLS: no encryption, no server authentication (comparison runs only)")
+	fs.Var(tlsVersionValue{&o.minTLS}, "min-tls", "lowest TLS `VERSION` accepted: 1.2 or 1.3")
+	fs.IntVar(&o.srv.MaxConns, "max-conns", server.DefaultMaxConns, "most connections held at once (`NUMBER`), handshakes included; more are refused at once (each needs a file descriptor)")
+	fs.IntVar(&o.srv.MaxMessage, "max-message", proto.DefaultMaxBody, fmt.Sprintf("largest request body accepted, in `BYTES` (at most %d); a longer one gets an ERROR reply and the connection is closed", server.MaxMessageLimit))
+	fs.DurationVar(&o.srv.HandshakeTimeout, "handshake-timeout", server.DefaultHandshakeTimeout, "longest a TLS handshake may take, from accept to done")
+	fs.DurationVar(&o.srv.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "longest wait for the next request (or the rest of one) before the connection is closed")
+	fs.DurationVar(&o.srv.WriteTimeout, "write-timeout", server.DefaultWriteTimeout, "longest a client may take to accept a reply before it is cut (one that never reads)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "longest graceful drain after SIGINT/SIGTERM before open connections are cut")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT`: text (for people) or json (for machines); logs go to standard error")
+	fs.Var(levelValue{&o.logLevel}, "log-level", "lowest log `LEVEL`: debug (every connection), info, warn or error")
+	fs.StringVar(&o.srv.Engine, "engine", server.Engines()[0], "connection `ENGINE`: "+strings.Join(server.Engines(), ", "))
+	for _, f := range []string{"cert", "key", "next-key", "key-password-file", "min-tls"} {
+		cmd.MarkFlagsMutuallyExclusive("plaintext", f)
+	}
+	return cmd
+}
+
+// validate checks what flag parsing cannot, naming the flags at fault.
+func (o *options) validate() error {
+	if _, _, err := net.SplitHostPort(o.listen); err != nil {
+		return cli.Usagef("--listen %q: want HOST:PORT, e.g. :4242 or 127.0.0.1:4242", o.listen)
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return cli.Usagef("--log-format %q: want text or json", o.logFormat)
+	}
+	if o.srv.MaxConns < 1 {
+		return cli.Usagef("--max-conns %d: want at least 1", o.srv.MaxConns)
+	}
+	if o.srv.MaxMessage < 1 || o.srv.MaxMessage > server.MaxMessageLimit {
+		return cli.Usagef("--max-message %d: want 1 to %d bytes", o.srv.MaxMessage, server.MaxMessageLimit)
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--handshake-timeout", o.srv.HandshakeTimeout},
+		{"--idle-timeout", o.srv.IdleTimeout},
+		{"--write-timeout", o.srv.WriteTimeout},
+		{"--shutdown-timeout", o.shutdownTimeout},
+	} {
+		if d.v <= 0 {
+			return cli.Usagef("%s %v: want a positive duration, e.g. 5s", d.flag, d.v)
+		}
+	}
+	known := false
+	for _, e := range server.Engines() {
+		known = known || e == o.srv.Engine
+	}
+	if !known {
+		return cli.Usagef("--engine %q: this build has %s", o.srv.Engine, strings.Join(server.Engines(), ", "))
+	}
+	if o.nextKey == "" && !o.plaintext {
+		o.nextKey = pki.NextKeyPath(o.key)
+	}
+	return nil
+}

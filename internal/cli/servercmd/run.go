@@ -1,0 +1,166 @@
+package servercmd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/internal/server"
+	"github.com/spacecaptain/spacecaptain/pki"
+)
+
+// run serves until ctx is done (SIGINT, SIGTERM), then drains. It returns
+// nil after a stop by ctx, graceful or cut at the shutdown timeout: the
+// operator asked for it.
+func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) error {
+	log := newLogger(stderr, o.logFormat, o.logLevel)
+	now := env.Now
+	if now == nil {
+		now = time.Now
+	}
+
+	var (
+		src     certSource
+		created *pki.InitResult
+		err     error
+	)
+	srvOpts := o.srv
+	srvOpts.Logger = log
+	if o.plaintext {
+		log.WarnContext(ctx, "serving PLAINTEXT: nothing is encrypted and clients cannot check who they talk to; for comparison runs only, never for players")
+	} else {
+		created, err = ensureCerts(ctx, o, now)
+		if err != nil {
+			return err
+		}
+		src, err = newPairSource(o.cert, o.key, o.nextKey, pki.KeyOptions{Passphrase: o.pass.Source("the server key " + o.key)}, now)
+		if err != nil {
+			return loadHint(err, o)
+		}
+		cfg, err := newTLSConfig(o.minTLS, src.GetCertificate)
+		if err != nil {
+			return err
+		}
+		srvOpts.TLSConfig = cfg
+		srvOpts.Keys = src.Keys
+	}
+	srv, err := server.New(srvOpts)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return cli.WithHint(fmt.Errorf("listening on %s: %w", o.listen, err),
+			"is another server using the port? choose another with --listen, e.g. --listen 127.0.0.1:4243")
+	}
+	addr := ln.Addr()
+	logStart(ctx, log, addr, o, src)
+	if created != nil {
+		printCreated(stdout, created, addr)
+	}
+	if env.Listening != nil {
+		env.Listening(addr)
+	}
+
+	reload := env.Reload
+	if reload == nil {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		reload = hup
+	}
+
+	// Serve gets a context that is never cancelled: cancelling Serve's
+	// context closes every connection hard, and ctx ending is the start of
+	// a graceful Shutdown instead.
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(context.WithoutCancel(ctx), ln) }()
+	for {
+		select {
+		case err := <-serveErr:
+			// Serve ends by itself only on a permanent accept error.
+			return fmt.Errorf("accepting connections on %s: %w", addr, err)
+		case <-reload:
+			if src == nil {
+				log.InfoContext(ctx, "reload requested; nothing to reload in plaintext")
+				continue
+			}
+			if err := src.Reload(); err != nil {
+				log.WarnContext(ctx, "reload failed; still serving the previous certificate", "err", err)
+				continue
+			}
+			logCert(ctx, log, "reloaded certificate", src.Info())
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
+			err := srv.Shutdown(sctx)
+			cancel()
+			if err != nil {
+				log.WarnContext(ctx, "stopped: the drain did not finish within --shutdown-timeout; the rest was cut", "shutdown_timeout", o.shutdownTimeout)
+			}
+			if err := <-serveErr; !errors.Is(err, server.ErrServerClosed) {
+				return fmt.Errorf("serving on %s: %w", addr, err)
+			}
+			log.InfoContext(ctx, "stopped")
+			return nil
+		}
+	}
+}
+
+// logStart logs what the server serves with: address, engine, TLS
+// versions, and the certificate's serial, expiry and pin.
+func logStart(ctx context.Context, log *slog.Logger, addr net.Addr, o *options, src certSource) {
+	attrs := []any{"addr", addr.String(), "engine", o.srv.Engine}
+	if src == nil {
+		log.InfoContext(ctx, "serving plaintext", attrs...)
+		return
+	}
+	attrs = append(attrs, "tls_min", tls.VersionName(o.minTLS), "tls_max", tls.VersionName(tls.VersionTLS13),
+		"cert", o.cert, "key", o.key)
+	attrs = append(attrs, certAttrs(src.Info())...)
+	log.InfoContext(ctx, "serving", attrs...)
+	if err := src.Info().NextErr; err != nil {
+		log.WarnContext(ctx, "the next key is not announced", "next_key", o.nextKey, "err", err)
+	}
+}
+
+func logCert(ctx context.Context, log *slog.Logger, msg string, info certInfo) {
+	log.InfoContext(ctx, msg, certAttrs(info)...)
+	if info.NextErr != nil {
+		log.WarnContext(ctx, "the next key is not announced", "err", info.NextErr)
+	}
+}
+
+func certAttrs(info certInfo) []any {
+	attrs := []any{"serial", info.Serial, "not_after", info.NotAfter.UTC().Format(time.RFC3339), "pin", info.Pin.String()}
+	if !info.NextPin.IsZero() {
+		attrs = append(attrs, "next_pin", info.NextPin.String())
+	}
+	return attrs
+}
+
+// loadHint adds what to do to an error loading the pair to serve.
+func loadHint(err error, o *options) error {
+	var expired *pki.ExpiredError
+	switch {
+	case errors.As(err, &expired):
+		return cli.WithHint(err, fmt.Sprintf("renew it on the same key (clients' pins stay valid): sc-cert rotate --cert %s --key %s", o.cert, o.key))
+	case errors.Is(err, cli.ErrNoPassphrase):
+		return &cli.Error{Code: cli.ExitFailure, Err: err,
+			Hints: []string{"give it with --key-password-file FILE or the " + cli.PassphraseEnv + " environment variable"}}
+	case errors.Is(err, pki.ErrIncorrectPassphrase):
+		return cli.WithHint(err, "check --key-password-file or $"+cli.PassphraseEnv)
+	case errors.Is(err, pki.ErrKeyFilePermissions):
+		return cli.WithHint(err, fmt.Sprintf("make it private with chmod 600 %s; if others could read it, replace the key: sc-cert rotate --promote-next", o.key))
+	}
+	return err
+}
