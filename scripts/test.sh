@@ -36,6 +36,9 @@ step "load tests without the race detector (it slows TLS handshakes ~15x)"
 # numbers (5,000 concurrent TLS connections) are checked here.
 go test -count=1 -run 'TestManyConnections' ./internal/server/
 
+step "zlint on every kind of certificate sc-cert makes"
+scripts/zlint.sh
+
 step "govulncheck (offline database)"
 scripts/vulncheck.sh
 
