@@ -1,0 +1,15 @@
+// Command refserver is the reference server of scripts/bench.sh: a plain
+// crypto/tls server of the Space Captain protocol, written the way one
+// usually is — one goroutine per connection, a bufio.Reader, one reply
+// built and written (one TLS record, one system call) per request, no
+// batching, and crypto/tls's defaults for everything else (dynamic record
+// sizing, session tickets, groups, suites, no handshake timeout). The
+// issue-6 targets ("a one-record-per-reply server", "a plain crypto/tls
+// server") are measured against it in the same run as sc-server.
+//
+// It is a benchmark fixture, not a product: it has no connection limit,
+// no deadlines and no certificate reloading.
+//
+//	refserver --listen 127.0.0.1:4343 --cert server.crt --key server.key
+//	refserver --listen 127.0.0.1:4343 --plaintext
+package main

@@ -1,0 +1,543 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/bench"
+)
+
+// document renders docs/BENCHMARKS.md from a run of the matrix.
+type document struct {
+	config     *config
+	scenarios  []scenario
+	results    []result
+	commands   map[string]*commands
+	began      time.Time
+	took       time.Duration
+	loadBefore string
+	loadAfter  string
+}
+
+// stats are the medians of one scenario's runs on one server.
+type stats struct {
+	runs, reports int
+	opsPerSec     float64
+	perCPU        float64 // ops per server CPU-second
+	cpu           float64
+	p50, p99      float64
+	p999          float64
+	rssPerConn    float64
+	held          float64
+	resumed       float64
+	errors        int64 // summed over the runs
+	tls           string
+	failures      []string
+}
+
+func (d *document) stats(id, srv string) (stats, bool) {
+	var s stats
+	var ops, per, cpu, p50, p99, p999, rss, held, resumed []float64
+	for _, r := range d.results {
+		if r.Scenario != id || r.Server != srv {
+			continue
+		}
+		s.runs++
+		if r.Err != "" {
+			s.failures = append(s.failures, r.Err)
+		}
+		rep := r.Report
+		if rep == nil {
+			continue
+		}
+		s.reports++
+		s.errors += rep.Errors
+		ops = append(ops, rep.OpsPerSecond)
+		p50 = append(p50, rep.Latency.P50)
+		p99 = append(p99, rep.Latency.P99)
+		p999 = append(p999, rep.Latency.P999)
+		held = append(held, float64(rep.Held))
+		resumed = append(resumed, rep.Resumed)
+		if rep.Server != nil {
+			per = append(per, rep.Server.OpsPerCPUSecond)
+			cpu = append(cpu, rep.Server.CPU)
+			rss = append(rss, rep.Server.RSSPerConn)
+		}
+		if rep.TLS {
+			s.tls = strings.TrimSpace(rep.TLSVersion + " " + strings.Replace(rep.Group, "CurveP", "P-", 1))
+		} else {
+			s.tls = "plaintext"
+		}
+	}
+	if s.reports == 0 {
+		return s, false
+	}
+	s.opsPerSec, s.perCPU, s.cpu = median(ops), median(per), median(cpu)
+	s.p50, s.p99, s.p999 = median(p50), median(p99), median(p999)
+	s.rssPerConn, s.held, s.resumed = median(rss), median(held), median(resumed)
+	return s, true
+}
+
+// median returns the median of v (the mean of the middle two for an even
+// count), 0 for none.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func (d *document) write(w io.Writer) {
+	c := d.config
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p("# Benchmarks")
+	p("")
+	p("Written by `scripts/bench.sh` on %s; rerun it to replace this file (about %s here).", d.began.UTC().Format("2006-01-02 15:04 MST"), d.took.Round(time.Minute))
+	p("`scripts/bench.sh --smoke` runs every mode once in seconds and checks the reports (CI runs it).")
+	p("")
+	p("Every figure is the **median of %d run(s)**, each against a **fresh server process**; the runs of the servers being compared are interleaved, so that they share the machine's moods.", c.runs)
+	p("The load generator (`sc-client bench`) and the server are separate processes on 127.0.0.1 sharing the machine's cores, so **operations per server CPU-second** (the server's utime+stime from /proc/PID/stat over the measured phase) is the figure to compare servers by; ops/s also depends on the client.")
+	p("Memory is the server's VmRSS from /proc/PID/status; \"KiB\" is 1,024 bytes, as /proc counts (the issue's \"KB\").")
+	p("")
+	p("## Machine")
+	p("")
+	p("| | |")
+	p("|---|---|")
+	p("| CPU | %s, %d logical CPUs (nproc) |", cpuModel(), runtime.NumCPU())
+	p("| Kernel | Linux %s |", readTrim("/proc/sys/kernel/osrelease"))
+	p("| Go | %s |", orDefault(c.goVersion, runtime.Version()))
+	p("| Revision | %s |", orDefault(c.revision, "unknown"))
+	p("| Load average (1, 5, 15 min) | %s before, %s after |", d.loadBefore, d.loadAfter)
+	p("| Engines measured | %s |", strings.Join(c.engines, ", "))
+	p("| Runs, timed length | %d per scenario and server, %v each (idle: until the connections are open, then held %s) |", c.runs, c.duration, "4 s")
+	p("")
+	p("The machine is shared with other developers' builds and tests: a load average above the core count means the figures are noisier than they look; compare servers within this run, not across runs.")
+	p("")
+	d.writeTargets(w)
+	d.writeResults(w)
+	d.writeKeyChoice(w)
+	d.writeCommands(w)
+	if c.goBench != "" {
+		data, err := os.ReadFile(c.goBench)
+		if err == nil {
+			p("## Go benchmarks")
+			p("")
+			p("The frame codec and the per-message server path, without sockets except `BenchmarkEchoLoopback` (one connection, client in the same process):")
+			p("")
+			p("```")
+			p("go test -run '^$' -bench . -benchmem ./internal/proto ./internal/server")
+			p("")
+			p("%s", strings.TrimSpace(string(data)))
+			p("```")
+			p("")
+		}
+	}
+}
+
+// verdict is a target's outcome.
+type verdict string
+
+const (
+	met         verdict = "met"
+	notMet      verdict = "**not met**"
+	notMeasured verdict = "not measured"
+)
+
+type check struct {
+	target   string
+	measured []string
+	verdict  verdict
+}
+
+// perEngine evaluates a target on each engine: f returns the measured text
+// and whether it passes, ok=false when it could not be measured. Engines
+// that must pass but are not in this build make the target "not measured"
+// unless another engine already fails it.
+func (d *document) perEngine(required []string, f func(engine string) (text string, pass, ok bool)) ([]string, verdict) {
+	var texts []string
+	v := met
+	for _, e := range required {
+		if !slices.Contains(d.config.engines, e) {
+			texts = append(texts, e+": not in this build")
+			if v == met {
+				v = notMeasured
+			}
+			continue
+		}
+		text, pass, ok := f(e)
+		switch {
+		case !ok:
+			texts = append(texts, e+": no result")
+			if v == met {
+				v = notMeasured
+			}
+		case !pass:
+			texts = append(texts, e+": "+text)
+			v = notMet
+		default:
+			texts = append(texts, e+": "+text)
+		}
+	}
+	if v == notMeasured {
+		// Say what was measured and passed, not only what is missing.
+		var passed []string
+		for _, e := range required {
+			if slices.Contains(d.config.engines, e) {
+				if _, pass, ok := f(e); ok && pass {
+					passed = append(passed, e)
+				}
+			}
+		}
+		if len(passed) > 0 {
+			v = verdict("met by " + strings.Join(passed, ", ") + "; " + string(notMeasured) + " on the rest")
+		}
+	}
+	return texts, v
+}
+
+func (d *document) writeTargets(w io.Writer) {
+	engines := []string{"epoll", "goroutine"}
+	ss := func(id, srv string) (stats, bool) { return d.stats(id, srv) }
+	eng := func(e string) string { return "sc-server/" + e }
+	var checks []check
+
+	for _, idle := range []struct {
+		id    string
+		limit float64
+		size  string
+	}{{idle15k64, 10, "64-byte"}, {idle15k4096, 12, "4096-byte"}} {
+		texts, v := d.perEngine([]string{"epoll"}, func(e string) (string, bool, bool) {
+			s, ok := ss(idle.id, eng(e))
+			if !ok {
+				return "", false, false
+			}
+			kib := s.rssPerConn / 1024
+			return fmt.Sprintf("%.1f KiB (%s held, %d errors)", kib, count(s.held), s.errors), kib <= idle.limit && s.held == 15000 && s.errors == 0, true
+		})
+		if s, ok := ss(idle.id, eng("goroutine")); ok {
+			texts = append(texts, fmt.Sprintf("for reference, goroutine: %.1f KiB", s.rssPerConn/1024))
+		}
+		if s, ok := ss(idle.id, "refserver"); ok {
+			texts = append(texts, fmt.Sprintf("refserver: %.1f KiB", s.rssPerConn/1024))
+		}
+		checks = append(checks, check{fmt.Sprintf("15,000 idle TLS 1.3 connections held by the epoll engine at ≤ %.0f KB each after one %s ECHO ((RSS open − RSS before) / 15,000, 3 s after the last opened)", idle.limit, idle.size), texts, v})
+	}
+
+	texts, v := d.perEngine(d.config.engines, func(e string) (string, bool, bool) {
+		s, ok := ss(idle19k, eng(e))
+		if !ok {
+			return "", false, false
+		}
+		return fmt.Sprintf("%s held, %d errors", count(s.held), s.errors), s.held == 19000 && s.errors == 0, true
+	})
+	checks = append(checks, check{"19,000 concurrent TLS connections in one server process, each answering an ECHO", texts, v})
+
+	texts, v = d.perEngine(engines, func(e string) (string, bool, bool) {
+		s, ok1 := ss(pipe50, eng(e))
+		ref, ok2 := ss(pipe50, "refserver")
+		if !ok1 || !ok2 || ref.perCPU == 0 {
+			return "", false, false
+		}
+		r := s.perCPU / ref.perCPU
+		return fmt.Sprintf("%s per CPU-s = %.1f× refserver's %s", count(s.perCPU), r, count(ref.perCPU)), r >= 10, true
+	})
+	checks = append(checks, check{"Pipelined ECHO (50 connections × 64 frames of 64 B), TLS 1.3: ≥ 10× the ECHOs per server CPU-second of a one-record-per-reply server, on both engines", texts, v})
+
+	texts, v = d.perEngine(engines, func(e string) (string, bool, bool) {
+		s, ok1 := ss(pipe50, eng(e))
+		plain, ok2 := ss(pipe50Plain, eng(e))
+		if !ok1 || !ok2 || plain.perCPU == 0 {
+			return "", false, false
+		}
+		r := s.perCPU / plain.perCPU
+		return fmt.Sprintf("TLS %s vs plaintext %s per CPU-s (%.0f%%)", count(s.perCPU), count(plain.perCPU), 100*r), r >= 0.85, true
+	})
+	checks = append(checks, check{"Pipelined ECHO: TLS within 15% of our own plaintext mode, per server CPU-second", texts, v})
+
+	texts, v = d.perEngine([]string{"epoll"}, func(e string) (string, bool, bool) {
+		s, ok1 := ss(echo50, eng(e))
+		g, ok2 := ss(echo50, eng("goroutine"))
+		if !ok1 || !ok2 || g.perCPU == 0 {
+			return "", false, false
+		}
+		r := s.perCPU / g.perCPU
+		return fmt.Sprintf("%s vs goroutine %s per CPU-s (%.0f%%)", count(s.perCPU), count(g.perCPU), 100*r), r >= 0.95, true
+	})
+	checks = append(checks, check{"Ping-pong ECHO, 50 connections, 64 B: epoll within 5% of the goroutine engine per server CPU-second, or better", texts, v})
+
+	texts, v = d.perEngine([]string{"epoll"}, func(e string) (string, bool, bool) {
+		s, ok1 := ss(echo1, eng(e))
+		g, ok2 := ss(echo1, eng("goroutine"))
+		if !ok1 || !ok2 || g.p50 == 0 {
+			return "", false, false
+		}
+		r := s.p50 / g.p50
+		return fmt.Sprintf("p50 %.1f µs vs goroutine %.1f µs (%.0f%%)", s.p50, g.p50, 100*r), r <= 1.05, true
+	})
+	checks = append(checks, check{"Ping-pong ECHO, one connection: epoll p50 latency within 5% of the goroutine engine's, or better", texts, v})
+
+	for _, hs := range []struct{ id, what string }{
+		{hsP256, "Full handshakes, TLS 1.3, P-256 (default groups)"},
+		{hsRSA, "Full handshakes, TLS 1.3, RSA-4096"},
+	} {
+		texts, v = d.perEngine(engines, func(e string) (string, bool, bool) {
+			s, ok1 := ss(hs.id, eng(e))
+			ref, ok2 := ss(hs.id, "refserver")
+			if !ok1 || !ok2 || ref.perCPU == 0 {
+				return "", false, false
+			}
+			r := s.perCPU / ref.perCPU
+			return fmt.Sprintf("%s vs refserver %s per CPU-s (%.1f%%)", count(s.perCPU), count(ref.perCPU), 100*r), r >= 0.97, true
+		})
+		checks = append(checks, check{hs.what + " per server CPU-second: ≥ 97% of a plain crypto/tls server's in the same run", texts, v})
+	}
+
+	texts, v = d.perEngine(engines, func(e string) (string, bool, bool) {
+		res, ok1 := ss(hsRSAResume, eng(e))
+		full, ok2 := ss(hsRSA, eng(e))
+		if !ok1 || !ok2 || full.perCPU == 0 {
+			return "", false, false
+		}
+		r := res.perCPU / full.perCPU
+		return fmt.Sprintf("resumed %s vs full %s per CPU-s (%.1f×, %.0f%% resumed)", count(res.perCPU), count(full.perCPU), r, 100*res.resumed), r >= 10 && res.resumed > 0.99, true
+	})
+	checks = append(checks, check{"TLS 1.3 resumption with an RSA-4096 certificate: ≥ 10× full handshakes per server CPU-second", texts, v})
+
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p("## Issue 6 targets")
+	p("")
+	p("Medians of this run. A target stated for the epoll engine is \"not measured\" while this build has no epoll engine.")
+	p("")
+	p("| Target | Measured | Result |")
+	p("|---|---|---|")
+	for _, ch := range checks {
+		p("| %s | %s | %s |", ch.target, strings.Join(ch.measured, "<br>"), ch.verdict)
+	}
+	p("")
+}
+
+func (d *document) writeResults(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p("## Results")
+	p("")
+	p("Medians of each column separately. Latency is per handshake (dial, handshake, one ECHO, close), per ECHO round trip, per pipelined batch (write of 64 ECHOs to the last reply), or per idle connection opened (dial, handshake, one ECHO). RSS per connection is (RSS with the connections open − RSS before them) / connections; for echo and pipeline it includes the buffers of connections with work.")
+	p("")
+	for _, group := range []struct {
+		title string
+		mode  bench.Mode
+	}{
+		{"Handshakes", bench.ModeHandshake},
+		{"Ping-pong ECHO", bench.ModeEcho},
+		{"Pipelined ECHO", bench.ModePipeline},
+		{"Idle connections", bench.ModeIdle},
+	} {
+		var rows []string
+		for _, sc := range d.scenarios {
+			if bench.Mode(sc.Args[0]) != group.mode {
+				continue
+			}
+			for _, srv := range d.config.servers(sc) {
+				s, ok := d.stats(sc.ID, srv.Name)
+				if !ok {
+					if s.runs > 0 {
+						rows = append(rows, fmt.Sprintf("| %s | %s | failed: %s |||||||||", sc.Title, srv.Name, escape(first(s.failures))))
+					}
+					continue
+				}
+				extra := ""
+				switch group.mode {
+				case bench.ModeHandshake:
+					extra = fmt.Sprintf("%.0f%%", 100*s.resumed)
+				case bench.ModeIdle:
+					extra = count(s.held)
+				default:
+					extra = fmt.Sprintf("%.1f KiB", s.rssPerConn/1024)
+				}
+				if group.mode == bench.ModeIdle {
+					extra += fmt.Sprintf(" | **%.1f KiB**", s.rssPerConn/1024)
+				}
+				rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | **%s** | %.2f | %s | %s | %s | %s | %d |",
+					sc.Title, srv.Name, s.tls, count(s.opsPerSec), count(s.perCPU), s.cpu, us(s.p50), us(s.p99), us(s.p999), extra, s.errors))
+			}
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		p("### %s", group.title)
+		p("")
+		switch group.mode {
+		case bench.ModeHandshake:
+			p("| Scenario | Server | TLS | handshakes/s | per server CPU-s | server CPU s | p50 | p99 | p99.9 | resumed | errors |")
+			p("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+		case bench.ModeIdle:
+			p("| Scenario | Server | TLS | opened/s | handshakes per server CPU-s | server CPU s | p50 open | p99 open | p99.9 open | held | RSS per connection | errors |")
+			p("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+		default:
+			p("| Scenario | Server | TLS | ECHOs/s | per server CPU-s | server CPU s | p50 | p99 | p99.9 | RSS per connection | errors |")
+			p("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+		}
+		for _, r := range rows {
+			p("%s", r)
+		}
+		p("")
+	}
+}
+
+// writeKeyChoice derives what the key type and group cost from the runs.
+func (d *document) writeKeyChoice(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	var lines []string
+	for _, srv := range append(d.engineNames(), "refserver") {
+		hybrid, ok1 := d.stats(hsP256, srv)
+		x, ok2 := d.stats(hsP256X25519, srv)
+		rsa, ok3 := d.stats(hsRSA, srv)
+		rsaRes, ok4 := d.stats(hsRSAResume, srv)
+		p256Res, ok5 := d.stats(hsP256Resume, srv)
+		var parts []string
+		if ok1 && ok2 && hybrid.perCPU > 0 && x.perCPU > 0 {
+			parts = append(parts, fmt.Sprintf("the hybrid X25519MLKEM768 group costs %+.0f%% server CPU per full P-256 handshake over X25519 alone (%s vs %s per CPU-s)", 100*(x.perCPU/hybrid.perCPU-1), count(hybrid.perCPU), count(x.perCPU)))
+		}
+		if ok1 && ok3 && rsa.perCPU > 0 {
+			parts = append(parts, fmt.Sprintf("an RSA-4096 certificate makes full handshakes %.0f× as expensive as P-256 (%s vs %s per CPU-s)", hybrid.perCPU/rsa.perCPU, count(rsa.perCPU), count(hybrid.perCPU)))
+		}
+		if ok1 && ok5 && hybrid.perCPU > 0 && p256Res.perCPU > 0 {
+			parts = append(parts, fmt.Sprintf("a resumed handshake costs %.0f%% less server CPU than a full one with P-256", 100*(1-hybrid.perCPU/p256Res.perCPU)))
+		}
+		if ok3 && ok4 && rsa.perCPU > 0 {
+			parts = append(parts, fmt.Sprintf("resumed handshakes are %.1f× as many per server CPU-second as full ones with RSA-4096", rsaRes.perCPU/rsa.perCPU))
+		}
+		if len(parts) > 0 {
+			lines = append(lines, fmt.Sprintf("- %s: %s.", srv, strings.Join(parts, "; ")))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	p("## Key types and groups")
+	p("")
+	p("From the handshake rows above (TLS 1.3, per server CPU-second):")
+	p("")
+	for _, l := range lines {
+		p("%s", l)
+	}
+	p("")
+	p("Choose an ECDSA P-256 key: its full handshakes cost the server a small fraction of RSA-4096's, and every client of the project speaks it (Mbed TLS 2.x clients do not accept Ed25519 certificates). TLS 1.3 resumption still does a key exchange and skips only the signature, so it saves little with P-256 and a lot with RSA-4096. The default groups put the post-quantum hybrid X25519MLKEM768 first; its cost is the difference above. A server that offers only hybrid groups shuts out TLS 1.2 clients, which cannot negotiate them.")
+	p("")
+}
+
+func (d *document) engineNames() []string {
+	var names []string
+	for _, e := range d.config.engines {
+		names = append(names, "sc-server/"+e)
+	}
+	return names
+}
+
+func (d *document) writeCommands(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p("## Commands")
+	p("")
+	p("`scripts/bench.sh` builds `sc-server`, `sc-client`, `sc-cert` and the reference server (`internal/bench/refserver`: goroutine per connection, one `Write` — one TLS record and one system call — per reply, crypto/tls defaults) into a temporary directory, makes a P-256 and an RSA-4096 certificate layout with `sc-cert init --dir DIR [--key-type rsa-4096]`, then for every run starts a fresh server on a free loopback port and runs one bench command against it; the port, paths and PID differ from run to run. The last run's command lines, per scenario:")
+	p("")
+	for _, sc := range d.scenarios {
+		cmds := d.commands[sc.ID]
+		if cmds == nil {
+			continue
+		}
+		p("**%s** (`%s`)", sc.Title, sc.ID)
+		p("")
+		p("```")
+		for _, srv := range d.config.servers(sc) {
+			if s := cmds.server[srv.Name]; s != "" {
+				p("%s", d.shorten(s))
+			}
+		}
+		p("%s", d.shorten(cmds.bench))
+		p("```")
+		p("")
+	}
+}
+
+// shorten replaces the temporary directories in a command line with names.
+func (d *document) shorten(s string) string {
+	c := d.config
+	if c.binDir != "" {
+		s = strings.ReplaceAll(s, c.binDir+"/", "")
+	}
+	for kind, dir := range c.certDirs {
+		if dir != "" {
+			s = strings.ReplaceAll(s, dir, "certs-"+string(kind))
+		}
+	}
+	return s
+}
+
+func count(v float64) string {
+	n := int64(v + 0.5)
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func us(v float64) string {
+	switch {
+	case v >= 10_000:
+		return fmt.Sprintf("%.1f ms", v/1000)
+	case v >= 1000:
+		return fmt.Sprintf("%.2f ms", v/1000)
+	}
+	return fmt.Sprintf("%.0f µs", v)
+}
+
+func escape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func readTrim(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(data))
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}

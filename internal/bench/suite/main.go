@@ -1,0 +1,391 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/bench"
+	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/internal/cli/benchcmd"
+	"github.com/spf13/cobra"
+)
+
+// config is what scripts/bench.sh tells the suite.
+type config struct {
+	binDir    string   // sc-server, sc-client, refserver
+	benchCmd  []string // the load generator's command, before the mode
+	certDirs  map[certKind]string
+	pins      map[certKind]string
+	engines   []string
+	runs      int
+	duration  time.Duration
+	resultDir string
+	out       string // the markdown to write; empty for none
+	goBench   string // file with `go test -bench` output
+	smoke     bool
+	only      *regexp.Regexp
+	revision  string
+	goVersion string
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "bench" {
+		// The same bench command sc-client mounts, for a tree whose
+		// sc-client does not have it yet: scripts/bench.sh falls back to
+		// "suite bench" then, and says so.
+		os.Exit(benchMain())
+	}
+	var c config
+	var benchCmd, engines, p256, rsa, only string
+	flag.StringVar(&c.binDir, "bin", "", "`DIR` holding sc-server, sc-client and refserver")
+	flag.StringVar(&benchCmd, "bench-cmd", "", "the load generator's `COMMAND`, words separated by spaces (default: DIR/sc-client bench)")
+	flag.StringVar(&p256, "certs-p256", "", "sc-cert init `DIR` with a P-256 server key")
+	flag.StringVar(&rsa, "certs-rsa4096", "", "sc-cert init `DIR` with an RSA-4096 server key (full runs)")
+	flag.StringVar(&engines, "engines", "goroutine", "sc-server engines to measure, comma-separated")
+	flag.IntVar(&c.runs, "runs", 3, "runs of each scenario on each server; the medians are reported")
+	flag.DurationVar(&c.duration, "duration", 10*time.Second, "length of each timed run")
+	flag.StringVar(&c.resultDir, "results", "", "`DIR` for every run's JSON report, command line and server log")
+	flag.StringVar(&c.out, "out", "", "markdown `FILE` to write (docs/BENCHMARKS.md)")
+	flag.StringVar(&c.goBench, "go-bench", "", "`FILE` with the output of go test -bench, included verbatim")
+	flag.BoolVar(&c.smoke, "smoke", false, "run each mode once with tiny counts and check the reports")
+	flag.StringVar(&only, "only", "", "run only the scenarios whose ID matches this `REGEXP`")
+	flag.StringVar(&c.revision, "revision", "", "the git revision measured, for the document")
+	flag.StringVar(&c.goVersion, "go-version", "", "the output of go version, for the document")
+	flag.Parse()
+
+	c.engines = strings.Split(engines, ",")
+	c.benchCmd = strings.Fields(benchCmd)
+	if len(c.benchCmd) == 0 {
+		c.benchCmd = []string{filepath.Join(c.binDir, "sc-client"), "bench"}
+	}
+	c.certDirs = map[certKind]string{certP256: p256, certRSA4096: rsa}
+	if only != "" {
+		c.only = regexp.MustCompile(only)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, &c); err != nil {
+		fmt.Fprintf(os.Stderr, "suite: error: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func benchMain() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{Use: "sc-client"}
+	cli.SetupRoot(root)
+	root.AddCommand(benchcmd.NewCmd())
+	return cli.Main(ctx, root)
+}
+
+// server is one server the matrix runs against.
+type server struct {
+	Name   string // "sc-server/epoll", "refserver"
+	engine string // empty for refserver
+}
+
+func (c *config) servers(sc scenario) []server {
+	var list []server
+	for _, e := range c.engines {
+		list = append(list, server{Name: "sc-server/" + e, engine: e})
+	}
+	if sc.Ref {
+		list = append(list, server{Name: "refserver"})
+	}
+	return list
+}
+
+// result is one run.
+type result struct {
+	Scenario string
+	Server   string
+	Run      int
+	Report   *bench.Report
+	Err      string // why the run gave no report, or what failed
+}
+
+// commands records the command lines of a scenario, for the document.
+type commands struct {
+	server map[string]string // by server name
+	bench  string
+}
+
+func run(ctx context.Context, c *config) error {
+	scenarios := fullScenarios(c.duration)
+	if c.smoke {
+		scenarios = smokeScenarios()
+	}
+	var picked []scenario
+	for _, sc := range scenarios {
+		if c.only != nil && !c.only.MatchString(sc.ID) {
+			continue
+		}
+		if sc.Cert != certNone && c.certDirs[sc.Cert] == "" {
+			fmt.Fprintf(os.Stderr, "suite: skipping %s: no %s certificate directory\n", sc.ID, sc.Cert)
+			continue
+		}
+		picked = append(picked, sc)
+	}
+	c.pins = map[certKind]string{}
+	for kind, dir := range c.certDirs {
+		if dir == "" {
+			continue
+		}
+		pin, err := readPin(filepath.Join(dir, "server.pin"))
+		if err != nil {
+			return err
+		}
+		c.pins[kind] = pin
+	}
+	if err := os.MkdirAll(c.resultDir, 0o755); err != nil {
+		return err
+	}
+	total := 0
+	for _, sc := range picked {
+		total += c.runsOf(sc) * len(c.servers(sc))
+	}
+	began := time.Now()
+	load0 := loadAvg()
+	var results []result
+	cmds := map[string]*commands{}
+	n := 0
+	for _, sc := range picked {
+		cmds[sc.ID] = &commands{server: map[string]string{}}
+		// Runs interleave the servers, so that each comparison's runs
+		// are close together in time on a machine whose load drifts.
+		for r := 1; r <= c.runsOf(sc); r++ {
+			for _, srv := range c.servers(sc) {
+				n++
+				res := c.runOne(ctx, sc, srv, r, cmds[sc.ID])
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				results = append(results, res)
+				fmt.Fprintf(os.Stderr, "[%d/%d %s] %s on %s, run %d: %s\n", n, total, time.Since(began).Round(time.Second), sc.ID, srv.Name, r, summary(res))
+			}
+		}
+	}
+	load1 := loadAvg()
+	if c.smoke {
+		return checkSmoke(results)
+	}
+	if c.out == "" {
+		return nil
+	}
+	doc := document{
+		config: c, scenarios: picked, results: results, commands: cmds,
+		began: began, took: time.Since(began), loadBefore: load0, loadAfter: load1,
+	}
+	var buf bytes.Buffer
+	doc.write(&buf)
+	return os.WriteFile(c.out, buf.Bytes(), 0o644)
+}
+
+func (c *config) runsOf(sc scenario) int {
+	if c.smoke {
+		return 1
+	}
+	if sc.Runs > 0 {
+		return min(sc.Runs, c.runs)
+	}
+	return c.runs
+}
+
+func summary(res result) string {
+	if res.Report == nil {
+		return "FAILED: " + res.Err
+	}
+	r := res.Report
+	s := fmt.Sprintf("%.0f ops/s", r.OpsPerSecond)
+	if r.Server != nil {
+		s += fmt.Sprintf(", %.0f per server CPU-second", r.Server.OpsPerCPUSecond)
+		if r.Server.RSSPerConn != 0 && r.Mode == bench.ModeIdle {
+			s += fmt.Sprintf(", %.1f KiB per connection", r.Server.RSSPerConn/1024)
+		}
+	}
+	if r.Errors > 0 {
+		s += fmt.Sprintf(", %d ERRORS (%s)", r.Errors, strings.Join(r.ErrorSamples, "; "))
+	}
+	return s
+}
+
+// checkSmoke fails unless every run gave a well-formed report with
+// operations and no errors.
+func checkSmoke(results []result) error {
+	var bad []string
+	for _, res := range results {
+		switch {
+		case res.Report == nil:
+			bad = append(bad, fmt.Sprintf("%s on %s: %s", res.Scenario, res.Server, res.Err))
+		case res.Report.Errors > 0 || res.Report.Ops == 0:
+			bad = append(bad, fmt.Sprintf("%s on %s: %d ops, %d errors %q", res.Scenario, res.Server, res.Report.Ops, res.Report.Errors, res.Report.ErrorSamples))
+		case res.Report.Server == nil || res.Report.Server.CPU < 0 || res.Report.Server.RSSAfter <= 0:
+			bad = append(bad, fmt.Sprintf("%s on %s: no server figures from --pid", res.Scenario, res.Server))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("smoke run failed:\n  %s", strings.Join(bad, "\n  "))
+	}
+	fmt.Fprintf(os.Stderr, "suite: smoke run ok: %d runs, every report well-formed and error-free\n", len(results))
+	return nil
+}
+
+// runOne starts a fresh server, runs the bench command against it with
+// --pid, stops the server and returns the report.
+func (c *config) runOne(ctx context.Context, sc scenario, srv server, run int, cmds *commands) result {
+	res := result{Scenario: sc.ID, Server: srv.Name, Run: run}
+	base := filepath.Join(c.resultDir, fmt.Sprintf("%s__%s__%d", sc.ID, strings.ReplaceAll(srv.Name, "/", "-"), run))
+	addr, err := freeAddr()
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	argv := c.serverArgv(sc, srv, addr)
+	cmds.server[srv.Name] = strings.Join(argv, " ")
+	logFile, err := os.Create(base + ".server.log")
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	defer logFile.Close()
+	proc := exec.Command(argv[0], argv[1:]...)
+	proc.Stdout, proc.Stderr = logFile, logFile
+	if err := proc.Start(); err != nil {
+		res.Err = fmt.Sprintf("starting %s: %v", argv[0], err)
+		return res
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- proc.Wait() }()
+	defer stopServer(proc, exited)
+
+	bargs := append([]string{}, c.benchCmd...)
+	bargs = append(bargs, sc.Args...)
+	if sc.Cert == certNone {
+		bargs = append(bargs, "--plaintext")
+	} else {
+		bargs = append(bargs, "--pin", c.pins[sc.Cert])
+	}
+	bargs = append(bargs, "--server", addr, "--wait", "10s", "--json", "--pid", strconv.Itoa(proc.Process.Pid))
+	cmds.bench = strings.Join(bargs, " ")
+	timeout := sc.Timeout
+	if timeout == 0 {
+		timeout = c.duration + time.Minute
+	}
+	bctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(bctx, bargs[0], bargs[1:]...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	_ = os.WriteFile(base+".json", stdout.Bytes(), 0o644)
+	_ = os.WriteFile(base+".cmd", []byte(cmds.server[srv.Name]+"\n"+cmds.bench+"\n"+stderr.String()), 0o644)
+	select {
+	case err := <-exited:
+		exited <- err
+		res.Err = fmt.Sprintf("the server exited during the run (%v); see %s.server.log", err, base)
+		return res
+	default:
+	}
+	var rep bench.Report
+	dec := json.NewDecoder(bytes.NewReader(stdout.Bytes()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rep); err != nil {
+		res.Err = fmt.Sprintf("no JSON report (%v): %v: %s", runErr, err, strings.TrimSpace(stderr.String()))
+		return res
+	}
+	if dec.More() {
+		res.Err = "more than one JSON value on stdout"
+		return res
+	}
+	res.Report = &rep
+	if runErr != nil && rep.Errors == 0 {
+		res.Err = fmt.Sprintf("bench failed (%v) without counting errors: %s", runErr, strings.TrimSpace(stderr.String()))
+	}
+	return res
+}
+
+func (c *config) serverArgv(sc scenario, srv server, addr string) []string {
+	dir := c.certDirs[sc.Cert]
+	if srv.engine == "" {
+		argv := []string{filepath.Join(c.binDir, "refserver"), "--listen", addr}
+		if sc.Cert == certNone {
+			return append(argv, "--plaintext")
+		}
+		return append(argv, "--cert", filepath.Join(dir, "server.crt"), "--key", filepath.Join(dir, "server.key"))
+	}
+	argv := []string{filepath.Join(c.binDir, "sc-server"), "--listen", addr, "--engine", srv.engine,
+		// Room for the 19,000-connection scenario within the 20,000
+		// file descriptors a process has here.
+		"--max-conns", "19900", "--log-level", "warn"}
+	if sc.Cert == certNone {
+		return append(argv, "--plaintext")
+	}
+	return append(argv, "--cert", filepath.Join(dir, "server.crt"), "--key", filepath.Join(dir, "server.key"))
+}
+
+// stopServer ends a server with SIGTERM (a graceful drain), and SIGKILL if
+// it has not exited 15 s later.
+func stopServer(proc *exec.Cmd, exited chan error) {
+	select {
+	case <-exited:
+		return
+	default:
+	}
+	_ = proc.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		_ = proc.Process.Kill()
+		<-exited
+	}
+}
+
+// freeAddr returns a loopback address with a port nobody listens on.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func readPin(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the server's pin (scripts/bench.sh writes it with sc-cert fingerprint): %w", err)
+	}
+	pin := strings.TrimSpace(string(data))
+	if !strings.HasPrefix(pin, "sha256//") {
+		return "", errors.New("malformed pin in " + path)
+	}
+	return pin, nil
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages of /proc/loadavg.
+func loadAvg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}

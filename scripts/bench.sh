@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# scripts/bench.sh: the benchmark anyone can rerun (issue 6).
+#
+# Builds sc-server, sc-client, sc-cert, the reference server
+# (internal/bench/refserver) and the matrix driver (internal/bench/suite),
+# makes a P-256 and an RSA-4096 certificate layout with sc-cert, runs the Go
+# benchmarks of the codec and the server path, then runs every scenario
+# against sc-server with each engine and against the reference server —
+# a fresh server process per run, medians of --runs runs, the server's CPU
+# seconds and memory from /proc — and writes docs/BENCHMARKS.md.
+#
+# Server and load generator are separate processes on 127.0.0.1; every run
+# is bounded in time. A full run takes about half an hour on 2 cores: run
+# it when the machine is quiet (check `uptime`).
+#
+#   scripts/bench.sh                 # full run, writes docs/BENCHMARKS.md
+#   scripts/bench.sh --smoke         # every mode once, seconds; checks the JSON
+#   scripts/bench.sh --runs 1 --duration 3s --only 'hs-|echo' --out /tmp/b.md
+#   scripts/bench.sh --engines goroutine
+#
+# Linux only (the server figures come from /proc).
+set -euo pipefail
+export GOTOOLCHAIN=auto
+
+cd "$(dirname "$0")/.."
+
+smoke=0
+runs=3
+duration=10s
+engines=""
+only=""
+out=docs/BENCHMARKS.md
+keep=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--smoke) smoke=1 ;;
+	--runs) runs=$2; shift ;;
+	--duration) duration=$2; shift ;;
+	--engines) engines=$2; shift ;;
+	--only) only=$2; shift ;;
+	--out) out=$2; shift ;;
+	--keep) keep=$2; shift ;;  # keep every run's JSON and logs in this DIR
+	-h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+if [ "$(uname -s)" != Linux ]; then
+	echo "bench.sh: the server figures come from Linux's /proc; this is $(uname -s)" >&2
+	exit 1
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sc-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+bin=$work/bin
+
+echo "bench.sh: building into $bin" >&2
+go build -o "$bin/" ./cmd/sc-server ./cmd/sc-cert ./internal/bench/refserver ./internal/bench/suite
+
+# The load generator is sc-client bench; a tree whose sc-client does not
+# have it yet uses the same command built into the suite.
+bench_cmd="$bin/sc-client bench"
+if ! { go build -o "$bin/" ./cmd/sc-client 2>/dev/null && "$bin/sc-client" bench --help >/dev/null 2>&1; }; then
+	echo "bench.sh: this sc-client has no bench command yet; using the same command from internal/bench/suite" >&2
+	bench_cmd="$bin/suite bench"
+fi
+
+# The engines this sc-server has, from its --help ("connection ENGINE: a, b").
+if [ -z "$engines" ]; then
+	engines=$("$bin/sc-server" --help 2>&1 | sed -n 's/.*connection ENGINE: \([a-z0-9, ]*\).*/\1/p' | tr -d ' ')
+	engines=${engines:-goroutine}
+fi
+echo "bench.sh: engines: $engines" >&2
+
+certs() { # certs DIR [sc-cert init flags...]
+	local dir=$1; shift
+	"$bin/sc-cert" init --dir "$dir" "$@" >/dev/null
+	"$bin/sc-cert" fingerprint "$dir/server.crt" >"$dir/server.pin"
+}
+certs "$work/certs-p256"
+results=${keep:-$work/results}
+
+if [ "$smoke" = 1 ]; then
+	exec_suite=("$bin/suite" -smoke -bin "$bin" -bench-cmd "$bench_cmd" -engines "$engines"
+		-certs-p256 "$work/certs-p256" -results "$results")
+	[ -n "$only" ] && exec_suite+=(-only "$only")
+	"${exec_suite[@]}"
+	exit $?
+fi
+
+echo "bench.sh: making an RSA-4096 layout (key generation takes a few seconds)" >&2
+certs "$work/certs-rsa4096" --key-type rsa-4096 --ca-key-type ecdsa-p256
+
+echo "bench.sh: load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "bench.sh: Go benchmarks of the codec and the server path" >&2
+go test -run '^$' -bench . -benchmem ./internal/proto ./internal/server | grep -v '^ok\|^PASS' >"$work/gobench.txt"
+
+revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if ! git diff --quiet HEAD -- 2>/dev/null; then
+	revision="$revision (with uncommitted changes in the working tree)"
+fi
+suite=("$bin/suite" -bin "$bin" -bench-cmd "$bench_cmd" -engines "$engines"
+	-certs-p256 "$work/certs-p256" -certs-rsa4096 "$work/certs-rsa4096"
+	-runs "$runs" -duration "$duration" -results "$results" -out "$out"
+	-go-bench "$work/gobench.txt" -revision "$revision" -go-version "$(go version)")
+[ -n "$only" ] && suite+=(-only "$only")
+"${suite[@]}"
+echo "bench.sh: wrote $out" >&2
