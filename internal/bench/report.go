@@ -179,7 +179,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 	line("latency", "p50 %s  p99 %s  p99.9 %s  max %s  (per %s, %s timed)",
 		micros(l.P50), micros(l.P99), micros(l.P999), micros(l.Max), l.Of, count(int64(l.Count)))
 	if s := rep.Server; s != nil {
-		per := "op"
+		per := "ECHO"
 		if rep.Mode == ModeHandshake || rep.Mode == ModeIdle {
 			per = "handshake"
 		}
