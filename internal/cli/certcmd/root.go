@@ -64,7 +64,8 @@ Exit codes:
   3    verify: the key does not belong to the certificate
   4    verify: the certificate is expired or not yet valid
   5    verify: the certificate expires within --check-expiry
-  6    verify: no --pin matches the certificate's key
+  6    verify: no --pin matches the certificate's key;
+       pin show: the server's key is not one on file for it
   7    verify: the certificate does not verify against --ca
   130  interrupted`
 
@@ -78,7 +79,8 @@ func NewRootCmd(env Env) *cobra.Command {
   sc-cert inspect certs/server.crt
   sc-cert fingerprint localhost:4242   # the pin a client should use
   sc-cert verify --cert certs/server.crt --key certs/server.key --ca certs/ca.crt
-  sc-cert rotate                       # re-issue certs/server.crt, same key`,
+  sc-cert rotate                       # re-issue certs/server.crt, same key
+  sc-cert pin show certs/ --next       # the pins to hand to pin-mode clients`,
 	}
 	cli.SetupRoot(root)
 	for _, c := range subcommands(&env) {
@@ -97,5 +99,6 @@ func subcommands(env *Env) []*cobra.Command {
 		newFingerprintCmd(env),
 		newVerifyCmd(env),
 		newRotateCmd(env),
+		newPinCmd(env),
 	}
 }
