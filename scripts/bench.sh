@@ -3,7 +3,7 @@
 #
 # Builds sc-server, sc-client, sc-cert, the reference server
 # (internal/bench/refserver) and the matrix driver (internal/bench/suite),
-# makes a P-256 and an RSA-4096 certificate layout with sc-cert, runs the Go
+# makes P-256, RSA-4096 and Ed25519 certificate layouts with sc-cert, runs the Go
 # benchmarks of the codec and the server path, then runs every scenario
 # against sc-server with each engine and against the reference server —
 # a fresh server process per run, medians of --runs runs, the server's CPU
@@ -91,6 +91,7 @@ fi
 
 echo "bench.sh: making an RSA-4096 layout (key generation takes a few seconds)" >&2
 certs "$work/certs-rsa4096" --key-type rsa-4096 --ca-key-type ecdsa-p256
+certs "$work/certs-ed25519" --key-type ed25519 --ca-key-type ecdsa-p256
 
 echo "bench.sh: load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "bench.sh: Go benchmarks of the codec and the server path" >&2
@@ -101,7 +102,7 @@ if ! git diff --quiet HEAD -- 2>/dev/null; then
 	revision="$revision (with uncommitted changes in the working tree)"
 fi
 suite=("$bin/suite" -bin "$bin" -bench-cmd "$bench_cmd" -engines "$engines"
-	-certs-p256 "$work/certs-p256" -certs-rsa4096 "$work/certs-rsa4096"
+	-certs-p256 "$work/certs-p256" -certs-rsa4096 "$work/certs-rsa4096" -certs-ed25519 "$work/certs-ed25519"
 	-runs "$runs" -duration "$duration" -results "$results" -out "$out"
 	-go-bench "$work/gobench.txt" -revision "$revision" -go-version "$(go version)")
 [ -n "$only" ] && suite+=(-only "$only")

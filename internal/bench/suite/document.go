@@ -413,6 +413,9 @@ func (d *document) writeKeyChoice(w io.Writer) {
 		if ok1 && ok5 && hybrid.perCPU > 0 && p256Res.perCPU > 0 {
 			parts = append(parts, fmt.Sprintf("a resumed handshake costs %.0f%% less server CPU than a full one with P-256", 100*(1-hybrid.perCPU/p256Res.perCPU)))
 		}
+		if ed, ok := d.stats(hsEd25519, srv); ok && ok1 && ed.perCPU > 0 {
+			parts = append(parts, fmt.Sprintf("an Ed25519 certificate gives %s full handshakes per CPU-s (%+.0f%% vs P-256)", count(ed.perCPU), 100*(ed.perCPU/hybrid.perCPU-1)))
+		}
 		if ok3 && ok4 && rsa.perCPU > 0 {
 			parts = append(parts, fmt.Sprintf("resumed handshakes are %.1f× as many per server CPU-second as full ones with RSA-4096", rsaRes.perCPU/rsa.perCPU))
 		}
@@ -431,7 +434,7 @@ func (d *document) writeKeyChoice(w io.Writer) {
 		p("%s", l)
 	}
 	p("")
-	p("Choose an ECDSA P-256 key: its full handshakes cost the server a small fraction of RSA-4096's, and every client of the project speaks it (Mbed TLS 2.x clients do not accept Ed25519 certificates). TLS 1.3 resumption still does a key exchange and skips only the signature, so it saves little with P-256 and a lot with RSA-4096. The default groups put the post-quantum hybrid X25519MLKEM768 first; its cost is the difference above. A server that offers only hybrid groups shuts out TLS 1.2 clients, which cannot negotiate them.")
+	p("Choose an ECDSA P-256 key (sc-cert's default): its full handshakes cost the server a small fraction of RSA-4096's, and every client of the project speaks it. Ed25519 signs as cheaply or more so, but Mbed TLS 2.x clients — the original C client's stack — do not accept Ed25519 certificates. TLS 1.3 resumption still does a key exchange and skips only the signature, so it saves little with P-256 and a lot with RSA-4096. The default groups put the post-quantum hybrid X25519MLKEM768 first; its cost is the difference above. A server that offers only hybrid groups shuts out TLS 1.2 clients, which cannot negotiate them.")
 	p("")
 }
 
@@ -447,7 +450,7 @@ func (d *document) writeCommands(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("## Commands")
 	p("")
-	p("`scripts/bench.sh` builds `sc-server`, `sc-client`, `sc-cert` and the reference server (`internal/bench/refserver`: goroutine per connection, one `Write` — one TLS record and one system call — per reply, crypto/tls defaults) into a temporary directory, makes a P-256 and an RSA-4096 certificate layout with `sc-cert init --dir DIR [--key-type rsa-4096]`, then for every run starts a fresh server on a free loopback port and runs one bench command against it; the port, paths and PID differ from run to run. The last run's command lines, per scenario:")
+	p("`scripts/bench.sh` builds `sc-server`, `sc-client`, `sc-cert` and the reference server (`internal/bench/refserver`: goroutine per connection, one `Write` — one TLS record and one system call — per reply, crypto/tls defaults) into a temporary directory, makes P-256, RSA-4096 and Ed25519 certificate layouts with `sc-cert init --dir DIR [--key-type rsa-4096|ed25519]`, then for every run starts a fresh server on a free loopback port and runs one bench command against it; the port, paths and PID differ from run to run. The last run's command lines, per scenario:")
 	p("")
 	for _, sc := range d.scenarios {
 		cmds := d.commands[sc.ID]

@@ -50,11 +50,12 @@ func main() {
 		os.Exit(benchMain())
 	}
 	var c config
-	var benchCmd, engines, p256, rsa, only string
+	var benchCmd, engines, p256, rsa, ed25519, only string
 	flag.StringVar(&c.binDir, "bin", "", "`DIR` holding sc-server, sc-client and refserver")
 	flag.StringVar(&benchCmd, "bench-cmd", "", "the load generator's `COMMAND`, words separated by spaces (default: DIR/sc-client bench)")
 	flag.StringVar(&p256, "certs-p256", "", "sc-cert init `DIR` with a P-256 server key")
 	flag.StringVar(&rsa, "certs-rsa4096", "", "sc-cert init `DIR` with an RSA-4096 server key (full runs)")
+	flag.StringVar(&ed25519, "certs-ed25519", "", "sc-cert init `DIR` with an Ed25519 server key (full runs)")
 	flag.StringVar(&engines, "engines", "goroutine", "sc-server engines to measure, comma-separated")
 	flag.IntVar(&c.runs, "runs", 3, "runs of each scenario on each server; the medians are reported")
 	flag.DurationVar(&c.duration, "duration", 10*time.Second, "length of each timed run")
@@ -72,7 +73,7 @@ func main() {
 	if len(c.benchCmd) == 0 {
 		c.benchCmd = []string{filepath.Join(c.binDir, "sc-client"), "bench"}
 	}
-	c.certDirs = map[certKind]string{certP256: p256, certRSA4096: rsa}
+	c.certDirs = map[certKind]string{certP256: p256, certRSA4096: rsa, certEd25519: ed25519}
 	if only != "" {
 		c.only = regexp.MustCompile(only)
 	}

@@ -9,6 +9,7 @@ type certKind string
 const (
 	certP256    certKind = "p256"
 	certRSA4096 certKind = "rsa4096"
+	certEd25519 certKind = "ed25519"
 	certNone    certKind = ""
 )
 
@@ -37,6 +38,7 @@ const (
 	hsP256Resume = "hs-resume-p256-tls13"
 	hsRSA        = "hs-full-rsa4096-tls13"
 	hsRSAResume  = "hs-resume-rsa4096-tls13"
+	hsEd25519    = "hs-full-ed25519-tls13"
 	echo50       = "echo-50x64B-tls13"
 	echo1        = "echo-1x64B-tls13"
 	echo50Plain  = "echo-50x64B-plaintext"
@@ -64,6 +66,8 @@ func fullScenarios(d time.Duration) []scenario {
 			Args: []string{"handshake", "--tls", "1.3", "--conns", "8", "--duration", dur}},
 		{ID: hsRSAResume, Title: "resumed handshakes, TLS 1.3, RSA-4096 cert", Cert: certRSA4096, Ref: true,
 			Args: []string{"handshake", "--tls", "1.3", "--resume", "--conns", "8", "--duration", dur}},
+		{ID: hsEd25519, Title: "full handshakes, TLS 1.3, Ed25519 cert", Cert: certEd25519, Ref: true,
+			Args: []string{"handshake", "--tls", "1.3", "--conns", "8", "--duration", dur}},
 		{ID: "hs-full-rsa4096-tls12", Title: "full handshakes, TLS 1.2, RSA-4096 cert", Cert: certRSA4096,
 			Args: []string{"handshake", "--tls", "1.2", "--conns", "8", "--duration", dur}},
 		{ID: echo50, Title: "ECHO 64 B ping-pong, 50 connections, TLS 1.3", Cert: certP256, Ref: true,
