@@ -1,0 +1,544 @@
+package pki
+
+import (
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// SourceOptions configures a [Source]. The zero value serves
+// certs/server.crt with certs/server.key, announces no next key, checks
+// every minute and accepts every valid pair.
+type SourceOptions struct {
+	// CertPath is the certificate (chain) file, leaf first. Default
+	// certs/server.crt.
+	CertPath string
+
+	// KeyPath is its private key. Default: server.key beside CertPath.
+	KeyPath string
+
+	// NextKeyPath is the pre-generated next key, whose public key
+	// [SourceState.NextKey] announces (the KEYS reply; RFC 7583
+	// pre-publication). Default "": no next key is watched or announced.
+	// [DefaultLayout] calls it server.next.key. A missing file means no
+	// next key; a bad one keeps the last good one and is logged.
+	NextKeyPath string
+
+	// Key controls how the key and the next key are read.
+	// Key.Passphrase is called on the reloading goroutine, and only when a
+	// changed encrypted key is loaded: it must not prompt, so capture the
+	// passphrase once at startup. Key.RequirePrivateFile refuses key files
+	// that group or others may read. Default: unencrypted keys, any mode.
+	Key KeyOptions
+
+	// Accept, when set, is asked about every new certificate once it has
+	// passed every other check (parse, key match, valid now); an error
+	// refuses it and the old pair keeps serving. sc-server passes "its pin
+	// is the current or the next one", so that a rotation can never lock
+	// out pinning clients. It runs with the reload lock held: it may call
+	// [Source.State] but not [Source.Reload]. Default nil: accept.
+	Accept func(leaf *x509.Certificate) error
+
+	// Interval is the period of the check that catches file events a
+	// filesystem lost. Default [DefaultCheckInterval]; negative disables
+	// it.
+	Interval time.Duration
+
+	// Debounce is the quiet time after the last file event before a
+	// reload. Default [DefaultDebounce].
+	Debounce time.Duration
+
+	// OnReload, when set, is called after every reload attempt, including
+	// the initial load in [NewSource] and those that found nothing new,
+	// with the reload lock held (it must not call Reload) and on the
+	// goroutine that reloaded: keep it short. Metrics count the results;
+	// sc-server rebuilds its KEYS reply when the State's Generation moves.
+	OnReload func(ReloadEvent)
+
+	// Logger receives reloads (Info), refused files (Warn, once per
+	// distinct failure) and retries (Debug). Nil means slog.Default().
+	Logger *slog.Logger
+
+	// Now returns the current time, for the validity check and
+	// [SourceState.ChangedAt]. Nil means time.Now.
+	Now func() time.Time
+}
+
+// ReloadResult is the outcome of one reload of one part of a source.
+type ReloadResult string
+
+// The outcomes of a reload.
+const (
+	// ReloadChanged means new content is being served.
+	ReloadChanged ReloadResult = "changed"
+	// ReloadUnchanged means the files hold what is already served.
+	ReloadUnchanged ReloadResult = "unchanged"
+	// ReloadFailed means the files changed but were refused; the old
+	// content is still served.
+	ReloadFailed ReloadResult = "failed"
+)
+
+// ReloadEvent describes one reload of a [Source], for
+// [SourceOptions.OnReload].
+type ReloadEvent struct {
+	Trigger Trigger
+	// Result is that of the certificate and key; Err says why they were
+	// refused when Result is ReloadFailed.
+	Result ReloadResult
+	Err    error
+	// NextResult is that of the next key (ReloadUnchanged without a
+	// NextKeyPath); NextErr says why it was refused.
+	NextResult ReloadResult
+	NextErr    error
+	// State is what is served after the reload.
+	State *SourceState
+}
+
+// SourceState is what a [Source] serves at one moment. It is never
+// modified once published; compare Generation to see a change.
+type SourceState struct {
+	// Certificate is the leaf certificate served: its SerialNumber,
+	// NotAfter and RawSubjectPublicKeyInfo (the input of its pin).
+	Certificate *x509.Certificate
+	// NextKey is the public half of the next key file, nil when there is
+	// none.
+	NextKey crypto.PublicKey
+	// NextSPKI is NextKey as a DER SubjectPublicKeyInfo, the input of its
+	// pin (package pinning, PinOfSPKI); nil when NextKey is nil.
+	NextSPKI []byte
+	// Generation starts at 1 and grows by one each time the certificate
+	// or the next key changes.
+	Generation uint64
+	// ChangedAt is when this state was published (by Now).
+	ChangedAt time.Time
+}
+
+// Source is a hot-reloading certificate source for a TLS server. It serves
+// the newest usable certificate and key through [Source.GetCertificate],
+// watches their directories for changes ([Source.Run]) and reloads on
+// [Source.Reload] (SIGHUP). A new pair is served only once both files
+// parse, the key matches the certificate, the certificate is valid now and
+// [SourceOptions.Accept] agrees; otherwise the old pair keeps serving and
+// the reason is logged. The swap is one atomic pointer store: a handshake
+// in progress finishes with the pair it started with, and established
+// connections are untouched.
+//
+// One reload path serves every trigger (file event, periodic check,
+// Reload, watch re-established). It compares a SHA-256 of each file's
+// content with what is served, so repeated events cost a few reads, and it
+// decrypts an encrypted key only when the key file's content is new.
+//
+// A Source is safe for concurrent use. Make one with [NewSource]; the zero
+// value is not usable.
+type Source struct {
+	certPath, keyPath, nextPath string
+	keyOpts                     KeyOptions
+	accept                      func(*x509.Certificate) error
+	onReload                    func(ReloadEvent)
+	log                         *slog.Logger
+	now                         func() time.Time
+	w                           watcher
+	running                     atomic.Bool
+
+	cur atomic.Pointer[served]
+
+	mu       sync.Mutex // serialises reloads; guards what follows
+	keys     keyCache
+	pairFail failureLog
+	nextFail failureLog
+}
+
+// served is one published state.
+type served struct {
+	cert    *tls.Certificate
+	certSum fileSum
+	keySum  fileSum
+	nextSum fileSum
+	public  *SourceState
+}
+
+// fileSum identifies a file's content (and, where it matters, its mode).
+type fileSum struct {
+	present bool
+	sum     [sha256.Size]byte
+	mode    fs.FileMode
+}
+
+// NewSource loads the certificate, key and next key named by opts and
+// checks them as a reload would. It fails when the pair is not usable or
+// the next key file exists but cannot be read. It starts no goroutine:
+// call [Source.Run] to watch for changes.
+func NewSource(opts SourceOptions) (*Source, error) {
+	if opts.CertPath == "" {
+		opts.CertPath = filepath.Join(DefaultDir, ServerCertFile)
+	}
+	if opts.KeyPath == "" {
+		opts.KeyPath = filepath.Join(filepath.Dir(opts.CertPath), ServerKeyFile)
+	}
+	if opts.Debounce < 0 {
+		return nil, fmt.Errorf("certificate source: debounce %v is negative", opts.Debounce)
+	}
+	if opts.Debounce == 0 {
+		opts.Debounce = DefaultDebounce
+	}
+	if opts.Interval == 0 {
+		opts.Interval = DefaultCheckInterval
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Source{
+		certPath: opts.CertPath,
+		keyPath:  opts.KeyPath,
+		nextPath: opts.NextKeyPath,
+		keyOpts:  opts.Key,
+		accept:   opts.Accept,
+		onReload: opts.OnReload,
+		log:      opts.Logger,
+		now:      opts.Now,
+	}
+	files := []string{s.certPath, s.keyPath}
+	if s.nextPath != "" {
+		files = append(files, s.nextPath)
+	}
+	s.w = watcher{files: files, debounce: opts.Debounce, interval: opts.Interval, log: s.log, what: "certificate"}
+	if _, err := s.reload(context.Background(), TriggerInitial); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// GetCertificate returns the pair being served. It never fails and never
+// blocks: it is safe for use as a [tls.Config.GetCertificate] callback
+// (leave [tls.Config.Certificates] empty, or clients that send no SNI are
+// served the static certificate).
+func (s *Source) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return s.cur.Load().cert, nil
+}
+
+// State returns what is served now: the certificate and the next key.
+func (s *Source) State() *SourceState {
+	return s.cur.Load().public
+}
+
+// Reload re-reads the files now and serves them if they changed and are
+// usable. It is what SIGHUP should call. Unlike the watcher it also
+// retries an encrypted key whose passphrase failed before. It returns why
+// the pair or the next key was refused (the old ones keep serving), and
+// does not log that error.
+func (s *Source) Reload() error {
+	_, err := s.reload(context.Background(), TriggerReload)
+	return err
+}
+
+// Run watches the directories of the certificate, key and next key until
+// ctx ends, reloading on file events (debounced), on the periodic check and
+// whenever a watch had to be re-established. It returns nil when ctx ends.
+// Call it once.
+func (s *Source) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("certificate source: Run called twice")
+	}
+	defer s.running.Store(false)
+	return s.w.run(ctx, func(ctx context.Context, t Trigger) bool {
+		recheck, _ := s.reload(ctx, t)
+		return recheck
+	})
+}
+
+// reload is the one reload path. It returns whether a failure deserves a
+// second look once the files settle, and the failures.
+func (s *Source) reload(ctx context.Context, t Trigger) (recheck bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t == TriggerReload {
+		s.keys.dropErrors()
+	}
+	old := s.cur.Load()
+	next := &served{}
+	if old != nil {
+		*next = *old
+	}
+	ev := ReloadEvent{Trigger: t, Result: ReloadUnchanged, NextResult: ReloadUnchanged}
+
+	pair, certSum, keySum, failPath, perr := s.loadPair(old)
+	switch {
+	case perr != nil:
+		ev.Result, ev.Err = ReloadFailed, perr
+	case pair != nil:
+		ev.Result = ReloadChanged
+		next.cert, next.certSum, next.keySum = pair.TLSCertificate(), certSum, keySum
+	}
+
+	var nextKey crypto.PublicKey
+	var nextSPKI []byte
+	var nextSum fileSum
+	if old != nil {
+		nextKey, nextSPKI = old.public.NextKey, old.public.NextSPKI
+	}
+	// A pair whose key does not match is most often a rotation caught
+	// between its renames (the key is renamed before the certificate):
+	// leave the next key alone until the pair is whole, so that Accept
+	// still sees the next key the new certificate was made for.
+	if s.nextPath != "" && !errors.Is(perr, ErrKeyMismatch) {
+		changed, pub, spki, sum, nerr := s.loadNext(old)
+		nextSum = sum
+		switch {
+		case nerr != nil:
+			ev.NextResult, ev.NextErr = ReloadFailed, nerr
+		case changed:
+			ev.NextResult = ReloadChanged
+			nextKey, nextSPKI, next.nextSum = pub, spki, sum
+		}
+	}
+
+	if old == nil && perr != nil {
+		return false, perr
+	}
+	if old == nil && ev.NextErr != nil {
+		return false, ev.NextErr
+	}
+	if ev.Result == ReloadChanged || ev.NextResult == ReloadChanged {
+		gen := uint64(1)
+		if old != nil {
+			gen = old.public.Generation + 1
+		}
+		next.public = &SourceState{
+			Certificate: next.cert.Leaf,
+			NextKey:     nextKey,
+			NextSPKI:    nextSPKI,
+			Generation:  gen,
+			ChangedAt:   s.now(),
+		}
+		s.cur.Store(next)
+	}
+	state := s.cur.Load().public
+
+	// Log what changed, then what failed.
+	verb, nextVerb := "certificate reloaded", "next key reloaded"
+	if t == TriggerInitial {
+		verb, nextVerb = "certificate loaded", "next key loaded"
+	}
+	if ev.Result == ReloadChanged {
+		leaf := state.Certificate
+		s.log.InfoContext(ctx, verb, "path", s.certPath, "serial", SerialHex(leaf.SerialNumber),
+			"not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "pin", spkiPin(leaf.RawSubjectPublicKeyInfo), "trigger", string(t))
+	}
+	if ev.NextResult == ReloadChanged {
+		if state.NextKey == nil {
+			s.log.InfoContext(ctx, "next key removed", "path", s.nextPath, "trigger", string(t))
+		} else {
+			s.log.InfoContext(ctx, nextVerb, "path", s.nextPath, "pin", spkiPin(state.NextSPKI), "trigger", string(t))
+		}
+	}
+	r1 := s.pairFail.report(ctx, s.log, t, perr, certSum, keySum, "certificate", failPath)
+	r2 := s.nextFail.report(ctx, s.log, t, ev.NextErr, nextSum, fileSum{}, "next key", s.nextPath)
+
+	ev.State = state
+	if s.onReload != nil {
+		s.onReload(ev)
+	}
+	return r1 || r2, errors.Join(perr, ev.NextErr)
+}
+
+// loadPair reads the certificate and key. It returns a nil pair and no
+// error when they hold what old serves, and on failure the file to blame.
+func (s *Source) loadPair(old *served) (pair *Pair, certSum, keySum fileSum, failPath string, err error) {
+	fail := func(path string, err error) (*Pair, fileSum, fileSum, string, error) {
+		return nil, certSum, keySum, path, err
+	}
+	// An interrupted "sc-cert rotate" in the certificate's directory is
+	// finished or undone first; one in progress is waited for, so the pair
+	// read is never half old, half new.
+	if err := Recover(filepath.Dir(s.certPath)); err != nil {
+		return fail(filepath.Dir(s.certPath), err)
+	}
+	certData, certSum, err := readSummed(s.certPath, false)
+	if err != nil {
+		return fail(s.certPath, fmt.Errorf("reading certificate %q: %w", s.certPath, err))
+	}
+	keyData, keySum, err := readSummed(s.keyPath, s.keyOpts.RequirePrivateFile)
+	if err != nil {
+		return fail(s.keyPath, fmt.Errorf("reading key %q: %w", s.keyPath, err))
+	}
+	if old != nil && certSum == old.certSum && keySum == old.keySum {
+		return nil, certSum, keySum, "", nil
+	}
+	chain, err := ParseCertificatesPEM(certData)
+	if err != nil {
+		return fail(s.certPath, fmt.Errorf("reading certificate %q: %w", s.certPath, err))
+	}
+	key, err := s.keys.parse(keyData, keySum, s.keyOpts)
+	if err != nil {
+		return fail(s.keyPath, fmt.Errorf("reading key %q: %w", s.keyPath, err))
+	}
+	leaf := chain[0]
+	if err := CheckPair(leaf, key.Signer); err != nil {
+		return fail(s.certPath, fmt.Errorf("key %q does not match certificate %q: %w", s.keyPath, s.certPath, err))
+	}
+	if err := CheckValidity(leaf, s.now(), 0); err != nil {
+		setPath(err, s.certPath)
+		return fail(s.certPath, err)
+	}
+	if s.accept != nil {
+		if err := s.accept(leaf); err != nil {
+			return fail(s.certPath, fmt.Errorf("certificate %q (serial %s, pin %s) refused: %w",
+				s.certPath, SerialHex(leaf.SerialNumber), spkiPin(leaf.RawSubjectPublicKeyInfo), err))
+		}
+	}
+	return &Pair{CertPath: s.certPath, KeyPath: s.keyPath, Chain: chain, Key: key}, certSum, keySum, "", nil
+}
+
+// loadNext reads the next key. changed is false when the file holds what
+// old announces.
+func (s *Source) loadNext(old *served) (changed bool, pub crypto.PublicKey, spki []byte, sum fileSum, err error) {
+	data, sum, err := readSummed(s.nextPath, s.keyOpts.RequirePrivateFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		// No next key file: nothing to announce, a change only if there
+		// was one.
+		return old != nil && old.nextSum.present, nil, nil, fileSum{}, nil
+	}
+	if err != nil {
+		return false, nil, nil, sum, fmt.Errorf("reading next key %q: %w", s.nextPath, err)
+	}
+	if old != nil && sum == old.nextSum {
+		return false, nil, nil, sum, nil
+	}
+	key, err := s.keys.parse(data, sum, s.keyOpts)
+	if err != nil {
+		return false, nil, nil, sum, fmt.Errorf("reading next key %q: %w", s.nextPath, err)
+	}
+	pub = key.Signer.Public()
+	if spki, err = x509.MarshalPKIXPublicKey(pub); err != nil {
+		return false, nil, nil, sum, fmt.Errorf("reading next key %q: %w", s.nextPath, err)
+	}
+	return true, pub, spki, sum, nil
+}
+
+// readSummed reads a file (through any symlinks) and fingerprints it.
+// With privateFile it refuses a file that group or others may read, as
+// [ReadKeyFile] does, and the mode is part of the fingerprint so that a
+// chmod that fixes it counts as a change.
+func readSummed(path string, privateFile bool) ([]byte, fileSum, error) {
+	var sum fileSum
+	if privateFile && runtime.GOOS != "windows" {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return nil, sum, err
+		}
+		sum.mode = fi.Mode().Perm()
+		if sum.mode&0o077 != 0 {
+			return nil, sum, fmt.Errorf("%w (mode %04o): run chmod 600 %q", ErrKeyFilePermissions, sum.mode, path)
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, sum, err
+	}
+	sum.present, sum.sum = true, sha256.Sum256(data)
+	return data, sum, nil
+}
+
+// keyCache remembers the last few keys parsed, by content, so that a key
+// file that did not change is never decrypted again (an encrypted key
+// costs a deliberately slow key derivation).
+type keyCache struct {
+	entries []keyCacheEntry // most recent last
+}
+
+type keyCacheEntry struct {
+	sum fileSum
+	key *Key
+	err error
+}
+
+// keyCacheSize covers the key, the next key and a rotation's new ones.
+const keyCacheSize = 4
+
+func (c *keyCache) parse(data []byte, sum fileSum, opts KeyOptions) (*Key, error) {
+	for i, e := range c.entries {
+		if e.sum == sum {
+			c.entries = append(append(c.entries[:i:i], c.entries[i+1:]...), e)
+			return e.key, e.err
+		}
+	}
+	key, err := ParseKeyPEM(data, opts)
+	c.entries = append(c.entries, keyCacheEntry{sum: sum, key: key, err: err})
+	if len(c.entries) > keyCacheSize {
+		c.entries = c.entries[1:]
+	}
+	return key, err
+}
+
+// dropErrors forgets failed parses, so that an explicit reload asks for
+// the passphrase again.
+func (c *keyCache) dropErrors() {
+	kept := c.entries[:0]
+	for _, e := range c.entries {
+		if e.err == nil {
+			kept = append(kept, e)
+		}
+	}
+	c.entries = kept
+}
+
+// failureLog logs a refused reload once per distinct failure.
+type failureLog struct {
+	last string // the key of the failure last reported, "" after a success
+}
+
+// report logs err as the policy wants and reports whether to look again
+// once the files settle. A failure right after a file event, or after the
+// watches were re-established, may be a file caught half-written: it is
+// logged at Debug and earns a second look; only a failure that persists is
+// a Warn, once per distinct content and reason. The initial load and
+// Reload return their error instead of logging it.
+func (f *failureLog) report(ctx context.Context, log *slog.Logger, t Trigger, err error, a, b fileSum, what, path string) (recheck bool) {
+	if err == nil {
+		f.last = ""
+		return false
+	}
+	key := fmt.Sprintf("%x/%x/%s", a.sum[:4], b.sum[:4], failureReason(err))
+	switch t {
+	case TriggerFileEvent, TriggerRewatch:
+		log.DebugContext(ctx, what+" reload failed, looking again once the files settle", "path", path, "err", err, "trigger", string(t))
+		return true
+	case TriggerInitial, TriggerReload:
+		f.last = key
+		return false
+	}
+	if key != f.last {
+		f.last = key
+		log.WarnContext(ctx, what+" not reloaded, keeping the one being served", "path", path, "err", err, "trigger", string(t))
+	}
+	return false
+}
+
+// failureReason is the stable part of an error: validity errors mention
+// how long ago or until, which changes at every look.
+func failureReason(err error) string {
+	var exp *ExpiredError
+	var nyv *NotYetValidError
+	switch {
+	case errors.As(err, &exp):
+		return "expired " + exp.NotAfter.String()
+	case errors.As(err, &nyv):
+		return "not yet valid " + nyv.NotBefore.String()
+	}
+	return err.Error()
+}
