@@ -53,7 +53,7 @@ The argument is one of:
 For a server in the known hosts file (--known-hosts) the connection is
 verified against the pins on file, so the next pins it announces are
 authenticated by its current key, and a server presenting another key is
-refused. For a server not in the file the pins are fetched over a
+refused (exit 6). For a server not in the file the pins are fetched over a
 connection nobody authenticated: they prove nothing, and the output says
 so. Compare them with sc-cert pin show run on the server itself before
 handing them out. Nothing is ever written to the known hosts file.`,
