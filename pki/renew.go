@@ -277,7 +277,7 @@ func (r *Renewer) warnExpiry(ctx context.Context, cert *x509.Certificate, now ti
 	}
 	args := []any{"path", r.opts.CertPath, "serial", SerialHex(cert.SerialNumber),
 		"not_after", cert.NotAfter.UTC().Format(time.RFC3339), "reason", reason}
-	if level == len(expiryWarnings()) {
+	if left <= 0 {
 		r.log.ErrorContext(ctx, "certificate has expired and was not renewed: clients refuse it", args...)
 		return
 	}

@@ -258,15 +258,24 @@ func TestSourceSymlinkSwap(t *testing.T) {
 	runInBackground(t, src.Run)
 	rec.waitWatching()
 	srv := startTLSServer(t, serverConfig(src.GetCertificate))
+	g := startLoad(t, srv.addr, d.roots, 2)
 	for i, promote := range []bool{false, true, false, true} {
 		res, err := Rotate(context.Background(), RotateOptions{CertPath: d.l.ServerCert, PromoteNext: promote})
 		mustNoErr(t, err)
 		k.update(files())
+		changed := time.Now()
 		rec.waitFor(fmt.Sprintf("swap %d", i), func() bool {
 			nk := src.State().NextKey
 			return serving(src, res.New) && nk != nil && samePublicKey(nk, res.NextKey)
 		})
+		if l := g.waitSeen(t, SerialHex(res.New.SerialNumber)).Sub(changed); l > time.Second {
+			t.Errorf("swap %d: the new certificate was first served after %v, want within 1s", i, l)
+		}
 		mustServe(t, srv.addr, d.roots, res.New)
+	}
+	g.halt()
+	if len(g.errs) > 0 {
+		t.Errorf("%d of %d handshakes failed during the swaps; first: %v", len(g.errs), g.ok+len(g.errs), g.errs[0])
 	}
 	if w := rec.records(slog.LevelWarn); len(w) > 0 {
 		t.Errorf("symlink swaps logged warnings: %v", w)

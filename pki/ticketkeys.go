@@ -24,11 +24,12 @@ import (
 const (
 	// DefaultTicketKeyRotation is how often in-memory ticket keys are
 	// replaced, and how long a key keeps decrypting tickets once it no
-	// longer encrypts them. crypto/tls rotates its own keys daily and
-	// keeps them a week; we rotate twice as often and keep them one
-	// period, so a stolen key opens at most a day of recorded TLS 1.2
-	// sessions (RFC 5077 tickets carry the master secret) and a client's
-	// ticket lives 12–24 hours.
+	// longer encrypts them (in memory) or has left the ticket-key file.
+	// crypto/tls rotates its own keys daily and keeps them a week; in
+	// memory we rotate twice as often and keep them one period, so a
+	// ticket resumes for 12 to 24 hours and a stolen key opens at most a
+	// day of recorded TLS 1.2 sessions (RFC 5077 tickets carry the master
+	// secret).
 	DefaultTicketKeyRotation = 12 * time.Hour
 
 	// MaxTicketKeys is the most keys a ticket-key file may hold, and the

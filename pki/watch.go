@@ -174,9 +174,14 @@ func (w *watcher) run(ctx context.Context, check checkFunc) error {
 				// of the target; an editor's save-by-rename is a Create of
 				// the file (vim also renames the original to a backup
 				// first); delete-then-create is a Remove then a Create; an
-				// in-place write is Write events, one per write(2), which
-				// the debounce waits out; a Kubernetes "..data" swap names
-				// only "..data" and its temporary link, never the file.
+				// in-place write is Write events, one per write(2), and
+				// fsnotify has no portable close-after-write event
+				// (IN_CLOSE_WRITE is Linux-only), so the end of a write is
+				// a guess: the debounce waits for quiet, and a reload that
+				// fails then gets a second look (TriggerSettle). A chmod
+				// or touch is a Chmod event, kept: it can fix a key's mode.
+				// A Kubernetes "..data" swap names only "..data" and its
+				// temporary link, never the file.
 				if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 					// A symlink target may have moved to another
 					// directory (the "..data" swap does exactly that).
