@@ -244,6 +244,7 @@ type TicketKeys struct {
 	active      [][32]byte  // newest first; active[0] encrypts
 	activeSince time.Time   // in memory: when active[0] began to encrypt
 	retired     []retiredTicketKey
+	rescheduled chan struct{} // poked when a key is retired, for Run
 	fileSum     fileSum
 	fail        failureLog
 }
@@ -285,6 +286,7 @@ func NewTicketKeys(opts TicketKeysOptions) (*TicketKeys, error) {
 		now:         opts.Now,
 		rand:        opts.Rand,
 		crypt:       &tls.Config{},
+		rescheduled: make(chan struct{}, 1),
 	}
 	k.w = watcher{files: []string{k.file}, debounce: opts.Debounce, interval: opts.Interval, log: k.log, what: "ticket keys"}
 	if _, err := k.reload(context.Background(), TriggerInitial); err != nil {
@@ -316,46 +318,62 @@ func (k *TicketKeys) Reload() error {
 }
 
 // Run keeps the keys current until ctx ends: it watches the file, or
-// rotates in-memory keys on schedule. It returns nil when ctx ends. Call it
-// once.
+// rotates in-memory keys on schedule, and drops retained keys when their
+// time is up. It returns nil when ctx ends. Call it once.
 func (k *TicketKeys) Run(ctx context.Context) error {
 	if !k.running.CompareAndSwap(false, true) {
 		return errors.New("ticket keys: Run called twice")
 	}
 	defer k.running.Store(false)
+	var watching chan error
 	if k.file != "" {
-		return k.w.run(ctx, func(ctx context.Context, t Trigger) bool {
-			recheck, _ := k.reload(ctx, t)
-			return recheck
-		})
+		watching = make(chan error, 1)
+		go func() {
+			watching <- k.w.run(ctx, func(ctx context.Context, t Trigger) bool {
+				recheck, _ := k.reload(ctx, t)
+				return recheck
+			})
+		}()
 	}
+	// The schedule: in-memory rotations, and the end of each retained
+	// key's period, which no file event announces.
 	timer := time.NewTimer(k.untilDue())
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			if watching != nil {
+				return <-watching
+			}
 			return nil
+		case <-k.rescheduled:
 		case <-timer.C:
 			k.reload(ctx, TriggerPeriodic)
-			timer.Reset(k.untilDue())
 		}
+		timer.Reset(k.untilDue())
 	}
 }
 
-// untilDue is the wait until the next in-memory rotation or expiry,
-// between a second (a clock that does not move must not spin) and the
-// check interval (a clock that jumps is noticed).
+// untilDue is the wait until the next in-memory rotation or the end of a
+// retained key, at least a second (a clock that does not move must not
+// spin) and at most the check interval (a clock that jumps is noticed).
+// With nothing due it is a day: a reload that retires a key reschedules.
 func (k *TicketKeys) untilDue() time.Duration {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	now := k.now()
-	due := k.activeSince.Add(k.rotation)
+	var due time.Time
+	if k.file == "" {
+		due = k.activeSince.Add(k.rotation)
+	}
 	for _, r := range k.retired {
-		if r.until.Before(due) {
+		if due.IsZero() || r.until.Before(due) {
 			due = r.until
 		}
 	}
-	wait := due.Sub(now)
+	if due.IsZero() {
+		return 24 * time.Hour
+	}
+	wait := due.Sub(k.now())
 	if k.interval > 0 {
 		wait = min(wait, k.interval)
 	}
@@ -448,6 +466,10 @@ func (k *TicketKeys) retire(keys [][32]byte, now time.Time) {
 	for _, key := range keys {
 		if !slices.ContainsFunc(k.retired, func(r retiredTicketKey) bool { return r.key == key }) {
 			k.retired = append(k.retired, retiredTicketKey{key: key, until: now.Add(k.rotation)})
+			select {
+			case k.rescheduled <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

@@ -395,3 +395,40 @@ func TestTicketKeysRunRotatesInMemory(t *testing.T) {
 		t.Fatal("no rotation")
 	}
 }
+
+// A key that left the file stops decrypting when its retention period
+// ends, by the real clock, with no file event to prompt it.
+func TestTicketKeysRetentionEndsOnTime(t *testing.T) {
+	d := newCertDir(t, InitOptions{})
+	path := filepath.Join(t.TempDir(), "ticket.keys")
+	mustNoErr(t, RotateTicketKeyFile(path, TicketKeyFileOptions{Keep: 1}))
+	rec := newRecorder(t)
+	var mu sync.Mutex
+	var events []TicketKeysEvent
+	tk, err := NewTicketKeys(TicketKeysOptions{File: path, Rotation: 1500 * time.Millisecond, Logger: rec.logger(), OnReload: func(ev TicketKeysEvent) {
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+		rec.poke()
+	}})
+	mustNoErr(t, err)
+	runInBackground(t, tk.Run)
+	addr := ticketServer(t, d, tk)
+	old := newTicket(t, addr, d, tls.VersionTLS13)
+
+	left := time.Now() // the key cannot leave before the file changes
+	mustNoErr(t, RotateTicketKeyFile(path, TicketKeyFileOptions{Keep: 1}))
+	mustNoErr(t, tk.Reload())
+	mustResume(t, "a ticket whose key just left the file", addr, d, tls.VersionTLS13, old, true)
+	rec.waitFor("the retained key to be dropped", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.ContainsFunc(events, func(ev TicketKeysEvent) bool {
+			return ev.Trigger == TriggerPeriodic && ev.Result == ReloadChanged && ev.Keys == 1
+		})
+	})
+	if held := time.Since(left); held < 1500*time.Millisecond {
+		t.Errorf("the retained key was dropped after %v, want at least the 1.5s rotation period", held)
+	}
+	mustResume(t, "a ticket after its key's retention ended", addr, d, tls.VersionTLS13, old, false)
+}
