@@ -95,7 +95,9 @@ certs "$work/certs-ed25519" --key-type ed25519 --ca-key-type ecdsa-p256
 
 echo "bench.sh: load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "bench.sh: Go benchmarks of the codec and the server path" >&2
-go test -run '^$' -bench . -benchmem ./internal/proto ./internal/server | grep -v '^ok\|^PASS' >"$work/gobench.txt"
+# Only the result lines: the server benchmarks also log through t.Log.
+go test -run '^$' -bench . -benchmem ./internal/proto ./internal/server |
+	grep -E '^(Benchmark|goos|goarch|pkg|cpu)' >"$work/gobench.txt"
 
 revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if ! git diff --quiet HEAD -- 2>/dev/null; then

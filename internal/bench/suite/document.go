@@ -411,7 +411,7 @@ func (d *document) writeKeyChoice(w io.Writer) {
 			parts = append(parts, fmt.Sprintf("an RSA-4096 certificate makes full handshakes %.0f× as expensive as P-256 (%s vs %s per CPU-s)", hybrid.perCPU/rsa.perCPU, count(rsa.perCPU), count(hybrid.perCPU)))
 		}
 		if ok1 && ok5 && hybrid.perCPU > 0 && p256Res.perCPU > 0 {
-			parts = append(parts, fmt.Sprintf("a resumed handshake costs %.0f%% less server CPU than a full one with P-256", 100*(1-hybrid.perCPU/p256Res.perCPU)))
+			parts = append(parts, fmt.Sprintf("a resumed P-256 handshake costs %+.0f%% server CPU against a full one (%s vs %s per CPU-s)", 100*(hybrid.perCPU/p256Res.perCPU-1), count(p256Res.perCPU), count(hybrid.perCPU)))
 		}
 		if ed, ok := d.stats(hsEd25519, srv); ok && ok1 && ed.perCPU > 0 {
 			parts = append(parts, fmt.Sprintf("an Ed25519 certificate gives %s full handshakes per CPU-s (%+.0f%% vs P-256)", count(ed.perCPU), 100*(ed.perCPU/hybrid.perCPU-1)))
