@@ -233,9 +233,13 @@ func TestOptionsErrors(t *testing.T) {
 		{"huge batch", Options{Mode: ModePipeline, Addr: "127.0.0.1:1", Depth: 1000, Size: 4096}, "lower the depth"},
 		{"negative duration", Options{Mode: ModeEcho, Addr: "127.0.0.1:1", Duration: -time.Second}, "duration -1s"},
 		{"negative count", Options{Mode: ModeEcho, Addr: "127.0.0.1:1", Count: -5}, "count -5"},
+		{"over the fd limit", Options{Mode: ModeIdle, Addr: "127.0.0.1:1", Conns: 1 << 30}, "file descriptors"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.opts.Conns == 1<<30 && fdLimit() == 0 {
+				t.Skip("this system does not say its open-file limit")
+			}
 			_, err := New(tt.opts)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want an error containing %q", err, tt.want)

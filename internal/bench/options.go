@@ -133,6 +133,9 @@ const (
 	// in the socket buffers between the two ends (loopback's grow to
 	// megabytes), or both ends would wait on each other for ever.
 	maxBatch = 256 << 10
+	// fdReserve is what the process keeps of its open-file limit for
+	// itself: standard streams, the runtime's poller, /proc reads.
+	fdReserve = 32
 )
 
 func (o Options) resolve() (Options, error) {
@@ -171,6 +174,9 @@ func (o Options) resolve() (Options, error) {
 	}
 	if o.Mode != ModePipeline {
 		o.Depth = 1
+	}
+	if limit := fdLimit(); limit > 0 && o.Conns > limit-fdReserve {
+		return o, fmt.Errorf("%d connections need as many file descriptors, and this process may open %d (leaving %d for itself): lower the connections, or raise the limit (ulimit -n)", o.Conns, limit, fdReserve)
 	}
 	if o.Size > maxSize {
 		return o, fmt.Errorf("size %d is over %d bytes, the largest message a server can be configured to accept", o.Size, maxSize)
