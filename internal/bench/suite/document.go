@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -450,7 +451,7 @@ func (d *document) writeCommands(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("## Commands")
 	p("")
-	p("`scripts/bench.sh` builds `sc-server`, `sc-client`, `sc-cert` and the reference server (`internal/bench/refserver`: goroutine per connection, one `Write` — one TLS record and one system call — per reply, crypto/tls defaults) into a temporary directory, makes P-256, RSA-4096 and Ed25519 certificate layouts with `sc-cert init --dir DIR [--key-type rsa-4096|ed25519]`, then for every run starts a fresh server on a free loopback port and runs one bench command against it; the port, paths and PID differ from run to run. The last run's command lines, per scenario:")
+	p("`scripts/bench.sh` builds `sc-server`, `sc-client`, `sc-cert` and the reference server (`internal/bench/refserver`: goroutine per connection, one `Write` — one TLS record and one system call — per reply, crypto/tls defaults) into a temporary directory, makes P-256, RSA-4096 and Ed25519 certificate layouts with `sc-cert init --dir DIR [--key-type rsa-4096|ed25519]`, then for every run starts a fresh server on a free loopback port (PORT) and runs one bench command against it, with that server's PID. The command lines of each scenario (the pin is that of the layout the script made):")
 	p("")
 	for _, sc := range d.scenarios {
 		cmds := d.commands[sc.ID]
@@ -482,8 +483,14 @@ func (d *document) shorten(s string) string {
 			s = strings.ReplaceAll(s, dir, "certs-"+string(kind))
 		}
 	}
-	return s
+	s = portRE.ReplaceAllString(s, "127.0.0.1:PORT")
+	return pidRE.ReplaceAllString(s, "--pid PID")
 }
+
+var (
+	portRE = regexp.MustCompile(`127\.0\.0\.1:[0-9]+`)
+	pidRE  = regexp.MustCompile(`--pid [0-9]+`)
+)
 
 func count(v float64) string {
 	n := int64(v + 0.5)

@@ -127,8 +127,8 @@ func TestWriteDocument(t *testing.T) {
 		fake(hsP256, "sc-server/goroutine", 1, bench.ModeHandshake, 2500, 4000, 0, 0),
 		{Scenario: hsP256, Server: "refserver", Run: 1, Err: "the server exited | badly"},
 	}, commands: map[string]*commands{hsP256: {
-		server: map[string]string{"sc-server/goroutine": "/tmp/x/bin/sc-server --cert /tmp/x/p256/server.crt"},
-		bench:  "/tmp/x/bin/sc-client bench handshake",
+		server: map[string]string{"sc-server/goroutine": "/tmp/x/bin/sc-server --listen 127.0.0.1:40123 --cert /tmp/x/p256/server.crt"},
+		bench:  "/tmp/x/bin/sc-client bench handshake --server 127.0.0.1:40123 --pid 4321",
 	}}}
 	var buf bytes.Buffer
 	d.write(&buf)
@@ -136,8 +136,8 @@ func TestWriteDocument(t *testing.T) {
 		"## Machine", "## Issue 6 targets", "### Handshakes",
 		"| sc-server/goroutine | TLS 1.3 X25519MLKEM768 | 1,250 | **2,500** |",
 		"| refserver | failed: the server exited \\| badly |",
-		"sc-server --cert certs-p256/server.crt",
-		"sc-client bench handshake",
+		"sc-server --listen 127.0.0.1:PORT --cert certs-p256/server.crt",
+		"sc-client bench handshake --server 127.0.0.1:PORT --pid PID",
 	} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("document lacks %q:\n%s", want, buf.String())
