@@ -47,8 +47,11 @@ type SourceOptions struct {
 	// passed every other check (parse, key match, valid now); an error
 	// refuses it and the old pair keeps serving. sc-server passes "its pin
 	// is the current or the next one", so that a rotation can never lock
-	// out pinning clients. It runs with the reload lock held: it may call
-	// [Source.State] but not [Source.Reload]. Default nil: accept.
+	// out pinning clients. It is also asked about the initial pair, inside
+	// [NewSource], before the Source exists (so a hook that consults the
+	// Source must accept when it has none yet). It runs with the reload
+	// lock held: it may call [Source.State] but not [Source.Reload].
+	// Default nil: accept.
 	Accept func(leaf *x509.Certificate) error
 
 	// Interval is the period of the check that catches file events a
