@@ -39,7 +39,8 @@
 //     when the handshake failed before a version was chosen); resumed true
 //     for a resumed session, false for a full handshake.
 //   - spacecaptain_tls_handshake_duration_seconds{resumed} (histogram):
-//     from accept to the end of a successful handshake.
+//     the time a successful handshake took, from its start just after
+//     accept; failed ones are only counted.
 //   - spacecaptain_requests_total{type} (counter): requests answered, by
 //     type echo, reverse, time or keys.
 //   - spacecaptain_request_duration_seconds{type} (histogram): the time

@@ -123,8 +123,9 @@ type Options struct {
 // Every metric lives on the Metrics' own registry ([Metrics.Registry]),
 // never the global one, so several servers (and tests) in one process do not
 // collide. A Metrics is safe for concurrent use; make one with [New] (the
-// zero value is not usable). Its Events methods do not allocate and do
-// not block.
+// zero value is not usable). Its Events methods do not block, and do not
+// allocate for the reasons, kinds and types packages server and proto
+// define.
 type Metrics struct {
 	reg *prometheus.Registry
 	now func() time.Time
@@ -230,7 +231,7 @@ func New(opts Options) (*Metrics, error) {
 	}
 	hsDuration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    NameHandshakeDuration,
-		Help:    "Time from accepting a connection to the end of its successful TLS handshake, by resumed (failed handshakes are only counted, in " + NameHandshakes + ").",
+		Help:    "Time a successful TLS handshake took, from its start just after accept, by resumed (failed handshakes are only counted, in " + NameHandshakes + ").",
 		Buckets: handshakeBuckets,
 	}, []string{"resumed"})
 	m.hsDuration[0] = hsDuration.WithLabelValues("false")
