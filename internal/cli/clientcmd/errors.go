@@ -1,0 +1,143 @@
+package clientcmd
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/internal/client"
+	"github.com/spacecaptain/spacecaptain/internal/proto"
+	"github.com/spacecaptain/spacecaptain/pinning"
+)
+
+// shortError replaces a long message by a short one on the error line,
+// keeping the cause for errors.As (and the JSON error): the full story was
+// printed above it, as ssh prints its banner and then "Host key
+// verification failed."
+type shortError struct {
+	msg   string
+	cause error
+}
+
+func (e *shortError) Error() string { return e.msg }
+func (e *shortError) Unwrap() error { return e.cause }
+
+// finish turns a command's error into what sc-client reports: the exit
+// code, the warning banner for a changed key, hints, and with --json a
+// JSON error on stdout. It returns the error for cli.Main to print once.
+func finish(st *streams, o *options, err error) error {
+	if err == nil {
+		return nil
+	}
+	err = classify(st, err)
+	if o.json {
+		_ = cli.PrintJSON(st.stdout, jsonError(err))
+	}
+	return err
+}
+
+func classify(st *streams, err error) error {
+	var (
+		ke  *pinning.KeyError
+		ue  *pinning.UnknownHostError
+		le  *pinning.LineError
+		cve *tls.CertificateVerificationError
+		hn  x509.HostnameError
+		ua  x509.UnknownAuthorityError
+		se  *client.ServerError
+		pe  *proto.ProtocolError
+	)
+	switch {
+	case errors.As(err, &ke):
+		fmt.Fprint(st.stderr, ke.Warning())
+		msg := fmt.Sprintf("host key verification failed: %s presented key %v, which is not the trusted one", ke.Host, ke.Got)
+		return cli.WithCode(ExitKeyMismatch, &shortError{msg, err})
+	case errors.As(err, &ue):
+		if ue.Declined {
+			return cli.WithCode(ExitUnknownHost, err, "nothing was recorded; to trust the key after checking it out of band: "+ue.AddCommand())
+		}
+		return cli.WithCode(ExitUnknownHost, err, "or connect once with --tofu auto (or prompt) to trust it on first use")
+	case errors.As(err, &le):
+		return err
+	case errors.As(err, &cve), errors.As(err, &hn), errors.As(err, &ua):
+		return cli.WithCode(ExitUntrusted, err,
+			"check that --ca is the CA that issued the server's certificate (e.g. certs/ca.crt beside it), and that the certificate names the host of --server (sc-cert inspect HOST:PORT shows both)")
+	case errors.As(err, &se):
+		return cli.WithCode(ExitServerError, err)
+	case errors.As(err, &pe) && pe.Kind != proto.KindTruncated:
+		return cli.WithCode(ExitServerError, err)
+	case errors.Is(err, io.EOF) || errors.As(err, &pe):
+		return cli.WithHint(err, "the server closed the connection; its log may say why (a request over its --max-message closes it)")
+	}
+	return err
+}
+
+// errorJSON is the --json form of an error.
+type errorJSON struct {
+	Error struct {
+		Message string `json:"message"`
+		Code    int    `json:"code"`
+		// Kind is a stable word for scripts: key_mismatch, unknown_host,
+		// known_hosts_line, untrusted_certificate, server_error, error.
+		Kind          string    `json:"kind"`
+		Host          string    `json:"host,omitempty"`
+		PinOffered    string    `json:"pin_offered,omitempty"`
+		TrustedPins   []pinJSON `json:"trusted_pins,omitempty"`
+		KnownHosts    string    `json:"known_hosts,omitempty"`
+		Line          int       `json:"line,omitempty"`
+		ForgetCommand string    `json:"forget_command,omitempty"`
+		AddCommand    string    `json:"add_command,omitempty"`
+		Hints         []string  `json:"hints,omitempty"`
+	} `json:"error"`
+}
+
+type pinJSON struct {
+	Pin  string `json:"pin"`
+	Role string `json:"role"`
+}
+
+func jsonError(err error) errorJSON {
+	var j errorJSON
+	e := &j.Error
+	e.Code = cli.ExitCode(err)
+	e.Kind = "error"
+	var (
+		ke *pinning.KeyError
+		ue *pinning.UnknownHostError
+		le *pinning.LineError
+		ce *cli.Error
+		se *client.ServerError
+	)
+	switch {
+	case errors.As(err, &ke):
+		e.Kind, e.Host, e.PinOffered = "key_mismatch", ke.Host, ke.Got.String()
+		e.KnownHosts, e.Line, e.ForgetCommand = ke.Path, ke.Line, ke.ForgetCommand()
+		for _, w := range ke.Want {
+			role := "backup"
+			if w.Current {
+				role = "current"
+			}
+			e.TrustedPins = append(e.TrustedPins, pinJSON{w.Pin.String(), role})
+		}
+		// The one-line form of the whole story, not the short line.
+		e.Message = ke.Error()
+	case errors.As(err, &ue):
+		e.Kind, e.Host, e.PinOffered, e.KnownHosts, e.AddCommand = "unknown_host", ue.Host, ue.Got.String(), ue.Path, ue.AddCommand()
+	case errors.As(err, &le):
+		e.Kind, e.Host, e.KnownHosts, e.Line = "known_hosts_line", le.Host, le.Path, le.Line
+	case e.Code == ExitUntrusted:
+		e.Kind = "untrusted_certificate"
+	case errors.As(err, &se) || e.Code == ExitServerError:
+		e.Kind = "server_error"
+	}
+	if e.Message == "" {
+		e.Message = err.Error()
+	}
+	if errors.As(err, &ce) {
+		e.Hints = ce.Hints
+	}
+	return j
+}
