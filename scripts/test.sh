@@ -28,6 +28,14 @@ fi
 step "go vet"
 go vet ./...
 
+step "cross-build for every platform the seed planned"
+# Nothing outside _linux/_unix files may assume epoll or Unix signals.
+for platform in linux/amd64 linux/arm64 darwin/arm64 windows/amd64; do
+  GOOS=${platform%/*} GOARCH=${platform#*/} go build -o /dev/null ./...
+  GOOS=${platform%/*} GOARCH=${platform#*/} go vet ./...
+  echo "  $platform ok" >&2
+done
+
 step "go test -race"
 go test -race -timeout 30m ./...
 
