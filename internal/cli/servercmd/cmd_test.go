@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -245,23 +247,19 @@ func TestKeysWithoutNextKey(t *testing.T) {
 }
 
 // A reload (SIGHUP) after sc-cert rotate --promote-next serves the new key
-// and announces the new next key; a reload that fails keeps the old pair.
+// and announces the new next key (the file watcher may have been first);
+// a reload that fails keeps the old pair.
 func TestReload(t *testing.T) {
 	l := mustInit(t)
 	r := startServer(t, Env{}, layoutArgs(l)...)
-	oldPin, _ := pinning.ReadPinFile(l.ServerCert)
 	promoted, _ := pinning.ReadPinFile(l.NextKey)
 
 	if _, err := pki.Rotate(context.Background(), pki.RotateOptions{CertPath: l.ServerCert, PromoteNext: true}); err != nil {
 		t.Fatal(err)
 	}
 	newNext, _ := pinning.ReadPinFile(l.NextKey)
-	c := mustDial(t, r.addr, caConfig(t, l, 0))
-	if cur, _, err := c.Keys(context.Background()); err != nil || cur != oldPin.String() {
-		t.Fatalf("before the reload: KEYS current %q, %v; want the old pin %s", cur, err, oldPin)
-	}
 	r.requestReload()
-	c = mustDial(t, r.addr, caConfig(t, l, 0))
+	c := mustDial(t, r.addr, caConfig(t, l, 0))
 	cur, next, err := c.Keys(context.Background())
 	if err != nil || cur != promoted.String() || len(next) != 1 || next[0] != newNext.String() {
 		t.Errorf("after the reload: KEYS %q, %q, %v; want current %s, next %s", cur, next, err, promoted, newNext)
@@ -394,5 +392,108 @@ func TestGracefulStop(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr.String(), "shutdown complete") {
 		t.Errorf("the drain did not complete:\n%s", r.stderr)
+	}
+}
+
+// The certificate files are watched: sc-cert rotate --promote-next is
+// served without SIGHUP. (Polled with a deadline: the watcher debounces.)
+func TestWatchServesRotation(t *testing.T) {
+	l := mustInit(t)
+	r := startServer(t, Env{}, layoutArgs(l)...)
+	promoted, _ := pinning.ReadPinFile(l.NextKey)
+	if _, err := pki.Rotate(context.Background(), pki.RotateOptions{CertPath: l.ServerCert, PromoteNext: true}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c := mustDial(t, r.addr, caConfig(t, l, 0))
+		cs, _ := c.ConnectionState()
+		if pinning.PinOf(cs.PeerCertificates[0]).Equal(promoted) {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("the promoted key was not served within 20s:\n%s", r.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Two servers sharing a --ticket-keys file resume each other's sessions,
+// in TLS 1.2 and 1.3.
+func TestSharedTicketKeys(t *testing.T) {
+	l := mustInit(t)
+	keys := filepath.Join(t.TempDir(), "tickets")
+	if err := os.WriteFile(keys, pki.FormatTicketKeys([][32]byte{{1, 2, 3}}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startServer(t, Env{}, append(layoutArgs(l), "--ticket-keys", keys)...)
+	b := startServer(t, Env{}, append(layoutArgs(l), "--ticket-keys", keys)...)
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			cfg := caConfig(t, l, v)
+			cfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			if _, err := handshake(a.addr, cfg); err != nil {
+				t.Fatal(err)
+			}
+			st, err := handshake(b.addr, cfg)
+			if err != nil || !st.DidResume {
+				t.Errorf("on the second server: resumed %v, %v; want a session from the first resumed", st.DidResume, err)
+			}
+		})
+	}
+}
+
+// A server whose certificate is due renews it on the same key at start
+// (--auto-renew, the default): a new serial is served, the pin is the
+// same. With --auto-renew=false it only warns that the certificate will
+// expire. (Polled with a deadline: renewal runs on its own goroutine.)
+func TestAutoRenew(t *testing.T) {
+	for _, renew := range []bool{true, false} {
+		t.Run(fmt.Sprint("auto-renew=", renew), func(t *testing.T) {
+			l := mustInit(t)
+			old, err := pki.ReadCertificateFile(l.ServerCert)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 70 of 90 days in: past the two-thirds renewal point, and
+			// within the 30-day expiry warning.
+			later := func() time.Time { return time.Now().Add(70 * 24 * time.Hour) }
+			r := startServer(t, Env{Now: later}, append(layoutArgs(l), fmt.Sprint("--auto-renew=", renew))...)
+			cfg := caConfig(t, l, 0)
+			cfg.Time = later
+			served := func() *x509.Certificate {
+				c := mustDial(t, r.addr, cfg)
+				defer c.Close()
+				cs, _ := c.ConnectionState()
+				return cs.PeerCertificates[0]
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			if !renew {
+				for !strings.Contains(r.stderr.String(), "will not be renewed") {
+					if time.Now().After(deadline) {
+						t.Fatalf("no expiry warning within 20s:\n%s", r.stderr)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				if leaf := served(); leaf.SerialNumber.Cmp(old.SerialNumber) != 0 {
+					t.Error("renewed with --auto-renew=false")
+				}
+				return
+			}
+			for {
+				leaf := served()
+				if leaf.SerialNumber.Cmp(old.SerialNumber) != 0 {
+					if !pinning.PinOf(leaf).Equal(pinning.PinOf(old)) {
+						t.Error("the renewed certificate has another key")
+					}
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not renewed within 20s:\n%s", r.stderr)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
 	}
 }

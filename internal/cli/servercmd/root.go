@@ -55,6 +55,13 @@ type options struct {
 	// nextKey is the pre-made next key, whose pin KEYS announces. Default
 	// pki.NextKeyPath(key), e.g. certs/server.next.key.
 	nextKey string
+	// ticketKeys is a session-ticket key file shared by instances behind
+	// one load balancer. Default "": keys made in memory, rotated every
+	// pki.DefaultTicketKeyRotation.
+	ticketKeys string
+	// autoRenew renews the certificate on its own key two thirds into its
+	// lifetime, when the issuing key is at hand. Default true.
+	autoRenew bool
 	// pass reads the passphrase of encrypted keys: --key-password-file,
 	// else SC_KEY_PASSWORD, else a terminal prompt.
 	pass *cli.Passphrase
@@ -89,8 +96,13 @@ trust on first use learn the next key before the rollover.
 SIGINT or SIGTERM stops the server gracefully: it stops accepting, answers
 every request already read, closes each connection with close_notify, and
 exits 0 within --shutdown-timeout (connections still open then are cut).
-SIGHUP reloads the certificate and keys from their files; if they cannot be
-loaded, the old ones stay in use and the log says why.
+The certificate, key and next key files are watched: a rotation (sc-cert
+rotate, mv, an editor, a Kubernetes secret update) is served at once, without
+a restart and without a failed handshake; files that cannot be used (a key
+that does not match, an expired certificate) leave the old pair serving, and
+the log says why. SIGHUP reloads them, and the ticket keys, at once. The
+server renews its own certificate on the same key (clients' pins stay valid)
+two thirds into its lifetime when it can read the issuing key (--auto-renew).
 
 Passphrases of encrypted keys come from --key-password-file FILE, else the
 SC_KEY_PASSWORD environment variable, else a prompt when standard input is a
@@ -132,6 +144,8 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.StringVar(&o.key, "key", defaultKey, "private key `FILE` of --cert")
 	fs.StringVar(&o.nextKey, "next-key", "", "next key `FILE`, whose pin KEYS announces when it exists (default: --key with .next before its extension, e.g. "+pki.NextKeyPath(defaultKey)+")")
 	fs.StringVar(&o.pass.File, "key-password-file", "", "read the passphrase of encrypted keys from the first line of `FILE` (else $"+cli.PassphraseEnv+", else a terminal prompt)")
+	fs.StringVar(&o.ticketKeys, "ticket-keys", "", "session-ticket key `FILE` shared by several servers, so a session from one resumes on another; reloaded on change (default: keys made in memory, replaced every "+pki.DefaultTicketKeyRotation.String()+")")
+	fs.BoolVar(&o.autoRenew, "auto-renew", true, "renew the certificate on the same key (same pin) two thirds into its lifetime, when the CA key (or, self-signed, its own key) is at hand; false only warns before expiry")
 	fs.BoolVar(&o.plaintext, "plaintext", false, "serve WITHOUT TLS: no encryption, no server authentication (comparison runs only)")
 	fs.Var(tlsVersionValue{&o.minTLS}, "min-tls", "lowest TLS `VERSION` accepted: 1.2 or 1.3")
 	fs.IntVar(&o.srv.MaxConns, "max-conns", server.DefaultMaxConns, "most connections held at once (`NUMBER`), handshakes included; more are refused at once (each needs a file descriptor)")
@@ -143,7 +157,7 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT`: text (for people) or json (for machines); logs go to standard error")
 	fs.Var(levelValue{&o.logLevel}, "log-level", "lowest log `LEVEL`: debug (every connection), info, warn or error")
 	fs.StringVar(&o.srv.Engine, "engine", server.Engines()[0], "connection `ENGINE`: "+strings.Join(server.Engines(), ", "))
-	for _, f := range []string{"cert", "key", "next-key", "key-password-file", "min-tls"} {
+	for _, f := range []string{"cert", "key", "next-key", "key-password-file", "min-tls", "ticket-keys", "auto-renew"} {
 		cmd.MarkFlagsMutuallyExclusive("plaintext", f)
 	}
 	return cmd

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,7 +30,9 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 	}
 
 	var (
-		src     certSource
+		src     *certSource
+		tickets *pki.TicketKeys
+		renewer *pki.Renewer
 		created *pki.InitResult
 		err     error
 	)
@@ -42,14 +45,33 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 		if err != nil {
 			return err
 		}
-		src, err = newPairSource(o.cert, o.key, o.nextKey, pki.KeyOptions{Passphrase: o.pass.Source("the server key " + o.key)}, now)
+		src, err = newCertSource(o, log, now)
 		if err != nil {
 			return loadHint(err, o)
+		}
+		tickets, err = pki.NewTicketKeys(pki.TicketKeysOptions{File: o.ticketKeys, RequirePrivateFile: true, Logger: log, Now: now})
+		if err != nil {
+			return cli.WithHint(fmt.Errorf("loading --ticket-keys: %w", err), "make one with 64 random hex digits per line, e.g. openssl rand -hex 32 > FILE; chmod 600 FILE")
+		}
+		renewer, err = pki.NewRenewer(pki.RenewerOptions{
+			CertPath:      o.cert,
+			KeyPath:       o.key,
+			KeyPassphrase: o.pass.Source("the server key " + o.key),
+			Disabled:      !o.autoRenew,
+			// The source would notice the new file by itself; reloading
+			// at once serves it without waiting for the debounce.
+			OnRenew: func(*pki.RotateResult) { _ = src.Reload() },
+			Logger:  log,
+			Now:     now,
+		})
+		if err != nil {
+			return err
 		}
 		cfg, err := newTLSConfig(o.minTLS, src.GetCertificate)
 		if err != nil {
 			return err
 		}
+		cfg.WrapSession, cfg.UnwrapSession = tickets.WrapSession, tickets.UnwrapSession
 		srvOpts.TLSConfig = cfg
 		srvOpts.Keys = src.Keys
 	}
@@ -80,6 +102,21 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 		reload = hup
 	}
 
+	// The watchers (certificate files, ticket keys, renewal) run until the
+	// server has drained.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	defer func() { stopBG(); wg.Wait() }()
+	if src != nil {
+		for _, r := range []func(context.Context) error{src.Run, tickets.Run, renewer.Run} {
+			wg.Go(func() {
+				if err := r(bg); err != nil {
+					log.ErrorContext(bg, "a certificate watcher stopped; restart the server to pick up new files", "err", err)
+				}
+			})
+		}
+	}
+
 	// Serve gets a context that is never cancelled: cancelling Serve's
 	// context closes every connection hard, and ctx ending is the start of
 	// a graceful Shutdown instead.
@@ -95,11 +132,15 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 				log.InfoContext(ctx, "reload requested; nothing to reload in plaintext")
 				continue
 			}
+			// The source logs what changed; a refusal is ours to log.
 			if err := src.Reload(); err != nil {
 				log.WarnContext(ctx, "reload failed; still serving the previous certificate", "err", err)
-				continue
+			} else {
+				logCert(ctx, log, "reloaded certificate", src.Info())
 			}
-			logCert(ctx, log, "reloaded certificate", src.Info())
+			if err := tickets.Reload(); err != nil {
+				log.WarnContext(ctx, "ticket keys not reloaded; keeping the ones in use", "path", o.ticketKeys, "err", err)
+			}
 		case <-ctx.Done():
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
 			err := srv.Shutdown(sctx)
@@ -118,7 +159,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 
 // logStart logs what the server serves with: address, engine, TLS
 // versions, and the certificate's serial, expiry and pin.
-func logStart(ctx context.Context, log *slog.Logger, addr net.Addr, o *options, src certSource) {
+func logStart(ctx context.Context, log *slog.Logger, addr net.Addr, o *options, src *certSource) {
 	attrs := []any{"addr", addr.String(), "engine", o.srv.Engine}
 	if src == nil {
 		log.InfoContext(ctx, "serving plaintext", attrs...)
@@ -128,16 +169,10 @@ func logStart(ctx context.Context, log *slog.Logger, addr net.Addr, o *options, 
 		"cert", o.cert, "key", o.key)
 	attrs = append(attrs, certAttrs(src.Info())...)
 	log.InfoContext(ctx, "serving", attrs...)
-	if err := src.Info().NextErr; err != nil {
-		log.WarnContext(ctx, "the next key is not announced", "next_key", o.nextKey, "err", err)
-	}
 }
 
 func logCert(ctx context.Context, log *slog.Logger, msg string, info certInfo) {
 	log.InfoContext(ctx, msg, certAttrs(info)...)
-	if info.NextErr != nil {
-		log.WarnContext(ctx, "the next key is not announced", "err", info.NextErr)
-	}
 }
 
 func certAttrs(info certInfo) []any {
