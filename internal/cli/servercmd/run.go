@@ -160,9 +160,9 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 // logStart logs what the server serves with: address, engine, TLS
 // versions, and the certificate's serial, expiry and pin.
 func logStart(ctx context.Context, log *slog.Logger, addr net.Addr, o *options, src *certSource) {
-	attrs := []any{"addr", addr.String(), "engine", o.srv.Engine}
+	attrs := []any{"addr", addr.String(), "engine", o.srv.Engine, "tls", src != nil}
 	if src == nil {
-		log.InfoContext(ctx, "serving plaintext", attrs...)
+		log.InfoContext(ctx, "serving", attrs...)
 		return
 	}
 	attrs = append(attrs, "tls_min", tls.VersionName(o.minTLS), "tls_max", tls.VersionName(tls.VersionTLS13),
