@@ -13,7 +13,7 @@ import (
 
 // binaries are the commands TestMain builds, as package paths below the
 // module root.
-var binaries = []string{"cmd/sc-cert", "cmd/sc-server"}
+var binaries = []string{"cmd/sc-cert", "cmd/sc-server", "cmd/sc-client"}
 
 const module = "github.com/spacecaptain/spacecaptain/"
 
