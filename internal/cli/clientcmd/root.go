@@ -78,13 +78,6 @@ type streams struct {
 	env            *Env
 }
 
-func (s *streams) now() time.Time {
-	if s.env.Now != nil {
-		return s.env.Now()
-	}
-	return time.Now()
-}
-
 // warnf prints a warning line on stderr.
 func (s *streams) warnf(format string, args ...any) {
 	fmt.Fprintf(s.stderr, "sc-client: warning: "+format+"\n", args...)
