@@ -5,9 +5,9 @@ export GOTOOLCHAIN := auto
 
 .PHONY: run test deps build clean
 
-## run: the main job on its defaults
+## run: the server on its defaults (first run makes ./certs and prints the pins)
 run:
-	go run ./cmd/sc-cert init
+	go run ./cmd/sc-server
 
 ## test: everything the project checks (what CI runs)
 test: deps
