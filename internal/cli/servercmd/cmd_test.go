@@ -42,6 +42,12 @@ func TestFlagErrors(t *testing.T) {
 		{"handshake timeout zero", []string{"--handshake-timeout", "0s"}, "--handshake-timeout"},
 		{"shutdown timeout negative", []string{"--shutdown-timeout", "-1s"}, "--shutdown-timeout"},
 		{"unknown engine", []string{"--engine", "threads"}, "--engine"},
+		{"metrics listen without port", []string{"--metrics-listen", "localhost"}, "--metrics-listen"},
+		{"metrics on the game port", []string{"--listen", ":4242", "--metrics-listen", "127.0.0.1:4242"}, "--metrics-listen"},
+		{"metrics on the game port, any host", []string{"--listen", "127.0.0.1:4242", "--metrics-listen", ":4242"}, "--metrics-listen"},
+		{"ticket key rotation zero", []string{"--ticket-key-rotation", "0s"}, "--ticket-key-rotation"},
+		{"plaintext with ticket key rotation", []string{"--plaintext", "--ticket-key-rotation", "1h"}, "plaintext"},
+		{"check with a bad flag", []string{"--check", "--max-conns", "0"}, "--max-conns"},
 		{"unknown flag", []string{"--port", "1"}, "--port"},
 		{"argument", []string{"serve"}, "serve"},
 	}

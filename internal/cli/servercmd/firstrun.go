@@ -23,25 +23,9 @@ import (
 // both exist. Only one of them existing is refused: serving a fresh pair
 // then would throw away a key clients may have pinned.
 func ensureCerts(ctx context.Context, o *options, now func() time.Time) (*pki.InitResult, error) {
-	certOK, err := exists(o.cert)
-	if err != nil {
+	both, err := pairPresent(o)
+	if err != nil || both {
 		return nil, err
-	}
-	keyOK, err := exists(o.key)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case certOK && keyOK:
-		return nil, nil
-	case certOK:
-		return nil, cli.WithHint(fmt.Errorf("the certificate %s exists but its key %s does not", o.cert, o.key),
-			"name the key with --key FILE",
-			"to start over, move "+o.cert+" away and run sc-server again (or sc-cert init --force)")
-	case keyOK:
-		return nil, cli.WithHint(fmt.Errorf("the key %s exists but its certificate %s does not", o.key, o.cert),
-			"name the certificate with --cert FILE",
-			"to issue a certificate for this key (keeping its pin): sc-cert create --key "+o.key+" --cert "+o.cert)
 	}
 	dir := filepath.Dir(o.cert)
 	layout := pki.DefaultLayout(dir)
@@ -60,6 +44,34 @@ func ensureCerts(ctx context.Context, o *options, now func() time.Time) (*pki.In
 		return nil, fmt.Errorf("making the default certificate layout in %s: %w", dir, err)
 	}
 	return res, nil
+}
+
+// pairPresent reports whether the certificate and the key both exist
+// (true) or neither does (false). Only one of them existing is an error:
+// serving a fresh pair then would throw away a key clients may have
+// pinned.
+func pairPresent(o *options) (bool, error) {
+	certOK, err := exists(o.cert)
+	if err != nil {
+		return false, err
+	}
+	keyOK, err := exists(o.key)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case certOK && keyOK:
+		return true, nil
+	case certOK:
+		return false, cli.WithHint(fmt.Errorf("the certificate %s exists but its key %s does not", o.cert, o.key),
+			"name the key with --key FILE",
+			"to start over, move "+o.cert+" away and run sc-server again (or sc-cert init --force)")
+	case keyOK:
+		return false, cli.WithHint(fmt.Errorf("the key %s exists but its certificate %s does not", o.key, o.cert),
+			"name the certificate with --cert FILE",
+			"to issue a certificate for this key (keeping its pin): sc-cert create --key "+o.key+" --cert "+o.cert)
+	}
+	return false, nil
 }
 
 func exists(path string) (bool, error) {

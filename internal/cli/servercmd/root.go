@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,6 +42,10 @@ type Env struct {
 	// Listening, when set, is called with the bound address once the
 	// server listens (tests listen on port 0).
 	Listening func(net.Addr)
+	// MetricsListening, when set, is called with the bound address of
+	// --metrics-listen once it serves, before the certificates are loaded
+	// and before the game port is bound: /readyz answers 503 until then.
+	MetricsListening func(net.Addr)
 }
 
 // options are sc-server's flags. Each maps to a field here or in srv, the
@@ -57,8 +62,13 @@ type options struct {
 	nextKey string
 	// ticketKeys is a session-ticket key file shared by instances behind
 	// one load balancer. Default "": keys made in memory, rotated every
-	// pki.DefaultTicketKeyRotation.
+	// ticketKeyRotation.
 	ticketKeys string
+	// ticketKeyRotation is how often in-memory ticket keys are replaced,
+	// and how long a key that left the ticket-key file (or stopped
+	// encrypting) still decrypts tickets. Default
+	// pki.DefaultTicketKeyRotation.
+	ticketKeyRotation time.Duration
 	// autoRenew renews the certificate on its own key two thirds into its
 	// lifetime, when the issuing key is at hand. Default true.
 	autoRenew bool
@@ -76,6 +86,12 @@ type options struct {
 	// Default text and info.
 	logFormat string
 	logLevel  slog.Level
+	// metricsListen is the address of the metrics and health listener
+	// (/metrics, /healthz, /readyz). Default "": none.
+	metricsListen string
+	// check validates the flags and the files, reports, and exits
+	// without listening or making anything. Default false.
+	check bool
 	// srv holds MaxConns, MaxMessage, the timeouts and Engine.
 	srv server.Options
 }
@@ -100,17 +116,37 @@ The certificate, key and next key files are watched: a rotation (sc-cert
 rotate, mv, an editor, a Kubernetes secret update) is served at once, without
 a restart and without a failed handshake; files that cannot be used (a key
 that does not match, an expired certificate) leave the old pair serving, and
-the log says why. SIGHUP reloads them, and the ticket keys, at once. The
-server renews its own certificate on the same key (clients' pins stay valid)
-two thirds into its lifetime when it can read the issuing key (--auto-renew).
+the log says why (a warning). SIGHUP reloads them, and the ticket keys, at
+once. The server renews its own certificate on the same key (clients' pins
+stay valid) two thirds into its lifetime when it can read the issuing key
+(--auto-renew); when it cannot, or with --auto-renew=false, it warns 30 and
+7 days before the certificate expires, and at expiry.
+
+--metrics-listen ADDRESS serves Prometheus metrics on /metrics, and the
+probes /healthz (200 while the process runs) and /readyz (200 while the
+server accepts connections with a usable certificate; 503 while it starts
+and while it drains) on a listener of their own, never on the game port.
+
+--check loads and checks everything the server would serve with — the
+flags, the certificate and key (a pair, valid now, the key private to its
+owner, a usable size), the next key and the ticket-key file — prints what
+it found and exits, without listening and without making anything: a
+missing certificate is an error here, not a first run. Use it in deploy
+scripts and as systemd's ExecStartPre.
 
 Passphrases of encrypted keys come from --key-password-file FILE, else the
 SC_KEY_PASSWORD environment variable, else a prompt when standard input is a
 terminal.
 
+Logs go to standard error, text or JSON (--log-format), with stable keys:
+lifecycle at info, a refused reload or an approaching expiry at warn,
+what an operator must act on at error, every connection at debug.
+
 Exit codes:
-  0    stopped by SIGINT or SIGTERM after a graceful drain (or cut at --shutdown-timeout)
-  1    error (certificate or key missing or invalid, address in use, ...)
+  0    stopped by SIGINT or SIGTERM after a graceful drain (or cut at --shutdown-timeout);
+       --check: everything is usable
+  1    error (certificate or key missing or invalid, address in use, ...);
+       --check: what is wrong
   2    usage error (unknown flag, bad value, conflicting flags)
   130  interrupted before the server started (e.g. at the passphrase prompt)`
 
@@ -124,6 +160,8 @@ func NewRootCmd(env Env) *cobra.Command {
 		Example: `  sc-server                                   # :4242, certs/ (made on first run)
   sc-server --listen 127.0.0.1:0 --log-format json
   sc-server --cert /etc/sc/server.crt --key /etc/sc/server.key --key-password-file /run/secrets/pw
+  sc-server --metrics-listen 127.0.0.1:9242   # Prometheus on /metrics, probes on /healthz and /readyz
+  sc-server --check                           # validate flags and files, then exit (ExecStartPre)
   sc-server --plaintext --listen :4243        # comparison runs only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -145,6 +183,7 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.StringVar(&o.nextKey, "next-key", "", "next key `FILE`, whose pin KEYS announces when it exists (default: --key with .next before its extension, e.g. "+pki.NextKeyPath(defaultKey)+")")
 	fs.StringVar(&o.pass.File, "key-password-file", "", "read the passphrase of encrypted keys from the first line of `FILE` (else $"+cli.PassphraseEnv+", else a terminal prompt)")
 	fs.StringVar(&o.ticketKeys, "ticket-keys", "", "session-ticket key `FILE` shared by several servers, so a session from one resumes on another; reloaded on change (default: keys made in memory, replaced every "+pki.DefaultTicketKeyRotation.String()+")")
+	fs.DurationVar(&o.ticketKeyRotation, "ticket-key-rotation", pki.DefaultTicketKeyRotation, "how often in-memory ticket keys are replaced, and how long a key that left --ticket-keys still decrypts tickets (so a session resumes for at most about twice this)")
 	fs.BoolVar(&o.autoRenew, "auto-renew", true, "renew the certificate on the same key (same pin) two thirds into its lifetime, when the CA key (or, self-signed, its own key) is at hand; false only warns before expiry")
 	fs.BoolVar(&o.plaintext, "plaintext", false, "serve WITHOUT TLS: no encryption, no server authentication (comparison runs only)")
 	fs.Var(tlsVersionValue{&o.minTLS}, "min-tls", "lowest TLS `VERSION` accepted: 1.2 or 1.3")
@@ -157,7 +196,9 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT`: text (for people) or json (for machines); logs go to standard error")
 	fs.Var(levelValue{&o.logLevel}, "log-level", "lowest log `LEVEL`: debug (every connection), info, warn or error")
 	fs.StringVar(&o.srv.Engine, "engine", server.Engines()[0], "connection `ENGINE`: "+strings.Join(server.Engines(), ", "))
-	for _, f := range []string{"cert", "key", "next-key", "key-password-file", "min-tls", "ticket-keys", "auto-renew"} {
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz on `ADDRESS`, HOST:PORT, apart from --listen (default: off)")
+	fs.BoolVar(&o.check, "check", false, "check the flags, the certificate, key, next key and ticket-key files, print what was found and exit (0: usable); listens on nothing and makes nothing")
+	for _, f := range []string{"cert", "key", "next-key", "key-password-file", "min-tls", "ticket-keys", "ticket-key-rotation", "auto-renew"} {
 		cmd.MarkFlagsMutuallyExclusive("plaintext", f)
 	}
 	return cmd
@@ -167,6 +208,11 @@ func NewRootCmd(env Env) *cobra.Command {
 func (o *options) validate() error {
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return cli.Usagef("--listen %q: want HOST:PORT, e.g. :4242 or 127.0.0.1:4242", o.listen)
+	}
+	if o.metricsListen != "" {
+		if err := validateMetricsListen(o.metricsListen, o.listen); err != nil {
+			return err
+		}
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return cli.Usagef("--log-format %q: want text or json", o.logFormat)
@@ -185,6 +231,7 @@ func (o *options) validate() error {
 		{"--idle-timeout", o.srv.IdleTimeout},
 		{"--write-timeout", o.srv.WriteTimeout},
 		{"--shutdown-timeout", o.shutdownTimeout},
+		{"--ticket-key-rotation", o.ticketKeyRotation},
 	} {
 		if d.v <= 0 {
 			return cli.Usagef("%s %v: want a positive duration, e.g. 5s", d.flag, d.v)
@@ -201,4 +248,40 @@ func (o *options) validate() error {
 		o.nextKey = pki.NextKeyPath(o.key)
 	}
 	return nil
+}
+
+// validateMetricsListen checks --metrics-listen: HOST:PORT, and not the
+// game port. Two listeners on one port fail at bind time anyway; saying so
+// here names both flags. Port 0 picks a free port for each, so it never
+// collides.
+func validateMetricsListen(metrics, game string) error {
+	mhost, mport, err := net.SplitHostPort(metrics)
+	if err != nil {
+		return cli.Usagef("--metrics-listen %q: want HOST:PORT, e.g. 127.0.0.1:9242", metrics)
+	}
+	ghost, gport, _ := net.SplitHostPort(game) // checked before
+	if mport == "0" || !samePort(mport, gport) {
+		return nil
+	}
+	if mhost == ghost || anyHost(mhost) || anyHost(ghost) {
+		return cli.Usagef("--metrics-listen %s is the game port (--listen %s): give the metrics listener a port of its own, e.g. 127.0.0.1:9242", metrics, game)
+	}
+	return nil
+}
+
+// samePort compares ports as numbers ("04242" is 4242); a name such as
+// "http" is compared as written.
+func samePort(a, b string) bool {
+	na, errA := strconv.Atoi(a)
+	nb, errB := strconv.Atoi(b)
+	if errA == nil && errB == nil {
+		return na == nb
+	}
+	return a == b
+}
+
+// anyHost reports whether a listen host means every address.
+func anyHost(h string) bool {
+	ip := net.ParseIP(h)
+	return h == "" || (ip != nil && ip.IsUnspecified())
 }

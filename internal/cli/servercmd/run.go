@@ -28,8 +28,23 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 	if now == nil {
 		now = time.Now
 	}
+	if o.check {
+		return runCheck(stdout, o, now)
+	}
+
+	reload := env.Reload
+	if reload == nil {
+		// Caught from the start: SIGHUP's default action ends the
+		// process, and a reload asked for during startup is served once
+		// the loop below runs.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		reload = hup
+	}
 
 	var (
+		obs     *observer
 		src     *certSource
 		tickets *pki.TicketKeys
 		renewer *pki.Renewer
@@ -38,6 +53,16 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 	)
 	srvOpts := o.srv
 	srvOpts.Logger = log
+	if o.metricsListen != "" {
+		// First: the Metrics must exist before the certificate source,
+		// which reports its initial load from inside its constructor, and
+		// the probes should answer (not ready) while the rest starts.
+		if obs, err = startObserver(ctx, log, env, o, now); err != nil {
+			return err
+		}
+		defer obs.stop()
+		srvOpts.Events = obs.m
+	}
 	if o.plaintext {
 		log.WarnContext(ctx, "serving PLAINTEXT: nothing is encrypted and clients cannot check who they talk to; for comparison runs only, never for players")
 	} else {
@@ -45,14 +70,18 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 		if err != nil {
 			return err
 		}
-		src, err = newCertSource(o, log, now)
+		src, err = newCertSource(o, log, now, obs.metrics())
 		if err != nil {
 			return loadHint(err, o)
 		}
-		tickets, err = pki.NewTicketKeys(pki.TicketKeysOptions{File: o.ticketKeys, RequirePrivateFile: true, Logger: log, Now: now})
+		tickets, err = newTicketKeys(o, log, now)
 		if err != nil {
-			return cli.WithHint(fmt.Errorf("loading --ticket-keys: %w", err), "make one with 64 random hex digits per line, e.g. openssl rand -hex 32 > FILE; chmod 600 FILE")
+			return err
 		}
+		// It runs even with --auto-renew=false: it then only warns, 30
+		// and 7 days before expiry and at expiry (the metric
+		// spacecaptain_cert_not_after_timestamp_seconds is the other half
+		// of that warning).
 		renewer, err = pki.NewRenewer(pki.RenewerOptions{
 			CertPath:      o.cert,
 			KeyPath:       o.key,
@@ -86,21 +115,6 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 			"is another server using the port? choose another with --listen, e.g. --listen 127.0.0.1:4243")
 	}
 	addr := ln.Addr()
-	logStart(ctx, log, addr, o, src)
-	if created != nil {
-		printCreated(stdout, created, addr)
-	}
-	if env.Listening != nil {
-		env.Listening(addr)
-	}
-
-	reload := env.Reload
-	if reload == nil {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		reload = hup
-	}
 
 	// The watchers (certificate files, ticket keys, renewal) run until the
 	// server has drained.
@@ -122,6 +136,17 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 	// a graceful Shutdown instead.
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(context.WithoutCancel(ctx), ln) }()
+	// Ready from here: the listener is bound (connections queue in its
+	// backlog) and Serve accepts them. The "serving" record below comes
+	// after, so whoever waits for it finds /readyz at 200.
+	obs.setListening(true)
+	logStart(ctx, log, addr, o, src, obs)
+	if created != nil {
+		printCreated(stdout, created, addr)
+	}
+	if env.Listening != nil {
+		env.Listening(addr)
+	}
 	for {
 		select {
 		case err := <-serveErr:
@@ -142,6 +167,10 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 				log.WarnContext(ctx, "ticket keys not reloaded; keeping the ones in use", "path", o.ticketKeys, "err", err)
 			}
 		case <-ctx.Done():
+			// Not ready first, so that a load balancer probing /readyz
+			// sends no new players while the connections drain; the
+			// metrics listener goes last, so the drain shows in it.
+			obs.setListening(false)
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
 			err := srv.Shutdown(sctx)
 			cancel()
@@ -151,6 +180,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 			if err := <-serveErr; !errors.Is(err, server.ErrServerClosed) {
 				return fmt.Errorf("serving on %s: %w", addr, err)
 			}
+			obs.stop()
 			log.InfoContext(ctx, "stopped")
 			return nil
 		}
@@ -158,9 +188,13 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 }
 
 // logStart logs what the server serves with: address, engine, TLS
-// versions, and the certificate's serial, expiry and pin.
-func logStart(ctx context.Context, log *slog.Logger, addr net.Addr, o *options, src *certSource) {
+// versions, the certificate's serial, expiry and pin, and the metrics
+// listener's address.
+func logStart(ctx context.Context, log *slog.Logger, addr net.Addr, o *options, src *certSource, obs *observer) {
 	attrs := []any{"addr", addr.String(), "engine", o.srv.Engine, "tls", src != nil}
+	if obs != nil {
+		attrs = append(attrs, "metrics_addr", obs.addr.String())
+	}
 	if src == nil {
 		log.InfoContext(ctx, "serving", attrs...)
 		return
@@ -181,6 +215,16 @@ func certAttrs(info certInfo) []any {
 		attrs = append(attrs, "next_pin", info.NextPin.String())
 	}
 	return attrs
+}
+
+// newTicketKeys loads --ticket-keys, or starts in-memory keys.
+func newTicketKeys(o *options, log *slog.Logger, now func() time.Time) (*pki.TicketKeys, error) {
+	k, err := pki.NewTicketKeys(pki.TicketKeysOptions{File: o.ticketKeys, Rotation: o.ticketKeyRotation, RequirePrivateFile: true, Logger: log, Now: now})
+	if err != nil {
+		return nil, cli.WithHint(fmt.Errorf("loading --ticket-keys: %w", err),
+			"make one with: sc-cert ticket-keys "+o.ticketKeys+" (or 64 random hex digits per line: openssl rand -hex 32 > FILE; chmod 600 FILE)")
+	}
+	return k, nil
 }
 
 // loadHint adds what to do to an error loading the pair to serve.

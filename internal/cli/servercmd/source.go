@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/metrics"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
@@ -31,12 +32,20 @@ type certSource struct {
 	src  *pki.Source
 	keys atomic.Pointer[[]byte]
 	gen  atomic.Uint64
+
+	// m, when not nil, is told about every reload attempt and every new
+	// certificate; now stamps the reloads.
+	m   *metrics.Metrics
+	now func() time.Time
 }
 
 // newCertSource loads the pair (and the next key) named by o; an error
-// means there is nothing to serve. It starts nothing: call Run.
-func newCertSource(o *options, log *slog.Logger, now func() time.Time) (*certSource, error) {
-	s := &certSource{}
+// means there is nothing to serve. It starts nothing: call Run. m may be
+// nil (no --metrics-listen); when it is not, it already holds the initial
+// load when newCertSource returns, because pki.NewSource reports that load
+// to OnReload from inside the constructor.
+func newCertSource(o *options, log *slog.Logger, now func() time.Time, m *metrics.Metrics) (*certSource, error) {
+	s := &certSource{m: m, now: now}
 	src, err := pki.NewSource(pki.SourceOptions{
 		CertPath:    o.cert,
 		KeyPath:     o.key,
@@ -61,14 +70,22 @@ func newCertSource(o *options, log *slog.Logger, now func() time.Time) (*certSou
 	return s, nil
 }
 
-// onReload rebuilds the KEYS body when the served certificate or next key
-// changed. Source calls it under its reload lock, one call at a time.
+// onReload counts the reload for the metrics and, when the served
+// certificate or next key changed, rebuilds the KEYS body and the
+// certificate metrics. Source calls it under its reload lock, one call at a
+// time, after every attempt (file event, periodic check, SIGHUP).
 func (s *certSource) onReload(ev pki.ReloadEvent) {
+	if s.m != nil {
+		s.m.CertReloaded(string(ev.Result), s.now())
+	}
 	st := ev.State
 	if st == nil || (s.keys.Load() != nil && s.gen.Load() == st.Generation) {
 		return
 	}
 	info := infoOf(st)
+	if s.m != nil {
+		s.m.CertLoaded(st.Certificate, info.Pin.String())
+	}
 	var next []string
 	if !info.NextPin.IsZero() {
 		next = []string{info.NextPin.String()}

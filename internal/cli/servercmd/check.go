@@ -1,0 +1,175 @@
+package servercmd
+
+import (
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/internal/server"
+	"github.com/spacecaptain/spacecaptain/pki"
+)
+
+// minCheckRSABits is the smallest RSA server key --check accepts. Clients
+// refuse smaller ones: OpenSSL at its default security level 2 (Debian's,
+// among others) rejects RSA keys under 2048 bits, and Go clients under
+// 1024. The server itself would start with one and fail every such
+// handshake; --check says so before it does.
+const minCheckRSABits = 2048
+
+// expiryNotice is how close to expiry --check mentions that a certificate
+// will not be renewed: the renewer's first warning.
+const expiryNotice = 30 * 24 * time.Hour
+
+// runCheck is --check: it loads everything the server would serve with,
+// through the same loaders and rules as a start (the certificate source,
+// the ticket keys, the server core's option checks), prints what it found
+// to stdout and returns nil, or returns the first problem with what to do.
+// It listens on nothing and creates nothing: a missing certificate is an
+// error, not a first run. Like a start, it completes a certificate change
+// that a crash interrupted (pki.Recover), so that it judges the files the
+// server would serve.
+func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
+	quiet := slog.New(slog.DiscardHandler)
+	var lines [][2]string
+	add := func(k, v string) { lines = append(lines, [2]string{k, v}) }
+	add("listen", o.listen)
+	if o.metricsListen != "" {
+		add("metrics", o.metricsListen+" (/metrics, /healthz, /readyz)")
+	} else {
+		add("metrics", "off (--metrics-listen)")
+	}
+	add("engine", o.srv.Engine)
+
+	srvOpts := o.srv
+	srvOpts.Logger = quiet
+	if o.plaintext {
+		add("tls", "none: --plaintext, for comparison runs only")
+	} else {
+		both, err := pairPresent(o)
+		if err != nil {
+			return err
+		}
+		if !both {
+			return cli.WithHint(fmt.Errorf("the certificate %s and the key %s do not exist", o.cert, o.key),
+				"--check makes nothing; without it, sc-server makes the default layout there on its first run",
+				"or make it now: sc-cert init --dir "+filepath.Dir(o.cert))
+		}
+		src, err := newCertSource(o, quiet, now, nil)
+		if err != nil {
+			return loadHint(err, o)
+		}
+		st := src.src.State()
+		leaf := st.Certificate
+		if err := checkKeySize(leaf, o); err != nil {
+			return err
+		}
+		info := infoOf(st)
+		left := leaf.NotAfter.Sub(now())
+		add("certificate", fmt.Sprintf("%s: serial %s, %s, valid until %s (%s left)", o.cert, info.Serial,
+			pki.DescribeKey(leaf.PublicKey), leaf.NotAfter.UTC().Format(time.RFC3339), roundDays(left)))
+		add("pin", info.Pin.String())
+		add("key", fmt.Sprintf("%s (%s)", o.key, fileMode(o.key)))
+		if info.NextPin.IsZero() {
+			add("next key", fmt.Sprintf("none: %s does not exist, so KEYS announces no next pin", o.nextKey))
+		} else {
+			add("next key", fmt.Sprintf("%s: pin %s", o.nextKey, info.NextPin))
+		}
+		add("renewal", renewalLine(o, leaf, left, now))
+		if _, err := newTicketKeys(o, quiet, now); err != nil {
+			return err
+		}
+		add("ticket keys", ticketKeysLine(o))
+		cfg, err := newTLSConfig(o.minTLS, src.GetCertificate)
+		if err != nil {
+			return err
+		}
+		srvOpts.TLSConfig, srvOpts.Keys = cfg, src.Keys
+		add("tls", "TLS 1.3 preferred, at least "+tls.VersionName(o.minTLS))
+	}
+	if _, err := server.New(srvOpts); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "sc-server: configuration OK")
+	for _, l := range lines {
+		fmt.Fprintf(stdout, "  %-12s %s\n", l[0]+":", l[1])
+	}
+	return nil
+}
+
+// checkKeySize refuses an RSA key that clients would refuse.
+func checkKeySize(leaf *x509.Certificate, o *options) error {
+	k, ok := leaf.PublicKey.(*rsa.PublicKey)
+	if !ok || k.N.BitLen() >= minCheckRSABits {
+		return nil
+	}
+	return cli.WithHint(fmt.Errorf("the key %s is RSA %d: clients refuse RSA keys under %d bits (OpenSSL at its default security level; Go under 1024)",
+		o.key, k.N.BitLen(), minCheckRSABits),
+		"make a new key and certificate (ECDSA P-256 is the default and the fastest): sc-cert init --dir "+filepath.Dir(o.cert)+" --force, then give clients the new pins")
+}
+
+// renewalLine says whether and when the certificate is renewed, and warns
+// when it expires within expiryNotice without being renewed.
+func renewalLine(o *options, leaf *x509.Certificate, left time.Duration, now func() time.Time) string {
+	soon := ""
+	if left < expiryNotice {
+		soon = fmt.Sprintf("; WARNING: it expires in %s", roundDays(left))
+	}
+	if !o.autoRenew {
+		return "off (--auto-renew=false): warnings only, 30 and 7 days before expiry and at expiry" + soon
+	}
+	signer := "its own key (self-signed)"
+	if !pki.IsSelfSigned(leaf) {
+		// The renewer's default issuer: ca.crt and ca.key beside the
+		// certificate.
+		caKey := filepath.Join(filepath.Dir(o.cert), pki.CAKeyFile)
+		if ok, _ := exists(caKey); !ok {
+			return fmt.Sprintf("not possible: no CA key at %s; warnings only, 30 and 7 days before expiry and at expiry%s", caKey, soon)
+		}
+		signer = caKey
+	}
+	r, err := pki.NewRenewer(pki.RenewerOptions{CertPath: o.cert, KeyPath: o.key, Disabled: true, Logger: slog.New(slog.DiscardHandler), Now: now})
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	return fmt.Sprintf("on the same key from %s (two thirds into its lifetime), signed by %s",
+		r.RenewAt(leaf).UTC().Format(time.RFC3339), signer)
+}
+
+// ticketKeysLine describes the session-ticket keys.
+func ticketKeysLine(o *options) string {
+	if o.ticketKeys == "" {
+		return fmt.Sprintf("in memory, replaced every %v (only this process resumes its sessions)", o.ticketKeyRotation)
+	}
+	n := 0
+	if data, err := os.ReadFile(o.ticketKeys); err == nil {
+		if keys, err := pki.ParseTicketKeys(data); err == nil {
+			n = len(keys)
+		}
+	}
+	return fmt.Sprintf("%s: %d keys (a key that leaves the file decrypts tickets for %v more)", o.ticketKeys, n, o.ticketKeyRotation)
+}
+
+// fileMode returns a file's permission bits as chmod takes them.
+func fileMode(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "mode unknown"
+	}
+	return fmt.Sprintf("mode %04o", fi.Mode().Perm())
+}
+
+// roundDays rounds a validity period for people: days, or hours and
+// minutes under two days.
+func roundDays(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	return d.Round(time.Minute).String()
+}
