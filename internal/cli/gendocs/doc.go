@@ -17,8 +17,8 @@
 // commands are built in a neutral environment (no $HOME or
 // $XDG_CONFIG_HOME), so that a default such as sc-client's known-hosts
 // file reads as its generic wording rather than the generating user's
-// path. It runs on Linux only: the pages describe the Linux build, whose
-// sc-server has the epoll engine.
+// path. It runs on Linux only: the pages describe the Linux build (the
+// engines sc-server offers differ by platform).
 //
 // Regenerate after changing any command's help, flags or subcommands:
 //

@@ -133,8 +133,8 @@ func TestGeneratedContent(t *testing.T) {
 			}
 		}
 	}
-	if s := string(files["man/sc-server.1"]); !strings.Contains(s, "--engine") || !strings.Contains(s, "epoll") {
-		t.Errorf("sc-server.1 does not describe the Linux engines")
+	if s := string(files["man/sc-server.1"]); !strings.Contains(s, "--engine") || !strings.Contains(s, "--metrics-listen") {
+		t.Errorf("sc-server.1 does not describe --engine and --metrics-listen")
 	}
 }
 
