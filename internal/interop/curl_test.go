@@ -21,7 +21,10 @@ type scServer struct {
 	Addr string
 	// Pin and NextPin are the pins its "serving" log line reports.
 	Pin, NextPin string
+	// MetricsAddr is where --metrics-listen serves, when given.
+	MetricsAddr string
 
+	proc   *os.Process
 	mu     sync.Mutex
 	stderr bytes.Buffer // its log, JSON lines
 }
@@ -32,6 +35,9 @@ func (s *scServer) Log() string {
 	defer s.mu.Unlock()
 	return s.stderr.String()
 }
+
+// Signal sends sig to the server process (SIGHUP: reload).
+func (s *scServer) Signal(sig os.Signal) error { return s.proc.Signal(sig) }
 
 // startSCServer runs the real sc-server in dir, listening on 127.0.0.1:0
 // with JSON logs, plus args, and returns once it serves: its "serving" log
@@ -51,7 +57,7 @@ func startSCServer(t *testing.T, dir string, args ...string) *scServer {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &scServer{}
+	s := &scServer{proc: cmd.Process}
 	serving := make(chan logLine, 1)
 	exited := make(chan error, 1)
 	go func() {
@@ -96,7 +102,7 @@ func startSCServer(t *testing.T, dir string, args ...string) *scServer {
 	})
 	select {
 	case l := <-serving:
-		s.Addr, s.Pin, s.NextPin = l.Addr, l.Pin, l.NextPin
+		s.Addr, s.Pin, s.NextPin, s.MetricsAddr = l.Addr, l.Pin, l.NextPin, l.MetricsAddr
 	case err := <-exited:
 		stopped = true
 		t.Fatalf("sc-server exited before serving (%v):\n%s", err, s.Log())
@@ -112,6 +118,8 @@ type logLine struct {
 	Addr    string `json:"addr"`
 	Pin     string `json:"pin"`
 	NextPin string `json:"next_pin"`
+	// MetricsAddr is set with --metrics-listen.
+	MetricsAddr string `json:"metrics_addr"`
 }
 
 // curlTLSFailures are curl's exit codes for failures in or about TLS

@@ -100,5 +100,6 @@ func subcommands(env *Env) []*cobra.Command {
 		newVerifyCmd(env),
 		newRotateCmd(env),
 		newPinCmd(env),
+		newTicketKeysCmd(env),
 	}
 }
