@@ -312,14 +312,21 @@ func mustIssuer(t *testing.T, dir string) *issuer {
 }
 
 // issue returns a new certificate for pub, like the one in certFile
-// (subject and names), as PEM. notAfter zero means a day from now.
+// (subject and names), as PEM; see issueLike.
 func (is *issuer) issue(t *testing.T, certFile string, pub crypto.PublicKey, notBefore, notAfter time.Time) ([]byte, *x509.Certificate) {
 	t.Helper()
 	cur, err := pki.ReadCertificateFile(certFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := pki.CertOptions{RawSubject: cur.RawSubject, DNSNames: cur.DNSNames, IPAddresses: cur.IPAddresses,
+	return is.issueLike(t, cur, pub, notBefore, notAfter)
+}
+
+// issueLike returns a new certificate for pub with tmpl's subject and
+// names, as PEM. A zero notAfter means a day from now.
+func (is *issuer) issueLike(t *testing.T, tmpl *x509.Certificate, pub crypto.PublicKey, notBefore, notAfter time.Time) ([]byte, *x509.Certificate) {
+	t.Helper()
+	opts := pki.CertOptions{RawSubject: tmpl.RawSubject, DNSNames: tmpl.DNSNames, IPAddresses: tmpl.IPAddresses,
 		Issuer: is.ca, IssuerKey: is.key, NotBefore: notBefore, NotAfter: notAfter}
 	if notAfter.IsZero() {
 		opts.Validity = 24 * time.Hour
