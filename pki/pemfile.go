@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"runtime"
 
 	"github.com/spacecaptain/spacecaptain/atomicfile"
 	"go.step.sm/crypto/pemutil"
@@ -59,7 +58,10 @@ type KeyOptions struct {
 
 	// RequirePrivateFile makes [ReadKeyFile] refuse a key file that group
 	// or others may read, with [ErrKeyFilePermissions], as OpenSSH refuses
-	// such identity files. Set it when loading a key to serve with. It is
+	// such identity files. The one exception is PostgreSQL's: a root-owned
+	// file may be group-readable (mode 0640 or 0440) for a server that does
+	// not run as root, which is how Kubernetes mounts a Secret for a pod
+	// with an fsGroup. Set it when loading a key to serve with. It is
 	// ignored on Windows, whose ACLs have no such mode bits. Default false.
 	RequirePrivateFile bool
 }
@@ -404,17 +406,15 @@ func ReadKeyFile(path string, opts KeyOptions) (*Key, error) {
 	return k, nil
 }
 
-// checkKeyFileMode refuses a key file group or others may read.
+// checkKeyFileMode refuses a key file group or others may read; see
+// checkKeyFileInfo for the one exception.
 func checkKeyFileMode(path string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fmt.Errorf("reading key %q: %w", path, err)
 	}
-	if mode := fi.Mode().Perm(); mode&0o077 != 0 {
-		return fmt.Errorf("reading key %q: %w (mode %04o): run chmod 600 %q", path, ErrKeyFilePermissions, mode, path)
+	if err := checkKeyFileInfo(path, fi); err != nil {
+		return fmt.Errorf("reading key %q: %w", path, err)
 	}
 	return nil
 }

@@ -445,8 +445,8 @@ func readSummed(path string, privateFile bool) ([]byte, fileSum, error) {
 			return nil, sum, err
 		}
 		sum.mode = fi.Mode().Perm()
-		if sum.mode&0o077 != 0 {
-			return nil, sum, fmt.Errorf("%w (mode %04o): run chmod 600 %q", ErrKeyFilePermissions, sum.mode, path)
+		if err := checkKeyFileInfo(path, fi); err != nil {
+			return nil, sum, err
 		}
 	}
 	data, err := os.ReadFile(path)
