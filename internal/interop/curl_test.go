@@ -24,9 +24,11 @@ type scServer struct {
 	// MetricsAddr is where --metrics-listen serves, when given.
 	MetricsAddr string
 
-	proc   *os.Process
-	mu     sync.Mutex
-	stderr bytes.Buffer // its log, JSON lines
+	proc    *os.Process
+	done    chan struct{} // closed when the process has exited
+	exitErr error         // its exit status, once done is closed
+	mu      sync.Mutex
+	stderr  bytes.Buffer // its log, JSON lines
 }
 
 // Log returns what the server has logged so far.
@@ -38,6 +40,19 @@ func (s *scServer) Log() string {
 
 // Signal sends sig to the server process (SIGHUP: reload).
 func (s *scServer) Signal(sig os.Signal) error { return s.proc.Signal(sig) }
+
+// Wait waits up to timeout for the process to exit (after a Signal) and
+// returns its exit status; it fails the test if it does not exit.
+func (s *scServer) Wait(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case <-s.done:
+		return s.exitErr
+	case <-time.After(timeout):
+		t.Fatalf("sc-server did not exit within %v:\n%s", timeout, s.Log())
+	}
+	return nil
+}
 
 // startSCServer runs the real sc-server in dir, listening on 127.0.0.1:0
 // with JSON logs, plus args, and returns once it serves: its "serving" log
@@ -57,7 +72,7 @@ func startSCServer(t *testing.T, dir string, args ...string) *scServer {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &scServer{proc: cmd.Process}
+	s := &scServer{proc: cmd.Process, done: make(chan struct{})}
 	serving := make(chan logLine, 1)
 	exited := make(chan error, 1)
 	go func() {
@@ -78,7 +93,10 @@ func startSCServer(t *testing.T, dir string, args ...string) *scServer {
 				}
 			}
 		}
-		exited <- cmd.Wait()
+		err := cmd.Wait()
+		s.exitErr = err
+		close(s.done)
+		exited <- err
 	}()
 	stopped := false
 	t.Cleanup(func() {
