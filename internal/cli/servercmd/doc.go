@@ -6,6 +6,14 @@
 // the Options of the server core (internal/server) and its TLS
 // configuration; certificates come from package pki — created on the first
 // run when the default layout is missing — through a certificate source
-// whose GetCertificate and KEYS body the server calls; logs go through
-// log/slog, text for people and JSON for machines.
+// whose GetCertificate and KEYS body the server calls, with shared or
+// in-memory session-ticket keys and self-renewal beside it; logs go
+// through log/slog, text for people and JSON for machines.
+//
+// With --metrics-listen it also serves package metrics' /metrics, /healthz
+// and /readyz on a listener of its own, bound before anything else so the
+// probes answer while the server starts; the server core and the
+// certificate source report to it. With --check it loads and checks
+// everything a start would (run.go, check.go), prints what it found and
+// exits without listening.
 package servercmd
