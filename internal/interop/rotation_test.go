@@ -76,7 +76,7 @@ func TestRotationUnderLoad(t *testing.T) {
 
 	srv := startSCServer(t, dir, "--metrics-listen", "127.0.0.1:0")
 	const tofuClients = 4
-	ld := startLoad(t, srv, caFile, "-rate", "300", "-ca-clients", "8", "-tofu-clients", fmt.Sprint(tofuClients), "-long", "8")
+	ld := startLoad(t, srv, caFile, "-rate", "400", "-ca-clients", "8", "-tofu-clients", fmt.Sprint(tofuClients), "-long", "8")
 	if !ld.wait(60*time.Second, func() bool { return ld.ready }) {
 		t.Fatalf("the load did not start within 60s: %v\n%s", ld.fails, srv.Log())
 	}
