@@ -19,8 +19,8 @@ func TestCheckWithRealServer(t *testing.T) {
 	dir := t.TempDir()
 	scServer := bin(t, "sc-server")
 	out, errOut, err := runErr(dir, nil, scServer, "--check")
-	if code := exitCode(t, err); code != 1 || !strings.Contains(errOut, "do not exist") {
-		t.Errorf("--check without a layout: exit %d\n%s", code, errOut)
+	if code := exitCode(t, err); code != 1 || !strings.Contains(errOut, "do not exist") || out != "" {
+		t.Errorf("--check without a layout: exit %d\n%s%s", code, out, errOut)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "certs")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("--check made certs/: %v", err)
