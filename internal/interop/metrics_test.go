@@ -18,6 +18,7 @@ import (
 
 	"github.com/spacecaptain/spacecaptain/internal/client"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
+	"github.com/spacecaptain/spacecaptain/internal/server"
 	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
@@ -30,10 +31,16 @@ import (
 // reloads by result, the last reload's time); during a graceful stop held
 // open by a half-sent request, /readyz answers 503 while /healthz and
 // /metrics still answer; the server then exits 0 with the metrics
-// listener closed.
+// listener closed. The same on every engine.
 func TestMetricsWithRealServer(t *testing.T) {
+	for _, engine := range server.Engines() {
+		t.Run(engine, func(t *testing.T) { testMetricsWithRealServer(t, engine) })
+	}
+}
+
+func testMetricsWithRealServer(t *testing.T, engine string) {
 	dir := t.TempDir()
-	srv := startSCServer(t, dir, "--metrics-listen", "127.0.0.1:0", "--shutdown-timeout", "30s")
+	srv := startSCServer(t, dir, "--metrics-listen", "127.0.0.1:0", "--shutdown-timeout", "30s", "--engine", engine)
 	l := pki.DefaultLayout(filepath.Join(dir, "certs"))
 	base := "http://" + srv.MetricsAddr
 	if status, body := httpGet(t, base+"/healthz"); status != http.StatusOK || body != "ok\n" {
