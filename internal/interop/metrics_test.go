@@ -174,8 +174,16 @@ func testMetricsWithRealServer(t *testing.T, engine string) {
 		binary.LittleEndian.PutUint32(hdr[4:], uint32(n))
 		return hdr
 	}
-	if _, err := busy.Write(append(frame(proto.Echo, 10), "hello"...)); err != nil {
+	// One write, so one TLS record: a whole ECHO, then the first half of
+	// another. The first reply proves the server has read the record, so
+	// it holds the half request when the stop comes.
+	first := append(frame(proto.Echo, 1), 'a')
+	if _, err := busy.Write(append(append(first, frame(proto.Echo, 10)...), "hello"...)); err != nil {
 		t.Fatal(err)
+	}
+	reply := make([]byte, len(first))
+	if _, err := io.ReadFull(busy, reply); err != nil || string(reply) != string(first) {
+		t.Fatalf("the first reply: %q, %v", reply, err)
 	}
 	if err := srv.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -193,7 +201,7 @@ func testMetricsWithRealServer(t *testing.T, engine string) {
 	if _, err := busy.Write([]byte("world")); err != nil {
 		t.Fatal(err)
 	}
-	reply := make([]byte, proto.HeaderSize+10)
+	reply = make([]byte, proto.HeaderSize+10)
 	if _, err := io.ReadFull(busy, reply); err != nil || string(reply) != string(append(frame(proto.Echo, 10), "helloworld"...)) {
 		t.Fatalf("the held request's reply: %q, %v", reply, err)
 	}
