@@ -45,9 +45,11 @@ type SourceOptions struct {
 
 	// Accept, when set, is asked about every new certificate once it has
 	// passed every other check (parse, key match, valid now); an error
-	// refuses it and the old pair keeps serving. sc-server passes "its pin
-	// is the current or the next one", so that a rotation can never lock
-	// out pinning clients. It is also asked about the initial pair, inside
+	// refuses it and the old pair keeps serving. A caller can pass, for
+	// instance, "its pin is the current or the next one", so that a
+	// rotation can never lock out pinning clients; sc-server passes none,
+	// because an emergency key replacement must be able to bring in a key
+	// that was never announced. It is also asked about the initial pair, inside
 	// [NewSource], before the Source exists (so a hook that consults the
 	// Source must accept when it has none yet). It runs with the reload
 	// lock held: it may call [Source.State] but not [Source.Reload].
