@@ -103,7 +103,7 @@ func (d *document) write(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("# Benchmarks")
 	p("")
-	p("Written by `scripts/bench.sh` on %s; rerun it to replace this file (about %s here).", d.began.UTC().Format("2006-01-02 15:04 MST"), d.took.Round(time.Minute))
+	p("Written by `scripts/bench.sh` on %s; rerun it to replace this file (it took %.0f minutes here).", d.began.UTC().Format("2006-01-02 15:04 MST"), d.took.Minutes())
 	p("`scripts/bench.sh --smoke` runs every mode once in seconds and checks the reports (CI runs it).")
 	p("")
 	p("Every figure is the **median of %d run(s)**, each against a **fresh server process**; the runs of the servers being compared are interleaved, so that they share the machine's moods.", c.runs)
@@ -435,7 +435,7 @@ func (d *document) writeKeyChoice(w io.Writer) {
 		p("%s", l)
 	}
 	p("")
-	p("Choose an ECDSA P-256 key (sc-cert's default): its full handshakes cost the server a small fraction of RSA-4096's, and every client of the project speaks it. Ed25519 signs as cheaply or more so, but Mbed TLS 2.x clients — the original C client's stack — do not accept Ed25519 certificates. TLS 1.3 resumption still does a key exchange and skips only the signature, so it saves little with P-256 and a lot with RSA-4096. The default groups put the post-quantum hybrid X25519MLKEM768 first; its cost is the difference above. A server that offers only hybrid groups shuts out TLS 1.2 clients, which cannot negotiate them.")
+	p("Choose an ECDSA P-256 key (sc-cert's default): its full handshakes cost the server a small fraction of RSA-4096's, and every client of the project speaks it. An Ed25519 certificate costs about as much per handshake (the key exchange, not the signature, dominates a P-256 or Ed25519 handshake), and Mbed TLS 2.x clients — the original C client's stack — do not accept Ed25519 certificates. TLS 1.3 resumption still does a key exchange and skips only the signature, so it saves little with P-256 and a lot with RSA-4096. The default groups put the post-quantum hybrid X25519MLKEM768 first; its cost is the difference above. A server that offers only hybrid groups shuts out TLS 1.2 clients, which cannot negotiate them.")
 	p("")
 }
 
