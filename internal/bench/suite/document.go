@@ -331,7 +331,7 @@ func (d *document) writeResults(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("## Results")
 	p("")
-	p("Medians of each column separately. Latency is per handshake (dial, handshake, one ECHO, close), per ECHO round trip, per pipelined batch (write of 64 ECHOs to the last reply), or per idle connection opened (dial, handshake, one ECHO). RSS per connection is (RSS with the connections open − RSS before them) / connections; for echo and pipeline it includes the buffers of connections with work.")
+	p("Medians of each column separately. Latency is per handshake (dial, handshake, one ECHO, close), per ECHO round trip, per pipelined batch (write of 64 ECHOs to the last reply), or per idle connection opened (dial, handshake, one ECHO). RSS per connection is (RSS with the connections open − RSS before them) / connections: the idle rows measure what a connection costs; in the echo and pipeline rows, 50 busy connections, it is mostly heap the handshakes left behind and the buffers of connections with work.")
 	p("")
 	for _, group := range []struct {
 		title string
