@@ -95,8 +95,11 @@ type RotateResult struct {
 // Errors: [ErrKeyMismatch] when the current pair is inconsistent,
 // [ErrNotIssuer] when the named or default CA did not issue the
 // certificate, [ErrIssuerKeyMissing] when its key is not there (a server
-// should then warn before expiry instead of renewing), and the errors of
-// [ReadKeyFile] and [CreateCertificate]. ctx bounds the wait for the lock.
+// should then warn before expiry instead of renewing),
+// [ErrKeyFilePermissions] when the key, the next key being promoted or the
+// CA key is readable by others (the rule of
+// [KeyOptions.RequirePrivateFile]), and the errors of [ReadKeyFile] and
+// [CreateCertificate]. ctx bounds the wait for the lock.
 func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
 	if opts.CertPath == "" {
 		opts.CertPath = filepath.Join(DefaultDir, ServerCertFile)
@@ -133,7 +136,10 @@ func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
 		res.Skipped = true
 		return res, nil
 	}
-	key, err := ReadKeyFile(opts.KeyPath, KeyOptions{Passphrase: keyPass})
+	// Keys others may read are refused, as the server refuses to serve
+	// them: re-issuing for a key that may have leaked, or signing with a
+	// CA key that may have, would certify it again.
+	key, err := ReadKeyFile(opts.KeyPath, KeyOptions{Passphrase: keyPass, RequirePrivateFile: true})
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +163,9 @@ func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
 	var changes []change
 	newKey := key.Signer
 	if opts.PromoteNext {
+		if err := checkKeyFileMode(opts.NextKeyPath); err != nil {
+			return nil, fmt.Errorf("promoting next key: %w", err)
+		}
 		nextData, err := os.ReadFile(opts.NextKeyPath)
 		if err != nil {
 			return nil, fmt.Errorf("promoting next key: reading %q: %w", opts.NextKeyPath, err)
@@ -273,7 +282,7 @@ func loadIssuer(old *x509.Certificate, dir string, opts RotateOptions) (*x509.Ce
 	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("renewing %q needs the CA key %q: %w (keep the CA key offline and name it with --issuer-key when renewing)", opts.CertPath, keyPath, ErrIssuerKeyMissing)
 	}
-	k, err := ReadKeyFile(keyPath, KeyOptions{Passphrase: opts.IssuerKeyPassphrase})
+	k, err := ReadKeyFile(keyPath, KeyOptions{Passphrase: opts.IssuerKeyPassphrase, RequirePrivateFile: true})
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading issuer key: %w", err)
 	}

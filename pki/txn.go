@@ -85,7 +85,13 @@ func lockDir(ctx context.Context, dir string) (func(), error) {
 		if err == nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("locking %q (is another rotation running?): %w", l.Path(), err)
+		// Only a wait that ran out means someone else holds the lock; a
+		// lock file that cannot be opened (a read-only directory) is that
+		// error alone.
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return nil, fmt.Errorf("locking %q (is another rotation running?): %w", l.Path(), err)
+		}
+		return nil, fmt.Errorf("locking %q: %w", l.Path(), err)
 	}
 	return func() { l.Unlock() }, nil
 }
