@@ -86,12 +86,18 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 			return err
 		}
 		add("ticket keys", ticketKeysLine(o))
-		cfg, err := newTLSConfig(o.minTLS, src.GetCertificate)
+		cfg, err := newTLSConfig(o.minTLS, o.groups, src.GetCertificate)
 		if err != nil {
 			return err
 		}
 		srvOpts.TLSConfig, srvOpts.Keys = cfg, src.Keys
 		add("tls", "TLS 1.3 preferred, at least "+tls.VersionName(o.minTLS))
+		if len(o.groups) > 0 {
+			add("groups", groupsValue{&o.groups}.String())
+		}
+		if w := tlsOnlyGroupsWarning(o.minTLS, o.groups); w != "" {
+			add("warning", w)
+		}
 	}
 	if _, err := server.New(srvOpts); err != nil {
 		return err

@@ -96,7 +96,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 		if err != nil {
 			return err
 		}
-		cfg, err := newTLSConfig(o.minTLS, src.GetCertificate)
+		cfg, err := newTLSConfig(o.minTLS, o.groups, src.GetCertificate)
 		if err != nil {
 			return err
 		}
@@ -201,6 +201,12 @@ func logStart(ctx context.Context, log *slog.Logger, addr net.Addr, o *options, 
 	}
 	attrs = append(attrs, "tls_min", tls.VersionName(o.minTLS), "tls_max", tls.VersionName(tls.VersionTLS13),
 		"cert", o.cert, "key", o.key)
+	if len(o.groups) > 0 {
+		attrs = append(attrs, "groups", groupsValue{&o.groups}.String())
+	}
+	if w := tlsOnlyGroupsWarning(o.minTLS, o.groups); w != "" {
+		log.WarnContext(ctx, w)
+	}
 	attrs = append(attrs, certAttrs(src.Info())...)
 	log.InfoContext(ctx, "serving", attrs...)
 }

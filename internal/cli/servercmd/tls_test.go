@@ -14,7 +14,7 @@ import (
 // The TLS 1.2 suites are ECDHE with AEAD ciphers only: no CBC, no static
 // RSA key exchange.
 func TestCipherSuitesAreECDHEAndAEAD(t *testing.T) {
-	cfg, err := newTLSConfig(tls.VersionTLS12, nil)
+	cfg, err := newTLSConfig(tls.VersionTLS12, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestCipherSuitesAreECDHEAndAEAD(t *testing.T) {
 		t.Errorf("got DynamicRecordSizingDisabled %v, %d Certificates, SessionTicketsDisabled %v; want true, 0, false",
 			cfg.DynamicRecordSizingDisabled, len(cfg.Certificates), cfg.SessionTicketsDisabled)
 	}
-	if _, err := newTLSConfig(tls.VersionTLS11, nil); err == nil {
+	if _, err := newTLSConfig(tls.VersionTLS11, nil, nil); err == nil {
 		t.Error("a TLS 1.1 minimum was accepted")
 	}
 }
@@ -116,4 +116,63 @@ func handshake(addr string, cfg *tls.Config) (tls.ConnectionState, error) {
 		return tls.ConnectionState{}, err
 	}
 	return tc.ConnectionState(), nil
+}
+
+// --groups sets the key-exchange groups: a client offering the default
+// list gets the server's first choice, a client offering none of them is
+// refused, and a hybrid-only list on a server that accepts TLS 1.2 is
+// warned about, because TLS 1.2 cannot negotiate a hybrid.
+func TestGroups(t *testing.T) {
+	l := mustInit(t)
+	x25519 := startServer(t, Env{}, append(layoutArgs(l), "--groups", "X25519,P-256")...)
+	hybrid := startServer(t, Env{}, append(layoutArgs(l), "--groups", "X25519MLKEM768")...)
+
+	cfg := caConfig(t, l, 0)
+	state, err := handshake(x25519.addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if state.CurveID != tls.X25519 {
+		t.Errorf("--groups X25519,P-256 with a default client: got %v, want X25519", state.CurveID)
+	}
+	p384 := caConfig(t, l, 0)
+	p384.CurvePreferences = []tls.CurveID{tls.CurveP384}
+	if _, err := handshake(x25519.addr, p384); err == nil {
+		t.Error("a P-384-only client connected to a server offering X25519 and P-256")
+	}
+
+	state, err = handshake(hybrid.addr, caConfig(t, l, 0))
+	if err != nil || state.CurveID != tls.X25519MLKEM768 {
+		t.Errorf("hybrid-only server, TLS 1.3 client: got %v, %v; want X25519MLKEM768", state.CurveID, err)
+	}
+	if _, err := handshake(hybrid.addr, caConfig(t, l, tls.VersionTLS12)); err == nil {
+		t.Error("a TLS 1.2 client connected to a hybrid-only server")
+	}
+	if !strings.Contains(hybrid.stderr.String(), "TLS 1.2 clients") {
+		t.Errorf("no warning about TLS 1.2 clients in the log:\n%s", hybrid.stderr)
+	}
+	if strings.Contains(x25519.stderr.String(), "TLS 1.2 clients") {
+		t.Errorf("a warning about TLS 1.2 clients for a list with classical groups:\n%s", x25519.stderr)
+	}
+}
+
+func TestTLSOnlyGroupsWarning(t *testing.T) {
+	tests := []struct {
+		name   string
+		min    uint16
+		groups []tls.CurveID
+		warn   bool
+	}{
+		{"default list", tls.VersionTLS12, nil, false},
+		{"hybrid only, TLS 1.2 allowed", tls.VersionTLS12, []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768}, true},
+		{"hybrid only, TLS 1.3 minimum", tls.VersionTLS13, []tls.CurveID{tls.X25519MLKEM768}, false},
+		{"hybrid and classical", tls.VersionTLS12, []tls.CurveID{tls.X25519MLKEM768, tls.X25519}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tlsOnlyGroupsWarning(tt.min, tt.groups) != ""; got != tt.warn {
+				t.Errorf("got warning %v, want %v", got, tt.warn)
+			}
+		})
+	}
 }

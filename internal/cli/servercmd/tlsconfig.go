@@ -3,6 +3,9 @@ package servercmd
 import (
 	"crypto/tls"
 	"fmt"
+	"strings"
+
+	"github.com/spacecaptain/spacecaptain/internal/cli"
 )
 
 // cipherSuites are the TLS 1.2 suites the server accepts: ECDHE key
@@ -31,15 +34,21 @@ var cipherSuites = []uint16{
 // Certificates stays empty: crypto/tls hands Certificates[0] to clients
 // that send no SNI (those that dial an IP address) without calling
 // GetCertificate, so they would never see a reloaded certificate.
-func newTLSConfig(minVersion uint16, getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)) (*tls.Config, error) {
+//
+// groups are the key-exchange groups in order of preference; nil keeps
+// crypto/tls's default, which puts the post-quantum hybrid X25519MLKEM768
+// first (about 35-40% more server CPU per full handshake than X25519 alone;
+// docs/BENCHMARKS.md).
+func newTLSConfig(minVersion uint16, groups []tls.CurveID, getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)) (*tls.Config, error) {
 	if minVersion != tls.VersionTLS12 && minVersion != tls.VersionTLS13 {
 		return nil, fmt.Errorf("minimum TLS version %s: want TLS 1.2 or 1.3", tls.VersionName(minVersion))
 	}
 	return &tls.Config{
-		MinVersion:     minVersion,
-		MaxVersion:     tls.VersionTLS13,
-		CipherSuites:   cipherSuites,
-		GetCertificate: getCertificate,
+		MinVersion:       minVersion,
+		MaxVersion:       tls.VersionTLS13,
+		CipherSuites:     cipherSuites,
+		CurvePreferences: groups,
+		GetCertificate:   getCertificate,
 		// Pipelined replies gathered into one write should leave as one
 		// record: without this, crypto/tls cuts the first 128 KB after
 		// idle into records of one TCP segment (internal/server relies on
@@ -47,3 +56,41 @@ func newTLSConfig(minVersion uint16, getCertificate func(*tls.ClientHelloInfo) (
 		DynamicRecordSizingDisabled: true,
 	}, nil
 }
+
+// tlsOnlyGroupsWarning says why a group list shuts out TLS 1.2 clients, or
+// returns "" when it does not: hybrids exist only in TLS 1.3, so a list of
+// nothing else leaves a TLS 1.2 client (the original clients' Mbed TLS 2.x)
+// no key exchange.
+func tlsOnlyGroupsWarning(minVersion uint16, groups []tls.CurveID) string {
+	if minVersion > tls.VersionTLS12 || len(groups) == 0 {
+		return ""
+	}
+	for _, g := range groups {
+		if !cli.IsHybridGroup(g) {
+			return ""
+		}
+	}
+	return "--groups lists only post-quantum hybrids, which TLS 1.2 cannot negotiate: TLS 1.2 clients (such as Mbed TLS 2.x) will fail to connect; add X25519 or P-256, or set --min-tls 1.3"
+}
+
+// groupsValue is a flag for a comma-separated list of key-exchange groups.
+type groupsValue struct{ g *[]tls.CurveID }
+
+func (f groupsValue) String() string {
+	var names []string
+	for _, g := range *f.g {
+		names = append(names, cli.GroupName(g))
+	}
+	return strings.Join(names, ",")
+}
+
+func (f groupsValue) Set(s string) error {
+	g, err := cli.ParseGroups(s)
+	if err != nil {
+		return err
+	}
+	*f.g = g
+	return nil
+}
+
+func (groupsValue) Type() string { return "list" }
