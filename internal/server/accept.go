@@ -71,7 +71,7 @@ func (s *Server) accept(ctx context.Context, nc net.Conn) {
 		s.refuse(ctx, nc, RefusedMaxConns)
 		return
 	}
-	c := &conn{srv: s, nc: nc}
+	c := &conn{srv: s, nc: nc, sock: nc}
 	if !s.trackConn(c) {
 		s.active.Add(-1)
 		s.refuse(ctx, nc, RefusedShutdown)

@@ -29,6 +29,15 @@ type engine interface {
 	// stopping: it closes idle connections gracefully and lets the others
 	// go idle first.
 	drain()
+	// abort closes c hard, from any goroutine (forceClose, with s.mu
+	// held and c.forced set): whatever c's owner is doing with it fails
+	// or ends soon, and the owner then calls s.finish, which reports
+	// CloseForced. It must not block.
+	abort(c *conn)
+	// stop is called once when the server begins to stop (Shutdown, or
+	// the end of Serve's context), after it is marked stopping. An engine
+	// with goroutines of its own ends them once its connections are gone.
+	stop()
 }
 
 const engineGoroutine = "goroutine"
@@ -46,16 +55,21 @@ type conn struct {
 	srv    *Server
 	nc     net.Conn  // as accepted
 	tc     *tls.Conn // nil in plaintext
-	rw     net.Conn  // tc, or nc in plaintext
+	rw     net.Conn  // tc, or the socket in plaintext
+	sock   net.Conn  // the socket, closed hard by finish: nc, or the epoll engine's transport
 	state  atomic.Int32
 	forced atomic.Bool // closed hard by forceClose
 
 	readBy       time.Time // the read deadline last set
 	writeBounded bool      // a write deadline is set
 
-	// hdr is all an idle connection reads into: one header's worth, so
-	// that it holds no buffer of the server's own while it waits.
+	// hdr is all an idle connection of the goroutine engine reads into:
+	// one header's worth, so that it holds no buffer of the server's own
+	// while it waits.
 	hdr [proto.HeaderSize]byte
+
+	// loop is the epoll engine's state for c (empty on other platforms).
+	loop loopConn
 }
 
 // answer decodes every complete frame at the front of in and appends the
@@ -122,7 +136,7 @@ func (s *Server) finish(c *conn, reason string, err error) {
 	case CloseEOF, CloseIdleTimeout, CloseProtocolError, CloseShutdown:
 		c.rw.Close()
 	default:
-		c.nc.Close()
+		c.sock.Close()
 	}
 	s.active.Add(-1)
 	s.events.ConnClosed(reason)

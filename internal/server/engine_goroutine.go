@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"time"
 )
 
@@ -16,6 +17,10 @@ func (e goroutineEngine) serve(c *conn) {
 	reason, err := c.run()
 	e.s.finish(c, reason, err)
 }
+
+func (e goroutineEngine) abort(c *conn) { c.nc.Close() }
+
+func (e goroutineEngine) stop() {}
 
 func (e goroutineEngine) drain() {
 	s := e.s
@@ -34,6 +39,15 @@ func (e goroutineEngine) drain() {
 
 // run serves c until it ends and says why.
 func (c *conn) run() (reason string, err error) {
+	if reason, err := c.start(c.nc); reason != "" {
+		return reason, err
+	}
+	return c.serveBatches()
+}
+
+// start sets c up to talk over sock (c.nc, or a transport wrapping it) and
+// runs the TLS handshake, if any; it returns a reason when c must end.
+func (c *conn) start(sock net.Conn) (reason string, err error) {
 	s := c.srv
 	// Go sets TCP_NODELAY on TCP connections already; set it again for
 	// listeners that wrap them. Replies are small: they must not wait for
@@ -41,14 +55,17 @@ func (c *conn) run() (reason string, err error) {
 	if nd, ok := c.nc.(interface{ SetNoDelay(bool) error }); ok {
 		_ = nd.SetNoDelay(true)
 	}
-	c.rw = c.nc
+	c.sock, c.rw = sock, sock
 	if s.tlsConfig != nil {
-		c.tc = tls.Server(c.nc, s.tlsConfig)
+		c.tc = tls.Server(sock, s.tlsConfig)
 		c.rw = c.tc
-		if reason, err := c.handshake(); reason != "" {
-			return reason, err
-		}
+		return c.handshake()
 	}
+	return "", nil
+}
+
+// serveBatches serves c on its own goroutine until it ends.
+func (c *conn) serveBatches() (reason string, err error) {
 	for {
 		if reason, err := c.serveBatch(); reason != "" {
 			return reason, err

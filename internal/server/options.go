@@ -101,14 +101,6 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Engines returns the names of the engines this build supports, the default
-// first.
-func Engines() []string {
-	// A platform with a better engine puts it first (issue 6: "epoll" on
-	// Linux), in a file built only there.
-	return []string{engineGoroutine}
-}
-
 // resolve fills in the defaults and validates; it returns the first problem.
 func (o Options) resolve() (Options, error) {
 	engines := Engines()

@@ -82,10 +82,7 @@ func New(opts Options) (*Server, error) {
 	s.outPool.New = func() any { b := make([]byte, 0, outSize); return &b }
 	s.refusedLog.every = time.Second
 	s.acceptLog.every = time.Second
-	switch o.Engine {
-	case engineGoroutine:
-		s.eng = goroutineEngine{s}
-	}
+	s.eng = newEngine(s, o.Engine)
 	return s, nil
 }
 
@@ -159,6 +156,7 @@ func (s *Server) beginStop() int {
 		s.stopping.Store(true)
 		close(s.stopped)
 		s.mu.Unlock()
+		s.eng.stop()
 	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -176,7 +174,7 @@ func (s *Server) forceClose() int {
 	defer s.mu.Unlock()
 	for c := range s.conns {
 		c.forced.Store(true)
-		c.nc.Close()
+		s.eng.abort(c)
 	}
 	return len(s.conns)
 }

@@ -1,0 +1,522 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const engineEpoll = "epoll"
+
+// epollEngine drives established connections from one epoll loop of its
+// own and a bounded pool of workers, so that an idle connection has no
+// goroutine and no buffer of the server's: only its socket, its tls.Conn
+// and a slot in the loop's table. The package doc says what it does; the
+// comments here say how.
+//
+// A connection's life: accept (shared with every engine), then serve on a
+// goroutine of its own for the TLS handshake, on Go's netpoller under the
+// handshake deadline; then the hand-off (handOff) moves the socket to the
+// loop, and from then on a worker serves it whenever epoll reports it
+// ready (serveReady), until it ends.
+//
+// The loop's epoll descriptor is itself registered with Go's netpoller
+// (an epoll descriptor is pollable; os.NewFile registers a non-blocking
+// one), so the loop parks like any goroutine instead of holding a thread
+// in epoll_wait, and its sweep of the idle and write deadlines runs on a
+// read deadline of that file.
+type epollEngine struct {
+	s       *Server
+	workers int           // the pool's size
+	tick    time.Duration // how often the loop sweeps deadlines
+	qBound  int           // a transport's output bound
+	qPool   sync.Pool     // output queue buffers (*[]byte)
+
+	// queued counts writes that found the socket full (tests).
+	queued atomic.Int64
+	// gen numbers hand-offs, for the epoll events' tags.
+	gen atomic.Uint32
+
+	mu      sync.Mutex
+	running bool // the loop and the workers run
+	halted  bool // stopped for good: no more hand-offs
+	epfd    int
+	file    *os.File // epfd, registered with Go's netpoller
+	table   []*conn  // the connections in the loop, by descriptor
+	count   int      // connections in the loop or entering it
+	work    chan *conn
+	quit    chan struct{} // closed when the loop has ended
+}
+
+// Scheduling states of a connection in the loop (loopConn.sched). A
+// connection is served by one worker at a time: an event that comes while
+// it is being served makes that worker serve it once more.
+const (
+	schedIdle    int32 = iota // parked: the next event queues it
+	schedQueued               // in the work channel
+	schedRunning              // a worker serves it
+	schedAgain                // a worker serves it, and it must serve it again
+	schedDone                 // ended
+)
+
+// loopConn is the epoll engine's state for one connection.
+type loopConn struct {
+	t      transport
+	sched  atomic.Int32
+	events atomic.Uint32 // epoll events since the last run
+
+	// The owner's: a partial frame held between runs (its buffer, from
+	// Server.inPool, and length), the first run done, and the reason to
+	// close once the output queue has drained.
+	held      *[]byte
+	heldLen   int
+	started   bool
+	endReason string
+	endErr    error
+}
+
+func newEpollEngine(s *Server) *epollEngine {
+	o := s.opts
+	// Deadlines are swept, so a connection is cut up to one tick late;
+	// the tick is a sixteenth of the shorter timeout, within bounds that
+	// keep an idle server's wake-ups rare and a test's timeouts precise.
+	tick := min(o.IdleTimeout, o.WriteTimeout) / 16
+	tick = min(max(tick, 5*time.Millisecond), 250*time.Millisecond)
+	outSize := s.flushAt + 8 + max(o.MaxMessage, maxErrorReply)
+	return &epollEngine{
+		s:       s,
+		workers: max(4, 2*runtime.GOMAXPROCS(0)),
+		tick:    tick,
+		// One batch of replies is at most outSize, plus TLS record
+		// overhead; the bound leaves room for crypto/tls's own writes
+		// (KeyUpdate answers, alerts) behind it. Nothing is read while
+		// output is queued, so only a peer that does not read reaches it.
+		qBound: 2*outSize + 16<<10,
+	}
+}
+
+// serve runs c's handshake on this goroutine and hands c to the loop.
+func (e *epollEngine) serve(c *conn) {
+	s := e.s
+	tcp, ok := c.nc.(*net.TCPConn)
+	if !ok {
+		// A listener that wraps its connections (a PROXY protocol reader,
+		// say) may hold bytes the socket no longer has, which the loop
+		// would never see: serve such a connection as the goroutine
+		// engine does.
+		reason, err := c.run()
+		s.finish(c, reason, err)
+		return
+	}
+	t := &c.loop.t
+	t.c, t.eng, t.tcp, t.fd = c, e, tcp, -1
+	if reason, err := c.start(t); reason != "" {
+		s.finish(c, reason, err)
+		return
+	}
+	if e.handOff(c, tcp) {
+		return
+	}
+	// No loop for it (the server is stopping, or out of descriptors for
+	// the dup): serve it here, as the goroutine engine would.
+	reason, err := c.serveBatches()
+	s.finish(c, reason, err)
+}
+
+// handOff moves c from Go's netpoller to the loop and reports whether it
+// did; if not, c is still the runtime's, untouched.
+func (e *epollEngine) handOff(c *conn, tcp *net.TCPConn) bool {
+	s := e.s
+	e.mu.Lock()
+	if e.halted || s.stopping.Load() {
+		e.mu.Unlock()
+		return false
+	}
+	if !e.running {
+		if err := e.startLocked(); err != nil {
+			e.mu.Unlock()
+			if ok, _ := s.acceptLog.allow(time.Now()); ok {
+				s.log.Warn("epoll engine cannot start; serving connections on goroutines", "err", err)
+			}
+			return false
+		}
+	}
+	e.count++ // keeps the loop, and epfd, alive until release
+	epfd := e.epfd
+	e.mu.Unlock()
+
+	// Take the socket from the runtime: a dup of its descriptor, then
+	// close the runtime's, which removes the runtime's epoll registration
+	// (internal/poll FD.Close → runtime netpollclose, EPOLL_CTL_DEL) while
+	// the dup keeps the socket open. (TCPConn.File would dup too, but
+	// registers the new descriptor with the runtime again.) The dup shares
+	// the open file description, so it is non-blocking already.
+	fd, err := dupSocket(tcp)
+	if err != nil {
+		e.mu.Lock()
+		e.count--
+		e.unlockAndHalt(e.maybeHaltLocked())
+		return false
+	}
+	t := &c.loop.t
+	t.gen = e.gen.Add(1)
+	t.readBy.Store(time.Now().Add(s.opts.IdleTimeout).UnixNano())
+	t.mu.Lock()
+	t.fd, t.loop = fd, true
+	forced := c.forced.Load()
+	t.mu.Unlock()
+	_ = tcp.Close()
+	if forced {
+		// forceClose came between the dup and the switch: it closed the
+		// runtime's descriptor only.
+		_ = unix.Shutdown(fd, unix.SHUT_RDWR)
+	}
+
+	// Edge-triggered, for reads and writes at once: an event comes each
+	// time more data arrives or the send buffer gains room after a write
+	// found it full, so a connection is registered once and never re-armed.
+	// Events that come before c is in the table are dropped, which is
+	// harmless: the first run below reads until would-block anyway.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: int32(t.gen)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		c.loop.sched.Store(schedDone)
+		s.finish(c, CloseReadError, fmt.Errorf("registering with epoll: %w", os.NewSyscallError("epoll_ctl", err)))
+		return true
+	}
+
+	// The table lock is the happens-before edge from this goroutine to the
+	// loop (the race detector cannot see one through epoll): the loop
+	// finds c under it, and the worker gets c from the loop by a channel.
+	e.mu.Lock()
+	stopping := s.stopping.Load()
+	if !stopping {
+		if fd >= len(e.table) {
+			e.table = append(e.table, make([]*conn, fd+1-len(e.table)+len(e.table)/2)...)
+		}
+		e.table[fd] = c
+	}
+	e.mu.Unlock()
+	if stopping {
+		// Shutdown began during the hand-off and may have swept the table
+		// already: end c here, as a connection that went idle would.
+		c.loop.sched.Store(schedDone)
+		s.finish(c, CloseShutdown, nil)
+		return true
+	}
+	// The first run: data sent right after the client's Finished may sit
+	// inside crypto/tls already (its reads take what the socket has, conn.go
+	// readFromUntil), where no epoll event will ever announce it.
+	e.notify(c, 0)
+	return true
+}
+
+// dupSocket returns a close-on-exec duplicate of tcp's descriptor.
+func dupSocket(tcp *net.TCPConn) (int, error) {
+	rc, err := tcp.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(sfd uintptr) { fd, derr = unix.FcntlInt(sfd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, os.NewSyscallError("fcntl", derr)
+	}
+	return fd, nil
+}
+
+// release takes c out of the loop and closes its descriptor; its
+// transport's Close calls it, on c's owner.
+func (e *epollEngine) release(c *conn) {
+	t := &c.loop.t
+	e.mu.Lock()
+	if t.fd < len(e.table) && e.table[t.fd] == c {
+		e.table[t.fd] = nil
+	}
+	e.count--
+	e.unlockAndHalt(e.maybeHaltLocked())
+	// Closing the last descriptor of the socket also takes it out of the
+	// epoll set (epoll(7)).
+	t.mu.Lock()
+	_ = unix.Close(t.fd)
+	t.fd = -1
+	t.mu.Unlock()
+}
+
+// startLocked starts the loop and the workers.
+func (e *epollEngine) startLocked() error {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(epfd), "epoll")
+	// NewFile registers a non-blocking descriptor with the netpoller when
+	// it can; deadlines work only on one it registered.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return fmt.Errorf("registering the epoll descriptor with the runtime: %w", err)
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	e.epfd, e.file, e.running = epfd, f, true
+	e.work = make(chan *conn, 1024)
+	e.quit = make(chan struct{})
+	go e.loop(f, rc, e.quit)
+	for range e.workers {
+		go e.worker(e.work, e.quit)
+	}
+	return nil
+}
+
+// maybeHaltLocked halts the engine once the server is stopping and no
+// connection is left in the loop. It returns the loop's file, which the
+// caller must close after unlocking e.mu: that ends the loop, which ends
+// the workers. (Closing a pollable os.File waits for the loop's RawRead to
+// let go of it, and the loop may be waiting for e.mu.)
+func (e *epollEngine) maybeHaltLocked() *os.File {
+	if e.count > 0 || !e.s.stopping.Load() {
+		return nil
+	}
+	e.halted = true
+	if !e.running {
+		return nil
+	}
+	e.running = false
+	return e.file
+}
+
+// unlockAndHalt unlocks e.mu and closes f, if not nil.
+func (e *epollEngine) unlockAndHalt(f *os.File) {
+	e.mu.Unlock()
+	if f != nil {
+		f.Close()
+	}
+}
+
+func (e *epollEngine) stop() {
+	e.mu.Lock()
+	e.unlockAndHalt(e.maybeHaltLocked())
+}
+
+// abort closes c hard for forceClose. In the loop, it shuts the socket
+// down rather than closing it: c's worker may be using the descriptor,
+// whose number must not be reused under it. The shutdown wakes c with an
+// end of stream, and its owner finishes it.
+func (e *epollEngine) abort(c *conn) {
+	t := &c.loop.t
+	t.mu.Lock()
+	if t.loop {
+		if t.fd >= 0 {
+			_ = unix.Shutdown(t.fd, unix.SHUT_RDWR)
+		}
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	c.nc.Close()
+}
+
+// drain wakes every connection in the loop, so that the idle ones close
+// (each run checks s.stopping) and the busy ones close when they go idle,
+// and cuts handshakes as the goroutine engine does.
+func (e *epollEngine) drain() {
+	s := e.s
+	e.mu.Lock()
+	var wake []*conn
+	for _, c := range e.table {
+		if c != nil {
+			wake = append(wake, c)
+		}
+	}
+	e.mu.Unlock()
+	now := time.Now()
+	s.mu.Lock()
+	for c := range s.conns {
+		t := &c.loop.t
+		t.mu.Lock()
+		inLoop := t.loop
+		t.mu.Unlock()
+		if st := c.state.Load(); !inLoop && (st == stateIdle || st == stateHandshake) {
+			_ = c.nc.SetReadDeadline(now)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range wake {
+		e.notify(c, 0)
+	}
+}
+
+// notify makes c's worker serve it: it queues c unless c is queued or
+// being served already, in which case that run serves it again.
+func (e *epollEngine) notify(c *conn, events uint32) {
+	lc := &c.loop
+	if events != 0 {
+		lc.events.Or(events)
+	}
+	for {
+		switch lc.sched.Load() {
+		case schedIdle:
+			if lc.sched.CompareAndSwap(schedIdle, schedQueued) {
+				select {
+				case e.work <- c:
+				case <-e.quit:
+				}
+				return
+			}
+		case schedRunning:
+			if lc.sched.CompareAndSwap(schedRunning, schedAgain) {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (e *epollEngine) worker(work <-chan *conn, quit <-chan struct{}) {
+	for {
+		select {
+		case c := <-work:
+			e.run(c)
+		case <-quit:
+			return
+		}
+	}
+}
+
+// run serves c until it parks or ends.
+func (e *epollEngine) run(c *conn) {
+	lc := &c.loop
+	lc.sched.Store(schedRunning)
+	for {
+		e.serveReady(c)
+		if lc.sched.CompareAndSwap(schedRunning, schedIdle) || lc.sched.Load() == schedDone {
+			return
+		}
+		lc.sched.Store(schedRunning)
+	}
+}
+
+// loop waits for epoll events and hands them to the workers, and sweeps
+// the deadlines every tick, until the engine halts.
+func (e *epollEngine) loop(f *os.File, rc syscall.RawConn, quit chan struct{}) {
+	defer close(quit)
+	events := make([]unix.EpollEvent, 256)
+	var ready []*conn
+	next := time.Now().Add(e.tick)
+	poll := func(uintptr) bool {
+		for {
+			n, err := unix.EpollWait(e.epfd, events, 0)
+			if err == unix.EINTR {
+				// epoll_wait is never restarted after a signal handler
+				// (signal(7)), and Go preempts goroutines with signals:
+				// poll again, for parking now could leave events behind.
+				continue
+			}
+			if err != nil {
+				return true // EBADF, EINVAL: cannot happen while f is open
+			}
+			ready = e.dispatch(events[:n], ready)
+			if now := time.Now(); !now.Before(next) {
+				ready = e.sweep(now, ready)
+				next = now.Add(e.tick)
+			}
+			if n < len(events) {
+				// Parking now is safe: an event after this epoll_wait makes
+				// epfd readable again, which wakes RawRead's wait.
+				return false
+			}
+		}
+	}
+	for {
+		_ = f.SetReadDeadline(next)
+		err := rc.Read(poll)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			now := time.Now()
+			ready = e.sweep(now, ready)
+			next = now.Add(e.tick)
+			continue
+		}
+		return
+	}
+}
+
+// dispatch notifies the connections that events name. ready is scratch
+// space, returned for reuse.
+func (e *epollEngine) dispatch(events []unix.EpollEvent, ready []*conn) []*conn {
+	if len(events) == 0 {
+		return ready
+	}
+	e.mu.Lock()
+	for i := range events {
+		ev := &events[i]
+		if fd := int(ev.Fd); fd < len(e.table) {
+			if c := e.table[fd]; c != nil && c.loop.t.gen == uint32(ev.Pad) {
+				c.loop.events.Or(ev.Events)
+				ready = append(ready, c)
+			}
+		}
+	}
+	e.mu.Unlock()
+	for i, c := range ready {
+		e.notify(c, 0)
+		ready[i] = nil
+	}
+	return ready[:0]
+}
+
+// sweep wakes the connections whose idle or write deadline has passed;
+// their worker checks and ends them.
+func (e *epollEngine) sweep(now time.Time, ready []*conn) []*conn {
+	ns := now.UnixNano()
+	e.mu.Lock()
+	for _, c := range e.table {
+		if c == nil {
+			continue
+		}
+		t := &c.loop.t
+		if wb := t.writeBy.Load(); wb != 0 {
+			if ns >= wb {
+				ready = append(ready, c)
+			}
+		} else if ns >= t.readBy.Load() {
+			ready = append(ready, c)
+		}
+	}
+	e.mu.Unlock()
+	for i, c := range ready {
+		e.notify(c, 0)
+		ready[i] = nil
+	}
+	return ready[:0]
+}
+
+func (e *epollEngine) getQueue(n int) []byte {
+	if p, ok := e.qPool.Get().(*[]byte); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, max(n, 16<<10))
+}
+
+func (e *epollEngine) putQueue(q []byte) {
+	if cap(q) <= 64<<10 {
+		q = q[:0]
+		e.qPool.Put(&q)
+	}
+}
