@@ -12,6 +12,10 @@
 #   REGEXP     fuzz only the targets whose name matches (grep -E), e.g. 'ParsePin'
 #   FUZZTIME   how long each target runs (go test -fuzztime), default 30s;
 #              e.g. FUZZTIME=5s scripts/fuzz.sh for a quick pass
+#   FUZZMINIMIZETIME  the longest time spent shrinking one input (go test
+#              -fuzzminimizetime), default 5s: Go's default, 60s, lets the
+#              minimisation of one new "interesting" input take the whole
+#              run of a target (seen here: 2,858 executions in 30 s)
 # Exit status: 0 no failure; 1 a target failed (a crash, a broken property,
 # or a test that does not build) or has no seed corpus.
 set -euo pipefail
@@ -20,6 +24,7 @@ cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=auto
 
 FUZZTIME=${FUZZTIME:-30s}
+FUZZMINIMIZETIME=${FUZZMINIMIZETIME:-5s}
 filter=${1:-}
 
 # Every "func FuzzXxx(" in a test file, as "package-dir target".
@@ -55,7 +60,7 @@ while read -r dir name; do
   echo "fuzz: $dir $name" >&2
   # -run '^$' skips the package's other tests; the seed corpus still runs
   # first, as part of fuzzing.
-  if ! go test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" "./$dir" >"$log" 2>&1; then
+  if ! go test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" -fuzzminimizetime "$FUZZMINIMIZETIME" "./$dir" >"$log" 2>&1; then
     cat "$log" >&2
     # "Failing input written to testdata/fuzz/FuzzXxx/0123abcd" (relative
     # to the package directory).
