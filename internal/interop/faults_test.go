@@ -189,9 +189,11 @@ func copyLayout(t *testing.T, from, to string) {
 	}
 }
 
-var listenLocal = []string{"--listen", "127.0.0.1:0"}
-
-func serverArgs(extra ...string) []string { return append(slices.Clone(listenLocal), extra...) }
+// serverArgs is sc-server's arguments: loopback, a port of its choice, then
+// extra.
+func serverArgs(extra ...string) []string {
+	return append([]string{"--listen", "127.0.0.1:0"}, extra...)
+}
 
 // An encrypted layout (sc-cert init --encrypt-key): a wrong passphrase from
 // each source, or none at all with no terminal to ask on, is refused by
