@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -38,10 +39,10 @@ import (
 // create, inspect, fingerprint, verify, rotate, pin and ticket-keys; the
 // server's first run, connections, handshake failures, file reload, a
 // refused reload, SIGHUP, a key rollover, ticket-key rotation, --check,
-// encrypted keys and self-renewal, all at debug level in text and JSON;
-// sc-client in every trust mode, passing and refused — and on error paths
-// too (wrong passphrase, damaged PEM, a mismatched key, a refused file
-// mode). Everything they print is kept; at the end it must hold no PEM
+// encrypted keys, self-renewal and the epoll engine, all at debug level in
+// text and JSON; sc-client in every trust mode, passing and refused — and
+// on error paths too (wrong passphrase, damaged PEM, a mismatched key, a
+// refused file mode). Everything they print is kept; at the end it must hold no PEM
 // block and none of: the base64 body of any key file that existed during
 // the test (as PEM lines or whole), the private scalars of every key
 // (ECDSA D, the Ed25519 seed, RSA D and primes) in hex, base64, decimal or
@@ -207,6 +208,18 @@ func TestNoKeyMaterialInOutput(t *testing.T) {
 		lk.run([]string{"SC_KEY_PASSWORD=" + wrongPass}, 1, "sc-server", "--listen", "127.0.0.1:0", "--log-level", "debug",
 			"--cert", "enc/server.crt", "--key", "enc/server.key")
 		lk.run(nil, 1, "sc-server", "--listen", "127.0.0.1:0", "--log-level", "debug", "--cert", "enc/server.crt", "--key", "enc/server.key")
+	}
+
+	// The epoll engine (Linux): its own connection and handshake paths,
+	// at debug level.
+	if runtime.GOOS == "linux" {
+		srv := lk.startServer(root, nil, "--engine", "epoll", "--log-format", "json",
+			"--cert", "plain/server.crt", "--key", "plain/server.key")
+		lk.run(clientEnv, 0, "sc-client", "echo", "epoll", "--server", srv.addr, "--ca", "plain/ca.crt")
+		lk.run(clientEnv, 0, "sc-client", "chat", "--random", "--count", "20", "--max-delay", "1ms", "--server", srv.addr, "--pin", srv.pin())
+		lk.run(clientEnv, 5, "sc-client", "echo", "x", "--server", srv.addr, "--ca", "ed/ca.crt")
+		lk.junkHandshakes(srv.addr)
+		srv.stop()
 	}
 
 	// Self-renewal.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -268,8 +269,8 @@ var strongGroups = map[string]string{
 // accepted, for the same groups.
 var strongCurves = []string{"25519", "448", "P-256", "P-384", "P-521", "prime256v1", "secp384r1", "secp521r1"}
 
-// sslscan against sc-server on its defaults with each kind of key, and
-// with --min-tls 1.3: no SSL, TLS 1.0 or TLS 1.1; every suite accepted is
+// sslscan against sc-server on its defaults with each kind of key, with
+// --min-tls 1.3, and (on Linux) with the epoll engine: no SSL, TLS 1.0 or TLS 1.1; every suite accepted is
 // AEAD (GCM or ChaCha20-Poly1305, never CBC) with ephemeral ECDHE key
 // exchange on P-256/X25519 or stronger (no finite-field DHE, no static
 // RSA); only such groups; no insecure renegotiation, no Heartbleed; the
@@ -286,6 +287,16 @@ func TestSSLScan(t *testing.T) {
 		{"rsa-2048", []string{"--key-type", "rsa-2048"}, nil, true},
 		{"ed25519 self-signed", []string{"--key-type", "ed25519", "--self-signed"}, nil, true},
 		{"min-tls 1.3", nil, []string{"--min-tls", "1.3"}, false},
+	}
+	if runtime.GOOS == "linux" {
+		// The same TLS configuration behind the other engine: what it
+		// accepts must not differ.
+		layouts = append(layouts, struct {
+			name   string
+			init   []string
+			server []string
+			tls12  bool
+		}{"epoll engine", nil, []string{"--engine", "epoll"}, true})
 	}
 	for _, l := range layouts {
 		t.Run(l.name, func(t *testing.T) {
