@@ -16,6 +16,14 @@ import (
 
 const engineEpoll = "epoll"
 
+// The events a connection is registered for: input and the peer's end of
+// stream, edge-triggered; and with EPOLLOUT once a write has found the
+// socket full.
+const (
+	epollIn  = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
+	epollOut = epollIn | unix.EPOLLOUT
+)
+
 // epollEngine drives established connections from one epoll loop of its
 // own and a bounded pool of workers, so that an idle connection has no
 // goroutine and no buffer of the server's: only its socket, its tls.Conn
@@ -44,6 +52,8 @@ type epollEngine struct {
 	queued atomic.Int64
 	// gen numbers hand-offs, for the epoll events' tags.
 	gen atomic.Uint32
+	// started: the loop has been started (it may have halted since).
+	started atomic.Bool
 
 	mu      sync.Mutex
 	running bool // the loop and the workers run
@@ -81,6 +91,9 @@ type loopConn struct {
 	started   bool
 	endReason string
 	endErr    error
+
+	// registered: in e.table and e.count (guarded by e.mu).
+	registered bool
 }
 
 func newEpollEngine(s *Server) *epollEngine {
@@ -117,7 +130,7 @@ func (e *epollEngine) serve(c *conn) {
 		return
 	}
 	t := &c.loop.t
-	t.c, t.eng, t.tcp, t.fd = c, e, tcp, -1
+	t.c, t.eng, t.tcp, t.fd, t.epfd = c, e, tcp, -1, -1
 	if reason, err := c.start(t); reason != "" {
 		s.finish(c, reason, err)
 		return
@@ -131,28 +144,13 @@ func (e *epollEngine) serve(c *conn) {
 	s.finish(c, reason, err)
 }
 
-// handOff moves c from Go's netpoller to the loop and reports whether it
-// did; if not, c is still the runtime's, untouched.
+// handOff moves c from Go's netpoller to the loop and serves it once; it
+// reports whether it did. If not, c is still the runtime's, untouched.
 func (e *epollEngine) handOff(c *conn, tcp *net.TCPConn) bool {
 	s := e.s
-	e.mu.Lock()
-	if e.halted || s.stopping.Load() {
-		e.mu.Unlock()
+	if s.stopping.Load() || (!e.started.Load() && !e.start()) {
 		return false
 	}
-	if !e.running {
-		if err := e.startLocked(); err != nil {
-			e.mu.Unlock()
-			if ok, _ := s.acceptLog.allow(time.Now()); ok {
-				s.log.Warn("epoll engine cannot start; serving connections on goroutines", "err", err)
-			}
-			return false
-		}
-	}
-	e.count++ // keeps the loop, and epfd, alive until release
-	epfd := e.epfd
-	e.mu.Unlock()
-
 	// Take the socket from the runtime: a dup of its descriptor, then
 	// close the runtime's, which removes the runtime's epoll registration
 	// (internal/poll FD.Close → runtime netpollclose, EPOLL_CTL_DEL) while
@@ -161,12 +159,10 @@ func (e *epollEngine) handOff(c *conn, tcp *net.TCPConn) bool {
 	// the open file description, so it is non-blocking already.
 	fd, err := dupSocket(tcp)
 	if err != nil {
-		e.mu.Lock()
-		e.count--
-		e.unlockAndHalt(e.maybeHaltLocked())
-		return false
+		return false // out of descriptors, say: serve c where it is
 	}
-	t := &c.loop.t
+	lc := &c.loop
+	t := &lc.t
 	t.gen = e.gen.Add(1)
 	t.readBy.Store(time.Now().Add(s.opts.IdleTimeout).UnixNano())
 	t.mu.Lock()
@@ -180,41 +176,70 @@ func (e *epollEngine) handOff(c *conn, tcp *net.TCPConn) bool {
 		_ = unix.Shutdown(fd, unix.SHUT_RDWR)
 	}
 
-	// Edge-triggered, for reads and writes at once: an event comes each
-	// time more data arrives or the send buffer gains room after a write
-	// found it full, so a connection is registered once and never re-armed.
-	// Events that come before c is in the table are dropped, which is
-	// harmless: the first run below reads until would-block anyway.
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: int32(t.gen)}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		c.loop.sched.Store(schedDone)
-		s.finish(c, CloseReadError, fmt.Errorf("registering with epoll: %w", os.NewSyscallError("epoll_ctl", err)))
-		return true
-	}
-
+	// This goroutine serves c's first run itself, so c is "running" before
+	// anything can see it: events, the sweep and drain only ask for
+	// another run, which this goroutine makes.
+	lc.sched.Store(schedRunning)
 	// The table lock is the happens-before edge from this goroutine to the
-	// loop (the race detector cannot see one through epoll): the loop
-	// finds c under it, and the worker gets c from the loop by a channel.
+	// loop and the workers (the race detector cannot see one through
+	// epoll): the loop finds c under it and passes it to a worker through a
+	// channel. The count keeps the loop, and so epfd, alive until release.
 	e.mu.Lock()
 	stopping := s.stopping.Load()
 	if !stopping {
+		lc.registered = true
+		e.count++
 		if fd >= len(e.table) {
 			e.table = append(e.table, make([]*conn, fd+1-len(e.table)+len(e.table)/2)...)
 		}
 		e.table[fd] = c
 	}
+	epfd := e.epfd
 	e.mu.Unlock()
 	if stopping {
 		// Shutdown began during the hand-off and may have swept the table
 		// already: end c here, as a connection that went idle would.
-		c.loop.sched.Store(schedDone)
+		lc.sched.Store(schedDone)
 		s.finish(c, CloseShutdown, nil)
+		return true
+	}
+
+	// Edge-triggered: an event comes each time more data arrives, never
+	// again for data already there, so every run reads until would-block.
+	// EPOLLOUT is left out until a write finds the socket full (armOut):
+	// registered with it, a connection would be reported writable at once,
+	// for a run with nothing to do.
+	t.epfd = epfd
+	ev := unix.EpollEvent{Events: epollIn, Fd: int32(fd), Pad: int32(t.gen)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		lc.sched.Store(schedDone)
+		s.finish(c, CloseReadError, fmt.Errorf("registering with epoll: %w", os.NewSyscallError("epoll_ctl", err)))
 		return true
 	}
 	// The first run: data sent right after the client's Finished may sit
 	// inside crypto/tls already (its reads take what the socket has, conn.go
 	// readFromUntil), where no epoll event will ever announce it.
-	e.notify(c, 0)
+	e.run(c)
+	return true
+}
+
+// start starts the engine unless it has been, and reports whether it
+// runs.
+func (e *epollEngine) start() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.halted {
+		return false
+	}
+	if !e.running {
+		if err := e.startLocked(); err != nil {
+			s := e.s
+			if ok, _ := s.acceptLog.allow(time.Now()); ok {
+				s.log.Warn("epoll engine cannot start; serving connections on goroutines", "err", err)
+			}
+			return false
+		}
+	}
 	return true
 }
 
@@ -239,10 +264,13 @@ func dupSocket(tcp *net.TCPConn) (int, error) {
 func (e *epollEngine) release(c *conn) {
 	t := &c.loop.t
 	e.mu.Lock()
-	if t.fd < len(e.table) && e.table[t.fd] == c {
-		e.table[t.fd] = nil
+	if c.loop.registered {
+		c.loop.registered = false
+		if e.table[t.fd] == c {
+			e.table[t.fd] = nil
+		}
+		e.count--
 	}
-	e.count--
 	e.unlockAndHalt(e.maybeHaltLocked())
 	// Closing the last descriptor of the socket also takes it out of the
 	// epoll set (epoll(7)).
@@ -275,6 +303,7 @@ func (e *epollEngine) startLocked() error {
 		return err
 	}
 	e.epfd, e.file, e.running = epfd, f, true
+	e.started.Store(true)
 	e.work = make(chan *conn, 1024)
 	e.quit = make(chan struct{})
 	go e.loop(f, rc, e.quit)
@@ -393,6 +422,7 @@ func (e *epollEngine) worker(work <-chan *conn, quit <-chan struct{}) {
 	for {
 		select {
 		case c := <-work:
+			c.loop.sched.Store(schedRunning) // from schedQueued, which notify leaves alone
 			e.run(c)
 		case <-quit:
 			return
@@ -400,10 +430,10 @@ func (e *epollEngine) worker(work <-chan *conn, quit <-chan struct{}) {
 	}
 }
 
-// run serves c until it parks or ends.
+// run serves c, which this goroutine has marked running, until it parks
+// or ends.
 func (e *epollEngine) run(c *conn) {
 	lc := &c.loop
-	lc.sched.Store(schedRunning)
 	for {
 		e.serveReady(c)
 		if lc.sched.CompareAndSwap(schedRunning, schedIdle) || lc.sched.Load() == schedDone {

@@ -49,11 +49,14 @@ func (c *conn) run() (reason string, err error) {
 // runs the TLS handshake, if any; it returns a reason when c must end.
 func (c *conn) start(sock net.Conn) (reason string, err error) {
 	s := c.srv
-	// Go sets TCP_NODELAY on TCP connections already; set it again for
-	// listeners that wrap them. Replies are small: they must not wait for
-	// the peer's ACK (Nagle, RFC 896).
-	if nd, ok := c.nc.(interface{ SetNoDelay(bool) error }); ok {
-		_ = nd.SetNoDelay(true)
+	// Replies are small: they must not wait for the peer's ACK (Nagle, RFC
+	// 896). Go sets TCP_NODELAY on every TCP connection it accepts
+	// (net.newTCPConn); set it on what a listener wrapper returns, in case
+	// it made the connection some other way.
+	if _, ok := c.nc.(*net.TCPConn); !ok {
+		if nd, ok := c.nc.(interface{ SetNoDelay(bool) error }); ok {
+			_ = nd.SetNoDelay(true)
+		}
 	}
 	c.sock, c.rw = sock, sock
 	if s.tlsConfig != nil {

@@ -61,6 +61,7 @@ type transport struct {
 	fd   int    // the loop's descriptor, a dup of the accepted one; -1 before the hand-off and after Close
 	loop bool   // handed off to the loop: non-blocking on fd
 	gen  uint32 // this connection's epoll events carry it, to tell them from an earlier connection's on the same fd
+	epfd int    // the loop's epoll descriptor once registered, else -1
 
 	// drained: a read got less than it asked for, so the socket was empty
 	// and, epoll being edge-triggered, an event will come with more. The
@@ -69,6 +70,8 @@ type transport struct {
 	// failed (EPOLLRDHUP, EPOLLHUP, EPOLLERR): from then on every Read
 	// asks the socket, which has its end of stream or error to give.
 	drained, hup bool
+	// outArmed: registered for EPOLLOUT too (see armOut).
+	outArmed bool
 
 	q    []byte // bytes the socket has not taken yet, in order; nil when none
 	qoff int    // q[qoff:] is still to be written
@@ -177,6 +180,9 @@ func (t *transport) enqueue(p []byte, n int) (int, error) {
 		return n, t.opError("write", queueFullError{t.eng.qBound})
 	}
 	if t.q == nil {
+		if err := t.armOut(); err != nil {
+			return n, err
+		}
 		t.q = t.eng.getQueue(len(rest))
 		t.qoff = 0
 		t.writeBy.Store(time.Now().Add(t.eng.s.opts.WriteTimeout).UnixNano())
@@ -187,6 +193,23 @@ func (t *transport) enqueue(p []byte, n int) (int, error) {
 	}
 	t.q = append(t.q, rest...)
 	return len(p), nil
+}
+
+// armOut adds EPOLLOUT to the connection's registration, the first time a
+// write finds the socket full, and leaves it there: edge-triggered, it
+// reports only the moments the socket gains room after that. A change of
+// registration reports the socket's state then (epoll_ctl(2)), so room
+// made between the failed write and this call is not missed.
+func (t *transport) armOut() error {
+	if t.outArmed || t.epfd < 0 {
+		return nil // not registered yet: registration comes with a run that flushes
+	}
+	ev := unix.EpollEvent{Events: epollOut, Fd: int32(t.fd), Pad: int32(t.gen)}
+	if err := unix.EpollCtl(t.epfd, unix.EPOLL_CTL_MOD, t.fd, &ev); err != nil {
+		return t.opError("write", os.NewSyscallError("epoll_ctl", err))
+	}
+	t.outArmed = true
+	return nil
 }
 
 // flush writes what the queue holds until the socket is full; it drops
