@@ -165,11 +165,6 @@ func curveName(c elliptic.Curve) string {
 	return c.Params().Name
 }
 
-// publicKeyOf returns the public half of a private key.
-func publicKeyOf(key crypto.Signer) crypto.PublicKey {
-	return key.Public()
-}
-
 // samePublicKey reports whether two public keys are the same key.
 func samePublicKey(a, b crypto.PublicKey) bool {
 	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })

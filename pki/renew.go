@@ -142,10 +142,17 @@ func NewRenewer(opts RenewerOptions) (*Renewer, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if _, err := ReadCertificateFile(opts.CertPath); err != nil {
+	cert, err := ReadCertificateFile(opts.CertPath)
+	if err != nil {
 		return nil, err
 	}
-	return &Renewer{opts: opts, log: opts.Logger}, nil
+	r := &Renewer{opts: opts, log: opts.Logger}
+	// A CA key others may read is refused now rather than at the first
+	// renewal, months later, when Rotate would refuse it.
+	if err := r.canRenew(cert); !opts.Disabled && errors.Is(err, ErrKeyFilePermissions) {
+		return nil, fmt.Errorf("certificate renewal: %w", err)
+	}
+	return r, nil
 }
 
 // RenewAt returns when cert is due for renewal: RenewAfter of the way from
@@ -229,7 +236,7 @@ func (r *Renewer) canRenew(cert *x509.Certificate) error {
 	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("renewing %q needs the CA key %q: %w", r.opts.CertPath, keyPath, ErrIssuerKeyMissing)
 	}
-	return nil
+	return checkKeyFileMode(keyPath)
 }
 
 func (r *Renewer) renew(ctx context.Context, cert *x509.Certificate) (*RotateResult, error) {

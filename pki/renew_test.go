@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -273,5 +274,27 @@ func TestNewRenewerErrors(t *testing.T) {
 	}
 	if _, err := NewRenewer(RenewerOptions{CertPath: filepath.Join(d.l.Dir, "missing.crt")}); err == nil || !strings.Contains(err.Error(), "missing.crt") {
 		t.Errorf("missing certificate: got %v, want an error naming it", err)
+	}
+}
+
+// A CA key others may read is refused when the renewer is made, not at the
+// first renewal months later; with renewal off it only matters to Rotate.
+func TestNewRenewerRefusesReadableCAKey(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no mode bits on Windows")
+	}
+	dir := t.TempDir()
+	if _, err := InitLayout(context.Background(), InitOptions{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	l := DefaultLayout(dir)
+	if err := os.Chmod(l.CAKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewRenewer(RenewerOptions{CertPath: l.ServerCert, KeyPath: l.ServerKey}); !errors.Is(err, ErrKeyFilePermissions) {
+		t.Errorf("renewal on: got %v, want ErrKeyFilePermissions", err)
+	}
+	if _, err := NewRenewer(RenewerOptions{CertPath: l.ServerCert, KeyPath: l.ServerKey, Disabled: true}); err != nil {
+		t.Errorf("renewal off: got %v, want no error", err)
 	}
 }

@@ -262,7 +262,7 @@ func commit(dir string, changes []change, hook stepHook) error {
 	}
 
 	if err := writeJournal(); err != nil {
-		return fmt.Errorf("writing journal %q: %w", jpath, err)
+		return fmt.Errorf("starting the change (journal): %w", err)
 	}
 	if hook.crash("journal prepare") {
 		return errSimulatedCrash
@@ -280,7 +280,7 @@ func commit(dir string, changes []change, hook stepHook) error {
 	}
 	j.State = stateCommit
 	if err := writeJournal(); err != nil {
-		return undo(fmt.Errorf("writing journal %q: %w", jpath, err))
+		return undo(fmt.Errorf("committing the change (journal): %w", err))
 	}
 	if hook.crash("journal commit") {
 		return errSimulatedCrash

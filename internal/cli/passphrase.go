@@ -80,7 +80,12 @@ func (p *Passphrase) Source(what string) func() ([]byte, error) {
 // ForNewKey returns the passphrase to encrypt a new key with; a terminal
 // prompt asks twice and insists the answers match.
 func (p *Passphrase) ForNewKey(what string) ([]byte, error) {
-	p.once.Do(func() { p.pass, p.err = p.read(what, true) })
+	p.once.Do(func() {
+		p.pass, p.err = p.read(what, true)
+		if p.err != nil {
+			p.err = fmt.Errorf("reading passphrase: %w", p.err)
+		}
+	})
 	return p.pass, p.err
 }
 
@@ -91,16 +96,18 @@ func (p *Passphrase) getenv(k string) string {
 	return os.Getenv(k)
 }
 
+// read gets the passphrase. Its errors do not say "reading passphrase":
+// pki says it around a Source's errors, and ForNewKey around its own.
 func (p *Passphrase) read(what string, confirm bool) ([]byte, error) {
 	if p.File != "" {
 		data, err := os.ReadFile(p.File)
 		if err != nil {
-			return nil, fmt.Errorf("reading passphrase: %w", err)
+			return nil, err
 		}
 		line, _, _ := bytes.Cut(data, []byte("\n"))
 		line = bytes.TrimSuffix(line, []byte("\r"))
 		if len(line) == 0 {
-			return nil, fmt.Errorf("reading passphrase: %q is empty", p.File)
+			return nil, fmt.Errorf("passphrase file %q is empty", p.File)
 		}
 		return line, nil
 	}
@@ -132,7 +139,7 @@ func (p *Passphrase) read(what string, confirm bool) ([]byte, error) {
 		pw, err := readPw()
 		fmt.Fprintln(out)
 		if err != nil {
-			return nil, fmt.Errorf("reading passphrase: %w", err)
+			return nil, fmt.Errorf("from the terminal: %w", err)
 		}
 		return pw, nil
 	}
@@ -141,7 +148,7 @@ func (p *Passphrase) read(what string, confirm bool) ([]byte, error) {
 		return nil, err
 	}
 	if len(pw) == 0 {
-		return nil, errors.New("reading passphrase: empty passphrase")
+		return nil, errors.New("empty passphrase")
 	}
 	if confirm {
 		again, err := ask("Again, to confirm: ")
@@ -149,7 +156,7 @@ func (p *Passphrase) read(what string, confirm bool) ([]byte, error) {
 			return nil, err
 		}
 		if !bytes.Equal(pw, again) {
-			return nil, errors.New("reading passphrase: the two passphrases differ")
+			return nil, errors.New("the two passphrases differ")
 		}
 	}
 	return pw, nil

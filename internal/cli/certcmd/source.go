@@ -81,7 +81,7 @@ func keyHint(err error) error {
 	case errors.Is(err, pki.ErrIncorrectPassphrase):
 		return cli.WithHint(err, "check --password-file or $"+cli.PassphraseEnv)
 	case errors.Is(err, pki.ErrKeyFilePermissions):
-		return cli.WithHint(err, "a key readable by others may have leaked: consider rotating it with sc-cert rotate --promote-next")
+		return cli.WithHint(err, "a key others could read may have leaked: docs/ROTATION.md, emergency replacement (a server key: sc-cert rotate --promote-next; the CA key: sc-cert init --force)")
 	}
 	return err
 }

@@ -245,7 +245,7 @@ func loadHint(err error, o *options) error {
 	case errors.Is(err, pki.ErrIncorrectPassphrase):
 		return cli.WithHint(err, "check --key-password-file or $"+cli.PassphraseEnv)
 	case errors.Is(err, pki.ErrKeyFilePermissions):
-		return cli.WithHint(err, fmt.Sprintf("make it private with chmod 600 %s; if others could read it, replace the key: sc-cert rotate --promote-next", o.key))
+		return cli.WithHint(err, "make the file private (chmod 600); if others could read it, treat the key as leaked: docs/ROTATION.md, emergency replacement (a server key: sc-cert rotate --promote-next; the CA key: sc-cert init --force)")
 	}
 	return err
 }
