@@ -23,10 +23,74 @@
 // # Engines
 //
 // How connections are driven is an engine, chosen by [Options.Engine];
-// [Engines] lists the ones this build has. Every engine has the same
-// behaviour, the same [Events] and passes the same tests. "goroutine" is the
-// portable engine: one goroutine per connection on Go's runtime netpoller,
-// crypto/tls on top.
+// [Engines] lists the ones this build has, the default first. Every engine
+// has the same behaviour, the same [Events] and logs, and passes the same
+// tests.
+//
+// "goroutine" is the portable engine (Linux, macOS, Windows): one goroutine
+// per connection, blocked in Read on Go's runtime netpoller, crypto/tls on
+// top. An idle TLS connection holds its goroutine's stack, about 8 KB.
+//
+// "epoll" (Linux) holds an established, idle TLS connection with no
+// goroutine and no buffer of the server's own: only its socket, its
+// tls.Conn (crypto/tls keeps about 3.5 KB of buffers per connection that
+// no API releases, about 5 KB after a 4 KB record) and a slot in a table.
+// Each connection's handshake runs on a goroutine of its own over Go's
+// netpoller, under [Options.HandshakeTimeout], as in the goroutine engine.
+// Then the engine takes the socket (SyscallConn and dup, then closing the
+// *net.TCPConn, which removes the runtime's epoll registration) into an
+// epoll set of its own, edge-triggered, and a bounded pool of workers (four,
+// or twice GOMAXPROCS) serves the connections epoll reports ready. The epoll
+// descriptor itself is parked on Go's netpoller, so the loop holds no thread
+// while it waits; a sweep every sixteenth of the shorter of IdleTimeout and
+// WriteTimeout (5 ms to 250 ms) cuts connections whose deadline has passed,
+// so a connection may be cut up to one sweep late. Connections that a
+// listener wraps (anything but a *net.TCPConn, such as a PROXY protocol
+// reader, which may hold bytes the socket no longer has) are served the
+// goroutine engine's way. After a burst of handshakes the engine returns the
+// memory they freed to the operating system ([Options.KeepFreedMemory]).
+//
+// # How the epoll engine drives crypto/tls
+//
+// crypto/tls is used unmodified, through a net.Conn of the engine's own
+// (transport_linux.go) that is non-blocking after the hand-off. Its rules
+// come from crypto/tls's source (Go 1.27, crypto/tls/conn.go unless noted):
+//
+//   - A would-block never reaches Handshake: handshakes run before the
+//     hand-off, blocking, because a handshake error is sticky
+//     (Conn.handshakeContext keeps c.handshakeErr).
+//   - Read returns (n > 0, nil) when it got bytes, and a temporary net.Error
+//     only when it got none: readRecordOrCCS keeps its state across a
+//     temporary error but readFromUntil passes an error up even when the
+//     read that returned it completed the record.
+//   - tls.Conn.Read may return data together with that temporary error: its
+//     look-ahead for a close_notify after the data (Conn.Read) found only
+//     part of the next record. It is data, then would-block.
+//   - Data sent right after the client's Finished may already sit inside
+//     crypto/tls when Handshake returns (readFromUntil reads what the
+//     socket has), where no epoll event will announce it: every run,
+//     the first included, reads until would-block before the connection
+//     waits.
+//   - crypto/tls writes from inside Read — the answer to a KeyUpdate
+//     (handleKeyUpdate), alerts (sendAlertLocked) — and a failed write is
+//     fatal to it (Conn.Write and handleKeyUpdate call c.out.setErrorLocked).
+//     So Write never blocks and never fails below a bound: it copies what
+//     the socket does not take (writeRecordLocked reuses its buffer, from
+//     outBufPool) into a FIFO queue flushed on EPOLLOUT, takes no lock the
+//     engine holds around Read, and the engine arms EPOLLOUT as soon as a
+//     write, from Read or not, finds the socket full. While output is
+//     queued the connection's input is not read, so a peer that stops
+//     reading is cut when its write deadline passes or, should crypto/tls's
+//     own writes pile up, when the queue passes its bound.
+//   - tls.Conn.Close sets write deadlines around its close_notify
+//     (closeNotify); the transport's deadline methods do nothing after the
+//     hand-off, so the alert is written if the socket takes it.
+//
+// The race detector cannot see an ordering through epoll, so a connection
+// moves between goroutines only through a mutex (the hand-off inserts it in
+// the loop's table, where the loop finds it), a channel (the loop passes it
+// to a worker) or an atomic scheduling state (one worker at a time serves
+// it; an event that comes meanwhile makes that worker serve it again).
 //
 // # Behaviour
 //

@@ -480,3 +480,54 @@ func TestEpollHandOffRace(t *testing.T) {
 		rec.waitFor(t, "every connection closed", 10*time.Second, func() bool { return rec.active == 0 })
 	}
 }
+
+// TestEpollMemoryPolicy: freed memory is returned once a burst of
+// hand-offs has ended, at most once per period, and never when the
+// policy is off.
+func TestEpollMemoryPolicy(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	steps := []struct {
+		name     string
+		handoffs int64
+		at       time.Duration
+		want     int64 // releases so far
+	}{
+		{"nothing yet", 0, 0, 0},
+		{"a burst begins", 600, 100 * time.Millisecond, 0},
+		{"it goes on", 1200, 500 * time.Millisecond, 0},
+		{"quiet, not for long", 1200, 1200 * time.Millisecond, 0},
+		{"quiet for a second", 1200, 1500 * time.Millisecond, 1},
+		{"a second burst", 2500, 3 * time.Second, 1},
+		{"over, but too soon after the last release", 2500, 5 * time.Second, 1},
+		{"over, and the period passed", 2500, 12 * time.Second, 2},
+		{"no new burst", 2500, 30 * time.Second, 2},
+		{"a burst too small", 2600, 31 * time.Second, 2},
+		{"still too small", 2600, 50 * time.Second, 2},
+	}
+	for _, off := range []bool{false, true} {
+		t.Run(fmt.Sprintf("off=%v", off), func(t *testing.T) {
+			s, err := New(Options{Logger: testLogger(t), KeepFreedMemory: off})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ee := newEpollEngine(s)
+			for _, st := range steps {
+				ee.handoffs.Store(st.handoffs)
+				ee.checkMemory(t0.Add(st.at))
+				pollUntil(t, 10*time.Second, func() string {
+					if ee.releasing.Load() {
+						return st.name + ": the release is still running"
+					}
+					return ""
+				})
+				want := st.want
+				if off {
+					want = 0
+				}
+				if got := ee.releases.Load(); got != want {
+					t.Fatalf("%s: got %d releases, want %d", st.name, got, want)
+				}
+			}
+		})
+	}
+}

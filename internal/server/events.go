@@ -67,7 +67,9 @@ const (
 	// IdleTimeout.
 	CloseIdleTimeout = "idle_timeout"
 	// CloseWriteTimeout: the client did not take a reply within
-	// WriteTimeout (typically a client that sends but never reads).
+	// WriteTimeout (typically a client that sends but never reads) — or,
+	// on the epoll engine, left more unsent than the connection's output
+	// bound.
 	CloseWriteTimeout = "write_timeout"
 	// CloseProtocolError: framing was lost (a length over MaxMessage, or a
 	// frame cut short by the end of the stream).
