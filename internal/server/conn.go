@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -110,6 +111,18 @@ func (s *Server) answer(out, in []byte) (_ []byte, used int, err error) {
 		last = now
 	}
 	return out, used, nil
+}
+
+// frameRest returns how many bytes the frame begun at the front of b
+// still lacks: the rest of its header, then the rest of its body. A
+// draining server reads only that much, so that it answers every request
+// begun and no new one. b's header, once whole, has passed Parse's length
+// check.
+func frameRest(b []byte) int {
+	if len(b) < proto.HeaderSize {
+		return proto.HeaderSize - len(b)
+	}
+	return proto.HeaderSize + int(binary.LittleEndian.Uint32(b[4:])) - len(b)
 }
 
 // errTruncated ends a connection whose stream stopped inside a frame.

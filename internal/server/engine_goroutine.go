@@ -197,8 +197,12 @@ func (c *conn) serveBuffered(in, out []byte, w int, rerr error) (reason string, 
 			r = 0
 		}
 		c.extendRead()
+		room := in[w:]
+		if s.stopping.Load() {
+			room = room[:frameRest(in[:w])] // finish this request, begin no other
+		}
 		var n int
-		n, rerr = c.rw.Read(in[w:])
+		n, rerr = c.rw.Read(room)
 		w += n
 		if n > 0 && isTimeout(rerr) {
 			rerr = nil

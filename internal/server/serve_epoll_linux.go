@@ -103,7 +103,19 @@ func (e *epollEngine) readAndAnswer(c *conn) (reason string, err error, got bool
 	r := 0
 	var rerr, perr, werr error
 	for {
-		n, err := c.rw.Read(in[w:])
+		room := in[w:]
+		if s.stopping.Load() {
+			// A draining server answers every request begun and no new
+			// one, as the goroutine engine does, or a client that keeps
+			// sending would keep its connection open.
+			if w == 0 {
+				break
+			}
+			if room = room[:frameRest(in[:w])]; len(room) == 0 {
+				break // cannot happen: a whole frame would have been answered
+			}
+		}
+		n, err := c.rw.Read(room)
 		w += n
 		got = got || n > 0
 		// tls.Conn.Read may return data together with errWouldBlock: its
