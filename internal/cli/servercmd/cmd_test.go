@@ -18,6 +18,7 @@ import (
 	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/internal/client"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
+	"github.com/spacecaptain/spacecaptain/internal/server"
 	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
@@ -310,7 +311,7 @@ func TestJSONStartupLog(t *testing.T) {
 	leaf, _ := pki.ReadCertificateFile(l.ServerCert)
 	next, _ := pinning.ReadPinFile(l.NextKey)
 	want := map[string]string{
-		"addr": r.addr, "engine": "goroutine", "tls_min": "TLS 1.2", "tls_max": "TLS 1.3",
+		"addr": r.addr, "engine": server.Engines()[0], "tls_min": "TLS 1.2", "tls_max": "TLS 1.3",
 		"serial": pki.SerialHex(leaf.SerialNumber), "not_after": leaf.NotAfter.UTC().Format(time.RFC3339),
 		"pin": pinning.PinOf(leaf).String(), "next_pin": next.String(),
 	}
