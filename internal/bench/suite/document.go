@@ -261,7 +261,7 @@ func (d *document) writeTargets(w io.Writer) {
 			return "", false, false
 		}
 		r := s.perCPU / plain.perCPU
-		return fmt.Sprintf("TLS %s vs plaintext %s per CPU-s (%.0f%%)", count(s.perCPU), count(plain.perCPU), 100*r), r >= 0.85, true
+		return fmt.Sprintf("TLS %s vs plaintext %s per CPU-s (%.1f%%)", count(s.perCPU), count(plain.perCPU), 100*r), r >= 0.85, true
 	})
 	checks = append(checks, check{"Pipelined ECHO: TLS within 15% of our own plaintext mode, per server CPU-second", texts, v})
 
@@ -272,7 +272,7 @@ func (d *document) writeTargets(w io.Writer) {
 			return "", false, false
 		}
 		r := s.perCPU / g.perCPU
-		return fmt.Sprintf("%s vs goroutine %s per CPU-s (%.0f%%)", count(s.perCPU), count(g.perCPU), 100*r), r >= 0.95, true
+		return fmt.Sprintf("%s vs goroutine %s per CPU-s (%.1f%%)", count(s.perCPU), count(g.perCPU), 100*r), r >= 0.95, true
 	})
 	checks = append(checks, check{"Ping-pong ECHO, 50 connections, 64 B: epoll within 5% of the goroutine engine per server CPU-second, or better", texts, v})
 
@@ -283,7 +283,7 @@ func (d *document) writeTargets(w io.Writer) {
 			return "", false, false
 		}
 		r := s.p50 / g.p50
-		return fmt.Sprintf("p50 %.1f µs vs goroutine %.1f µs (%.0f%%)", s.p50, g.p50, 100*r), r <= 1.05, true
+		return fmt.Sprintf("p50 %.1f µs vs goroutine %.1f µs (%.1f%%)", s.p50, g.p50, 100*r), r <= 1.05, true
 	})
 	checks = append(checks, check{"Ping-pong ECHO, one connection: epoll p50 latency within 5% of the goroutine engine's, or better", texts, v})
 
