@@ -44,13 +44,12 @@ func (e *epollEngine) serveReady(c *conn) {
 		return
 	}
 
-	reason, err, got := e.readAndAnswer(c)
-	if reason == closeNow {
-		reason, err := c.writeFailed(err)
+	got, endNow, reason, err := e.readAndAnswer(c)
+	switch {
+	case endNow:
 		e.end(c, reason, err)
 		return
-	}
-	if reason != "" {
+	case reason != "":
 		e.endAfterFlush(c, reason, err)
 		return
 	}
@@ -77,18 +76,15 @@ func (e *epollEngine) serveReady(c *conn) {
 	}
 }
 
-// closeNow is readAndAnswer's reason for a write that failed: end at once
-// with writeFailed's reason.
-const closeNow = "close now"
-
 // readAndAnswer reads from c until would-block, answering every complete
 // frame and writing the replies to each read at once (more often if they
 // pass flushAt), then keeps a partial frame's buffer in c.loop.held. It stops
 // reading early while output is queued: the peer is not taking replies, so
 // its requests stay in the socket (TCP flow control pushes back on it)
-// rather than in our memory. It returns a reason when c must end, and
-// whether anything was read.
-func (e *epollEngine) readAndAnswer(c *conn) (reason string, err error, got bool) {
+// rather than in our memory. It returns whether anything was read and,
+// when c must end, why, and whether at once (a write failed) or once its
+// queued output is written.
+func (e *epollEngine) readAndAnswer(c *conn) (got, endNow bool, reason string, err error) {
 	s := e.s
 	lc := &c.loop
 	t := &lc.t
@@ -172,15 +168,16 @@ func (e *epollEngine) readAndAnswer(c *conn) (reason string, err error, got bool
 	}
 	switch {
 	case werr != nil:
-		return closeNow, werr, got
+		reason, err = c.writeFailed(werr)
+		return got, true, reason, err
 	case perr != nil:
 		// Framing is lost: the ERROR is in what was written; close.
-		return CloseProtocolError, perr, got
+		return got, false, CloseProtocolError, perr
 	case rerr != nil:
-		reason, err := c.readFailed(rerr, partial)
-		return reason, err, got
+		reason, err = c.readFailed(rerr, partial)
+		return got, false, reason, err
 	}
-	return "", nil, got
+	return got, false, "", nil
 }
 
 // endAfterFlush ends c for reason once its queued output is written (or
