@@ -243,7 +243,7 @@ func (e *epollEngine) handOff(c *conn, tcp *net.TCPConn) bool {
 
 	// This goroutine serves c's first run itself, so c is "running" before
 	// anything can see it: events, the sweep and drain only ask for
-	// another run, which this goroutine makes.
+	// another run, which it then leaves to the workers.
 	lc.sched.Store(schedRunning)
 	e.handoffs.Add(1)
 	// The table lock is the happens-before edge from this goroutine to the
@@ -284,8 +284,15 @@ func (e *epollEngine) handOff(c *conn, tcp *net.TCPConn) bool {
 	}
 	// The first run: data sent right after the client's Finished may sit
 	// inside crypto/tls already (its reads take what the socket has, conn.go
-	// readFromUntil), where no epoll event will ever announce it.
-	e.run(c)
+	// readFromUntil), where no epoll event will ever announce it. Runs
+	// that events ask for are the workers'.
+	e.serveReady(c)
+	if !lc.sched.CompareAndSwap(schedRunning, schedIdle) && lc.sched.CompareAndSwap(schedAgain, schedQueued) {
+		select {
+		case e.work <- c:
+		case <-e.quit:
+		}
+	}
 	return true
 }
 

@@ -349,8 +349,11 @@ func TestTransportRead(t *testing.T) {
 	tr, client := loopTransport(t)
 	buf := make([]byte, 64)
 	n, err := tr.Read(buf)
+	// Temporary is what crypto/tls asks of a read error (conn.go,
+	// readRecordOrCCS) before it keeps its state across it.
+	tmp, isTmp := err.(interface{ Temporary() bool })
 	var ne net.Error
-	if n != 0 || !errors.As(err, &ne) || !ne.Temporary() || ne.Timeout() {
+	if n != 0 || !errors.As(err, &ne) || !isTmp || !tmp.Temporary() || ne.Timeout() {
 		t.Fatalf("empty socket: got (%d, %v), want (0, a temporary net.Error that is no timeout)", n, err)
 	}
 	if _, err := client.Write([]byte("abc")); err != nil {
