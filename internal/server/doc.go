@@ -40,11 +40,16 @@
 // Then the engine takes the socket (SyscallConn and dup, then closing the
 // *net.TCPConn, which removes the runtime's epoll registration) into an
 // epoll set of its own, edge-triggered, and a bounded pool of workers (four,
-// or twice GOMAXPROCS) serves the connections epoll reports ready. The epoll
-// descriptor itself is parked on Go's netpoller, so the loop holds no thread
-// while it waits; a sweep every sixteenth of the shorter of IdleTimeout and
-// WriteTimeout (5 ms to 250 ms) cuts connections whose deadline has passed,
-// so a connection may be cut up to one sweep late. Connections that a
+// or twice GOMAXPROCS) serves the connections epoll reports ready. One
+// worker at a time polls: it serves a lone ready connection itself, which
+// spares a round trip the thread wake-up of handing it to another
+// goroutine, and signals idle workers when more are ready; a watchdog makes
+// another worker poll when a connection's run takes over 10 ms (a slow
+// Keys or Events callback). The epoll descriptor itself is parked on Go's
+// netpoller, so a waiting poller holds no thread. A sweep every sixteenth
+// of the shorter of IdleTimeout and WriteTimeout (5 ms to 250 ms) cuts
+// connections whose deadline has passed, so a connection may be cut up to
+// one sweep late. Connections that a
 // listener wraps (anything but a *net.TCPConn, such as a PROXY protocol
 // reader, which may hold bytes the socket no longer has) are served the
 // goroutine engine's way. After a burst of handshakes the engine returns the
@@ -87,10 +92,11 @@
 //     hand-off, so the alert is written if the socket takes it.
 //
 // The race detector cannot see an ordering through epoll, so a connection
-// moves between goroutines only through a mutex (the hand-off inserts it in
-// the loop's table, where the loop finds it), a channel (the loop passes it
-// to a worker) or an atomic scheduling state (one worker at a time serves
-// it; an event that comes meanwhile makes that worker serve it again).
+// moves between goroutines only through mutexes (the hand-off inserts it in
+// the engine's table, where the poller finds it; the poller puts it in a
+// ready queue, where a worker takes it) and an atomic scheduling state (one
+// goroutine at a time serves it; an event that comes meanwhile makes that
+// goroutine serve it again).
 //
 // # Behaviour
 //

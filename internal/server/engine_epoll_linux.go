@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -26,27 +25,29 @@ const (
 	epollOut = epollIn | unix.EPOLLOUT
 )
 
-// epollEngine drives established connections from one epoll loop of its
-// own and a bounded pool of workers, so that an idle connection has no
+// epollEngine drives established connections from an epoll set of its
+// own with a bounded pool of workers, so that an idle connection has no
 // goroutine and no buffer of the server's: only its socket, its tls.Conn
-// and a slot in the loop's table. The package doc says what it does; the
-// comments here say how.
+// and a slot in the engine's table. The package doc says what it does;
+// the comments here say how.
 //
 // A connection's life: accept (shared with every engine), then serve on a
 // goroutine of its own for the TLS handshake, on Go's netpoller under the
-// handshake deadline; then the hand-off (handOff) moves the socket to the
-// loop, and from then on a worker serves it whenever epoll reports it
-// ready (serveReady), until it ends.
+// handshake deadline; then the hand-off (handOff) moves the socket into
+// the epoll set, and from then on a worker serves it whenever epoll reports
+// it ready (serveReady), until it ends.
 //
-// The loop's epoll descriptor is itself registered with Go's netpoller
-// (an epoll descriptor is pollable; os.NewFile registers a non-blocking
-// one), so the loop parks like any goroutine instead of holding a thread
-// in epoll_wait, and its sweep of the idle and write deadlines runs on a
-// read deadline of that file.
+// One worker at a time leads the polling (poll_epoll_linux.go): it serves
+// a lone ready connection itself, so that no event waits for one goroutine
+// to wake another, and signals idle workers when more is ready. The
+// epoll descriptor is registered with Go's netpoller (an epoll descriptor
+// is pollable; os.NewFile registers a non-blocking one), so a polling
+// worker parks like any goroutine instead of holding a thread in
+// epoll_wait.
 type epollEngine struct {
 	s       *Server
 	workers int           // the pool's size
-	tick    time.Duration // how often the loop sweeps deadlines
+	tick    time.Duration // how often deadlines are swept
 	qBound  int           // a transport's output bound
 	qPool   sync.Pool     // output queue buffers (*[]byte)
 
@@ -54,36 +55,51 @@ type epollEngine struct {
 	queued atomic.Int64
 	// gen numbers hand-offs, for the epoll events' tags.
 	gen atomic.Uint32
-	// started: the loop has been started (it may have halted since).
+	// started: the engine has been started (it may have halted since).
 	started atomic.Bool
-	// handoffs counts connections that entered the loop; releases, the
-	// times the memory policy returned freed memory; releasing is set
+	// handoffs counts connections that entered the epoll set; releases,
+	// the times the memory policy returned freed memory; releasing is set
 	// while it does.
 	handoffs, releases atomic.Int64
 	releasing          atomic.Bool
 	// The memory policy's state and settings (see
-	// Options.KeepFreedMemory), the loop's own.
+	// Options.KeepFreedMemory), the sweeper's own.
 	policy memoryPolicy
 	// startLog limits the warning that the engine cannot start.
 	startLog logLimiter
+	// The workers (poll_epoll_linux.go): an idle worker receives from
+	// signal to serve what is queued, and from lead to become a leader; lw
+	// is what the watchdog knows of each worker as a leader.
+	signal chan struct{}
+	lead   chan struct{}
+	lw     []leadWatch
 
 	mu      sync.Mutex
-	running bool // the loop and the workers run
+	running bool // the workers and the sweeper run
 	halted  bool // stopped for good: no more hand-offs
 	epfd    int
+	evfd    int      // an eventfd in the epoll set, to wake a parked poller
 	file    *os.File // epfd, registered with Go's netpoller
-	table   []*conn  // the connections in the loop, by descriptor
-	count   int      // connections in the loop or entering it
-	work    chan *conn
-	quit    chan struct{} // closed when the loop has ended
+	rc      syscall.RawConn
+	table   []*conn       // the connections in the epoll set, by descriptor
+	count   int           // connections in the epoll set or entering it
+	quit    chan struct{} // closed when the engine halts: ends the sweeper
+
+	// ready holds the connections waiting for a worker (schedQueued),
+	// oldest first, from ready[readyHead:]. Each is there at most once, so
+	// it never holds more than the connections.
+	qmu       sync.Mutex
+	ready     []*conn
+	readyHead int
 }
 
-// Scheduling states of a connection in the loop (loopConn.sched). A
-// connection is served by one worker at a time: an event that comes while
-// it is being served makes that worker serve it once more.
+// Scheduling states of a connection in the loop — the epoll set and the
+// workers that serve it — kept in loopConn.sched. A connection is served by
+// one goroutine at a time: an event that comes while it is being served
+// makes that goroutine serve it once more.
 const (
 	schedIdle    int32 = iota // parked: the next event queues it
-	schedQueued               // in the work channel
+	schedQueued               // in the ready queue
 	schedRunning              // a worker serves it
 	schedAgain                // a worker serves it, and it must serve it again
 	schedDone                 // ended
@@ -154,7 +170,7 @@ type memoryPolicy struct {
 	lastAt     time.Time
 }
 
-// checkMemory applies the memory policy; the loop calls it every tick.
+// checkMemory applies the memory policy; the sweeper calls it every tick.
 func (e *epollEngine) checkMemory(now time.Time) {
 	p := &e.policy
 	if p.off {
@@ -172,8 +188,8 @@ func (e *epollEngine) checkMemory(now time.Time) {
 		return
 	}
 	p.releasedAt, p.lastAt = n, now
-	// Off the loop: the collection takes tens of milliseconds, and the
-	// loop must go on dispatching.
+	// Off the sweeper: the collection takes tens of milliseconds, and the
+	// sweeps must go on.
 	go func() {
 		defer e.releasing.Store(false)
 		debug.FreeOSMemory()
@@ -247,9 +263,9 @@ func (e *epollEngine) handOff(c *conn, tcp *net.TCPConn) bool {
 	lc.sched.Store(schedRunning)
 	e.handoffs.Add(1)
 	// The table lock is the happens-before edge from this goroutine to the
-	// loop and the workers (the race detector cannot see one through
-	// epoll): the loop finds c under it and passes it to a worker through a
-	// channel. The count keeps the loop, and so epfd, alive until release.
+	// workers (the race detector cannot see one through epoll): a polling
+	// worker finds c under it. The count keeps the engine, and so epfd,
+	// alive until release.
 	e.mu.Lock()
 	stopping := s.stopping.Load()
 	if !stopping {
@@ -288,10 +304,8 @@ func (e *epollEngine) handOff(c *conn, tcp *net.TCPConn) bool {
 	// that events ask for are the workers'.
 	e.serveReady(c)
 	if !lc.sched.CompareAndSwap(schedRunning, schedIdle) && lc.sched.CompareAndSwap(schedAgain, schedQueued) {
-		select {
-		case e.work <- c:
-		case <-e.quit:
-		}
+		e.pushReady(c)
+		e.wake()
 	}
 	return true
 }
@@ -353,61 +367,79 @@ func (e *epollEngine) release(c *conn) {
 	t.mu.Unlock()
 }
 
-// startLocked starts the loop and the workers.
+// startLocked starts the workers and the sweeper.
 func (e *epollEngine) startLocked() error {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return os.NewSyscallError("epoll_create1", err)
 	}
+	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return os.NewSyscallError("eventfd", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(evfd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		unix.Close(evfd)
+		unix.Close(epfd)
+		return os.NewSyscallError("epoll_ctl", err)
+	}
 	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(evfd)
 		unix.Close(epfd)
 		return os.NewSyscallError("fcntl", err)
 	}
 	f := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := f.SyscallConn()
 	// NewFile registers a non-blocking descriptor with the netpoller when
 	// it can; deadlines work only on one it registered.
-	if err := f.SetReadDeadline(time.Time{}); err != nil {
-		f.Close()
-		return fmt.Errorf("registering the epoll descriptor with the runtime: %w", err)
+	if err == nil {
+		err = f.SetReadDeadline(time.Time{})
 	}
-	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
-		return err
+		unix.Close(evfd)
+		return fmt.Errorf("registering the epoll descriptor with the runtime: %w", err)
 	}
-	e.epfd, e.file, e.running = epfd, f, true
+	e.epfd, e.evfd, e.file, e.rc, e.running = epfd, evfd, f, rc, true
 	e.started.Store(true)
-	e.work = make(chan *conn, 1024)
 	e.quit = make(chan struct{})
-	go e.loop(f, rc, e.quit)
-	for range e.workers {
-		go e.worker(e.work, e.quit)
+	e.signal = make(chan struct{})
+	e.lead = make(chan struct{})
+	e.lw = make([]leadWatch, e.workers)
+	for i := range e.workers {
+		go e.worker(i, i == 0)
 	}
+	go e.sweeper(e.quit)
 	return nil
 }
 
 // maybeHaltLocked halts the engine once the server is stopping and no
-// connection is left in the loop. It returns the loop's file, which the
-// caller must close after unlocking e.mu: that ends the loop, which ends
-// the workers. (Closing a pollable os.File waits for the loop's RawRead to
-// let go of it, and the loop may be waiting for e.mu.)
-func (e *epollEngine) maybeHaltLocked() *os.File {
+// connection is left in the epoll set. It returns true if the caller must
+// finish the halt with unlockAndHalt: closing the epoll file, which waits
+// for the polling worker to let go of it, must happen without e.mu, which
+// that worker may be waiting for.
+func (e *epollEngine) maybeHaltLocked() bool {
 	if e.count > 0 || !e.s.stopping.Load() {
-		return nil
+		return false
 	}
 	e.halted = true
 	if !e.running {
-		return nil
+		return false
 	}
 	e.running = false
-	return e.file
+	close(e.quit)
+	return true
 }
 
-// unlockAndHalt unlocks e.mu and closes f, if not nil.
-func (e *epollEngine) unlockAndHalt(f *os.File) {
+// unlockAndHalt unlocks e.mu and, if halt, ends the workers: they return
+// once the epoll file is closed. wake never writes to the eventfd once
+// running is false, so it can be closed then.
+func (e *epollEngine) unlockAndHalt(halt bool) {
 	e.mu.Unlock()
-	if f != nil {
-		f.Close()
+	if halt {
+		e.file.Close()
+		unix.Close(e.evfd)
 	}
 }
 
@@ -460,155 +492,9 @@ func (e *epollEngine) drain() {
 	}
 	s.mu.Unlock()
 	for _, c := range wake {
-		e.notify(c, 0)
+		e.notify(c)
 	}
-}
-
-// notify makes c's worker serve it: it queues c unless c is queued or
-// being served already, in which case that run serves it again.
-func (e *epollEngine) notify(c *conn, events uint32) {
-	lc := &c.loop
-	if events != 0 {
-		lc.events.Or(events)
-	}
-	for {
-		switch lc.sched.Load() {
-		case schedIdle:
-			if lc.sched.CompareAndSwap(schedIdle, schedQueued) {
-				select {
-				case e.work <- c:
-				case <-e.quit:
-				}
-				return
-			}
-		case schedRunning:
-			if lc.sched.CompareAndSwap(schedRunning, schedAgain) {
-				return
-			}
-		default:
-			return
-		}
-	}
-}
-
-func (e *epollEngine) worker(work <-chan *conn, quit <-chan struct{}) {
-	for {
-		select {
-		case c := <-work:
-			c.loop.sched.Store(schedRunning) // from schedQueued, which notify leaves alone
-			e.run(c)
-		case <-quit:
-			return
-		}
-	}
-}
-
-// run serves c, which this goroutine has marked running, until it parks
-// or ends.
-func (e *epollEngine) run(c *conn) {
-	lc := &c.loop
-	for {
-		e.serveReady(c)
-		if lc.sched.CompareAndSwap(schedRunning, schedIdle) || lc.sched.Load() == schedDone {
-			return
-		}
-		lc.sched.Store(schedRunning)
-	}
-}
-
-// loop waits for epoll events and hands them to the workers, and sweeps
-// the deadlines every tick, until the engine halts.
-func (e *epollEngine) loop(f *os.File, rc syscall.RawConn, quit chan struct{}) {
-	defer close(quit)
-	events := make([]unix.EpollEvent, 256)
-	var ready []*conn
-	next := time.Now().Add(e.tick)
-	poll := func(uintptr) bool {
-		for {
-			n, err := unix.EpollWait(e.epfd, events, 0)
-			if err == unix.EINTR {
-				// epoll_wait is never restarted after a signal handler
-				// (signal(7)), and Go preempts goroutines with signals:
-				// poll again, for parking now could leave events behind.
-				continue
-			}
-			if err != nil {
-				return true // EBADF, EINVAL: cannot happen while f is open
-			}
-			ready = e.dispatch(events[:n], ready)
-			if now := time.Now(); !now.Before(next) {
-				ready = e.sweep(now, ready)
-				next = now.Add(e.tick)
-			}
-			if n < len(events) {
-				// Parking now is safe: an event after this epoll_wait makes
-				// epfd readable again, which wakes RawRead's wait.
-				return false
-			}
-		}
-	}
-	for {
-		_ = f.SetReadDeadline(next)
-		err := rc.Read(poll)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			now := time.Now()
-			ready = e.sweep(now, ready)
-			next = now.Add(e.tick)
-			continue
-		}
-		return
-	}
-}
-
-// dispatch notifies the connections that events name. ready is scratch
-// space, returned for reuse.
-func (e *epollEngine) dispatch(events []unix.EpollEvent, ready []*conn) []*conn {
-	if len(events) == 0 {
-		return ready
-	}
-	e.mu.Lock()
-	for i := range events {
-		ev := &events[i]
-		if fd := int(ev.Fd); fd < len(e.table) {
-			if c := e.table[fd]; c != nil && c.loop.t.gen == uint32(ev.Pad) {
-				c.loop.events.Or(ev.Events)
-				ready = append(ready, c)
-			}
-		}
-	}
-	e.mu.Unlock()
-	for i, c := range ready {
-		e.notify(c, 0)
-		ready[i] = nil
-	}
-	return ready[:0]
-}
-
-// sweep wakes the connections whose idle or write deadline has passed;
-// their worker checks and ends them.
-func (e *epollEngine) sweep(now time.Time, ready []*conn) []*conn {
-	e.checkMemory(now)
-	ns := now.UnixNano()
-	e.mu.Lock()
-	for _, c := range e.table {
-		if c == nil {
-			continue
-		}
-		t := &c.loop.t
-		if wb := t.writeBy.Load(); wb != 0 {
-			if ns >= wb {
-				ready = append(ready, c)
-			}
-		} else if ns >= t.readBy.Load() {
-			ready = append(ready, c)
-		}
-	}
-	e.mu.Unlock()
-	for i, c := range ready {
-		e.notify(c, 0)
-		ready[i] = nil
-	}
-	return ready[:0]
+	e.wake()
 }
 
 func (e *epollEngine) getQueue(n int) []byte {

@@ -534,3 +534,45 @@ func TestEpollMemoryPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestEpollSlowCallbackDoesNotStall: a connection whose request blocks in
+// a slow Keys callback — served by the leader itself, as a lone ready
+// connection is — does not hold up the others: the watchdog makes another
+// worker lead.
+func TestEpollSlowCallbackDoesNotStall(t *testing.T) {
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	e := start(t, engineEpoll, modeTLS13, Options{Keys: func() []byte {
+		entered <- struct{}{}
+		<-release
+		return []byte("slow")
+	}})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	others := make([]net.Conn, 3)
+	for i := range others {
+		others[i] = e.dial()
+		roundTrip(t, others[i], proto.Echo, []byte("warm"))
+	}
+	// In the loop first, so that its KEYS comes to the leader as a lone
+	// ready connection, which the leader serves itself.
+	slow := e.dial()
+	roundTrip(t, slow, proto.Echo, []byte("warm"))
+	send(t, slow, proto.Keys, nil)
+	<-entered
+	began := time.Now()
+	for round := range 20 {
+		for i, c := range others {
+			body := fmt.Appendf(nil, "round %d conn %d", round, i)
+			if f := roundTrip(t, c, proto.Echo, body); !bytes.Equal(f.Body, body) {
+				t.Fatalf("got %q, want %q", f.Body, body)
+			}
+		}
+	}
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("60 round trips took %v while one callback was stuck, want them unaffected", took)
+	}
+	releaseOnce.Do(func() { close(release) })
+	if f := receive(t, slow); f.Type != proto.Keys || string(f.Body) != "slow" {
+		t.Fatalf("slow request: got (%v, %q)", f.Type, f.Body)
+	}
+}

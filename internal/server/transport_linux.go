@@ -76,7 +76,7 @@ type transport struct {
 	q    []byte // bytes the socket has not taken yet, in order; nil when none
 	qoff int    // q[qoff:] is still to be written
 
-	readBy  atomic.Int64 // unix nanoseconds: the idle deadline (the loop's sweep reads it)
+	readBy  atomic.Int64 // unix nanoseconds: the idle deadline (the sweeper reads it)
 	writeBy atomic.Int64 // unix nanoseconds: the write deadline while q holds bytes; 0 when empty
 }
 
@@ -106,7 +106,7 @@ func (t *transport) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: t.tcp.LocalAddr(), Addr: t.tcp.RemoteAddr(), Err: err}
 }
 
-// timeout is the error of a deadline the loop's sweep found passed, worded
+// timeout is the error of a deadline the sweeper found passed, worded
 // as the runtime words its own ("read tcp A->B: i/o timeout").
 func (t *transport) timeout(op string) error { return t.opError(op, os.ErrDeadlineExceeded) }
 
