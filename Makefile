@@ -3,7 +3,7 @@
 # command then fetches through the module proxy if the machine's Go is older.
 export GOTOOLCHAIN := auto
 
-.PHONY: run test deps build clean
+.PHONY: run test bench deps build clean
 
 ## run: the server on its defaults (first run makes ./certs and prints the pins)
 run:
@@ -12,6 +12,10 @@ run:
 ## test: everything the project checks (what CI runs)
 test: deps
 	scripts/test.sh
+
+## bench: the full benchmark matrix (about 25 minutes); writes docs/BENCHMARKS.md
+bench:
+	scripts/bench.sh
 
 ## deps: the Debian packages the tests use (openssl, Mbed TLS, haproxy, scanners)
 deps:

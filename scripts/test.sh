@@ -45,6 +45,9 @@ step "load tests without the race detector (it slows TLS handshakes ~15x)"
 # numbers (5,000 concurrent TLS connections) are checked here.
 go test -count=1 -run 'TestManyConnections' ./internal/server/
 
+step "benchmark smoke: every bench mode once against each engine, seconds"
+scripts/bench.sh --smoke
+
 step "zlint on every kind of certificate sc-cert makes"
 scripts/zlint.sh
 

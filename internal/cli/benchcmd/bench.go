@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -107,7 +106,7 @@ the report if any operation failed.`,
 	fs.BoolVar(&o.insecure, "insecure", false, "do not verify the server at all (for load-testing your own server)")
 	fs.StringVar(&o.serverName, "server-name", "", "TLS server `NAME` to send (SNI) and verify with --ca (default: the host of --server)")
 	fs.StringVar(&o.version, "tls", "", "TLS `VERSION` to use: 1.2 or 1.3 (default: the best both ends have)")
-	fs.StringVar(&o.groups, "groups", "", "key exchange `GROUPS` to offer, in order, comma-separated: "+strings.Join(groupNames(), ", ")+" (default: Go's, the post-quantum hybrid first)")
+	fs.StringVar(&o.groups, "groups", "", "key exchange `GROUPS` to offer, in order, comma-separated: "+strings.Join(cli.GroupNames(), ", ")+" (default: Go's, the post-quantum hybrid first)")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 	cmd.MarkFlagsMutuallyExclusive("plaintext", "ca")
 	cmd.MarkFlagsMutuallyExclusive("plaintext", "pin")
@@ -179,7 +178,7 @@ func (o *benchOptions) tlsConfig(stderr io.Writer) (*tls.Config, error) {
 		return nil, cli.Usagef("--tls %q: want 1.2 or 1.3", o.version)
 	}
 	if o.groups != "" {
-		ids, err := parseGroups(o.groups)
+		ids, err := cli.ParseGroups(o.groups)
 		if err != nil {
 			return nil, cli.Usagef("--groups: %v", err)
 		}
@@ -232,48 +231,6 @@ func (o *benchOptions) tlsConfig(stderr io.Writer) (*tls.Config, error) {
 		return nil, err
 	}
 	return trust.Config(), nil
-}
-
-// groups are the key exchange groups --groups accepts, by crypto/tls's
-// names; aliases map other common spellings to them.
-var groups = []tls.CurveID{
-	tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024,
-	tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521,
-}
-
-var groupAliases = map[string]tls.CurveID{
-	"p-256": tls.CurveP256, "p256": tls.CurveP256, "secp256r1": tls.CurveP256, "prime256v1": tls.CurveP256,
-	"p-384": tls.CurveP384, "p384": tls.CurveP384, "secp384r1": tls.CurveP384,
-	"p-521": tls.CurveP521, "p521": tls.CurveP521, "secp521r1": tls.CurveP521,
-}
-
-// groupNames lists the names of groups for help and errors: crypto/tls's,
-// but P-256 rather than CurveP256.
-func groupNames() []string {
-	var names []string
-	for _, g := range groups {
-		names = append(names, strings.Replace(g.String(), "CurveP", "P-", 1))
-	}
-	return names
-}
-
-func parseGroups(list string) ([]tls.CurveID, error) {
-	var ids []tls.CurveID
-	for _, name := range strings.Split(list, ",") {
-		name = strings.TrimSpace(name)
-		id, ok := groupAliases[strings.ToLower(name)]
-		if !ok {
-			i := slices.IndexFunc(groups, func(g tls.CurveID) bool { return strings.EqualFold(g.String(), name) })
-			if i < 0 {
-				return nil, fmt.Errorf("unknown group %q: want %s", name, strings.Join(groupNames(), ", "))
-			}
-			id = groups[i]
-		}
-		if !slices.Contains(ids, id) {
-			ids = append(ids, id)
-		}
-	}
-	return ids, nil
 }
 
 // startProgress draws a progress bar on w while b runs, if w is a

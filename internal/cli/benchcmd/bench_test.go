@@ -216,26 +216,6 @@ func TestBenchMissingCAFile(t *testing.T) {
 	}
 }
 
-func TestParseGroups(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []tls.CurveID
-	}{
-		{"X25519MLKEM768", []tls.CurveID{tls.X25519MLKEM768}},
-		{"x25519, p256,secp384r1", []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384}},
-		{"P-256,prime256v1", []tls.CurveID{tls.CurveP256}},
-	}
-	for _, tt := range tests {
-		got, err := parseGroups(tt.in)
-		if err != nil || !slices.Equal(got, tt.want) {
-			t.Errorf("parseGroups(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
-		}
-	}
-	if _, err := parseGroups("x25519,,p256"); err == nil {
-		t.Error("parseGroups accepted an empty name")
-	}
-}
-
 func TestProgressLine(t *testing.T) {
 	got := progressLine(bench.ModeEcho, bench.Progress{Phase: "running", Ops: 5000, Elapsed: 2 * time.Second, Done: 0.5})
 	want := "echo running    [===============               ]  50% 5000 ops 2500/s, 0 errors"
