@@ -45,14 +45,14 @@
 // spares a round trip the thread wake-up of handing it to another
 // goroutine, and signals idle workers when more are ready; a watchdog makes
 // another worker poll when a connection's run takes over 10 ms (a slow
-// Keys or Events callback). The epoll descriptor itself is parked on Go's
-// netpoller, so a waiting poller holds no thread. A sweep every sixteenth
-// of the shorter of IdleTimeout and WriteTimeout (5 ms to 250 ms) cuts
-// connections whose deadline has passed, so a connection may be cut up to
-// one sweep late. Connections that a
-// listener wraps (anything but a *net.TCPConn, such as a PROXY protocol
-// reader, which may hold bytes the socket no longer has) are served the
-// goroutine engine's way. After a burst of handshakes the engine returns the
+// Keys or Events callback), noticed within 100 ms. The epoll descriptor
+// itself is parked on Go's netpoller, so a waiting poller holds no thread.
+// A sweep every sixteenth of the shorter of IdleTimeout and WriteTimeout
+// (5 ms to 250 ms) cuts connections whose deadline has passed, so a
+// connection may be cut up to one sweep late. Connections that a listener
+// wraps (anything but a *net.TCPConn, such as a PROXY protocol reader,
+// which may hold bytes the socket no longer has) are served the goroutine
+// engine's way. After a burst of handshakes the engine returns the
 // memory they freed to the operating system ([Options.KeepFreedMemory]).
 //
 // # How the epoll engine drives crypto/tls
