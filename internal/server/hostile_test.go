@@ -369,14 +369,14 @@ func TestResetMidStream(t *testing.T) {
 	type point struct {
 		name    string
 		tlsOnly bool
-		allowed []string // the close reasons it may give
+		allowed []string // the close reasons it may give; nil: a failed handshake in TLS, a read error in plaintext
 		// do runs one connection to the point of the reset and returns
 		// the socket to reset.
 		do func(t *testing.T, e *testEnv) net.Conn
 	}
 	streamErr := []string{CloseReadError}
 	points := []point{
-		{"before a byte", false, []string{CloseReadError, CloseEOF, CloseHandshakeError}, func(t *testing.T, e *testEnv) net.Conn {
+		{"before a byte", false, nil, func(t *testing.T, e *testEnv) net.Conn {
 			return e.dialRaw()
 		}},
 		{"mid-ClientHello", true, []string{CloseHandshakeError}, func(t *testing.T, e *testEnv) net.Conn {
@@ -456,12 +456,19 @@ func TestResetMidStream(t *testing.T) {
 					e.rec.waitFor(t, p.name+": every connection accepted and closed", 20*time.Second, func() bool {
 						return e.rec.accepted == accepted+per && e.rec.active == 0
 					})
+					allowed := p.allowed
+					if allowed == nil {
+						allowed = []string{CloseReadError}
+						if m.tls {
+							allowed = []string{CloseHandshakeError}
+						}
+					}
 					got := e.rec.closedSince(before)
 					total := 0
 					for reason, k := range got {
 						total += k
-						if !slices.Contains(p.allowed, reason) {
-							t.Errorf("%s: %d closed for %s, want only %v (all: %v)", p.name, k, reason, p.allowed, got)
+						if !slices.Contains(allowed, reason) {
+							t.Errorf("%s: %d closed for %s, want only %v (all: %v)", p.name, k, reason, allowed, got)
 						}
 					}
 					if total != per {
@@ -580,10 +587,8 @@ func TestOversizedClientHello(t *testing.T) {
 				t.Run(m.name, func(t *testing.T) {
 					e := start(t, engine, m, Options{})
 					for _, records := range []int{0, 64} {
-						raw := e.dialRaw()
-						cc := &countingConn{Conn: raw}
-						var conn net.Conn = cc
-						rcc := &rechunkConn{Conn: cc, size: records}
+						var conn net.Conn = e.dialRaw()
+						rcc := &rechunkConn{Conn: conn, size: records}
 						if records > 0 {
 							conn = rcc
 						}
@@ -617,8 +622,14 @@ func TestOversizedClientHello(t *testing.T) {
 						var before, after runtime.MemStats
 						runtime.ReadMemStats(&before)
 						_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-						go func() { _, _ = c.Write(r.data) }() // the server may stop reading: a reset is fine
+						wrote := make(chan struct{})
+						go func() { // the server may stop reading: a reset is fine
+							defer close(wrote)
+							_, _ = c.Write(r.data)
+						}()
 						got, err := io.ReadAll(c)
+						c.Close()
+						<-wrote
 						if isTimeout(err) {
 							t.Fatalf("%s: still open after 10 s, want it refused", r.name)
 						}
@@ -995,7 +1006,7 @@ func TestKeyUpdateRequestedNeverRead(t *testing.T) {
 	for _, engine := range testEngines() {
 		t.Run(engine, func(t *testing.T) {
 			if engine == engineGoroutine {
-				t.Skip("known bug: the goroutine engine answers a KeyUpdate with no write deadline (conn.unboundWrite clears it before every read), so a client that asks for key updates and never reads holds its connection, goroutine and buffers for ever")
+				t.Skip("known bug: the goroutine engine writes crypto/tls's KeyUpdate answers (from inside Read) with no write deadline — conn.unboundWrite clears it before each idle read and only a reply (conn.write) sets it again — so a client that asks for key updates and never reads holds its connection, goroutine and pooled buffers for ever")
 			}
 			cert, pool := mustCert(t)
 			cfg := serverTLS(cert)
@@ -1171,9 +1182,7 @@ func TestDroppedMidHandshake(t *testing.T) {
 				return e.rec.active == 0 && e.rec.hsErrors == hsErrors+n
 			})
 			t.Logf("%d connections dropped mid-handshake in %v", n, time.Since(began).Round(time.Millisecond))
-			e.rec.mu.Lock()
-			closed := maps.Clone(e.rec.closed)
-			e.rec.mu.Unlock()
+			closed := e.rec.closedCopy()
 			if closed[CloseHandshakeError] != n {
 				t.Errorf("closed: %v, want %d for %s", closed, n, CloseHandshakeError)
 			}
