@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -133,6 +134,9 @@ type InitResult struct {
 	Server *x509.Certificate
 	// NextKey is the public half of server.next.key; pin it ahead of time.
 	NextKey crypto.PublicKey
+	// RemovedCAKey is the CA key a self-signed re-initialisation removed
+	// (with Overwrite), or "" when there was none.
+	RemovedCAKey string
 }
 
 // InitLayout makes the default certificate layout in one crash-safe step:
@@ -239,6 +243,17 @@ func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
 
 	if err := commit(l.Dir, changes, opts.hook); err != nil {
 		return nil, fmt.Errorf("initialising %q: %w", l.Dir, err)
+	}
+	if opts.SelfSigned && opts.Overwrite {
+		// A CA key left from an earlier CA layout would sign nothing in
+		// this one, yet renewal would still find it beside the certificate
+		// and an operator would still have to guard it: it goes.
+		switch err := os.Remove(l.CAKey); {
+		case err == nil:
+			res.RemovedCAKey = l.CAKey
+		case !errors.Is(err, fs.ErrNotExist):
+			return res, fmt.Errorf("initialising %q: the new self-signed layout is in place but the old CA key %q could not be removed (remove it by hand): %w", l.Dir, l.CAKey, err)
+		}
 	}
 	return res, nil
 }

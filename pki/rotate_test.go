@@ -81,6 +81,30 @@ func TestInitLayout(t *testing.T) {
 	}
 }
 
+// TestInitSelfSignedOverCA re-initialises a CA layout as self-signed: the
+// old CA key, which nothing in the new layout uses, must not linger.
+func TestInitSelfSignedOverCA(t *testing.T) {
+	l := mustInit(t, InitOptions{}).Layout
+	res, err := InitLayout(context.Background(), InitOptions{Dir: l.Dir, SelfSigned: true, Overwrite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(l.CAKey); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ca.key after self-signed re-init: got %v, want it removed", err)
+	}
+	if res.RemovedCAKey != l.CAKey {
+		t.Errorf("RemovedCAKey: got %q, want %q", res.RemovedCAKey, l.CAKey)
+	}
+	// And without an old CA key there is nothing to report.
+	res, err = InitLayout(context.Background(), InitOptions{Dir: l.Dir, SelfSigned: true, Overwrite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RemovedCAKey != "" {
+		t.Errorf("RemovedCAKey on a self-signed re-init: got %q, want none", res.RemovedCAKey)
+	}
+}
+
 func TestInitLayoutEncryptedKeys(t *testing.T) {
 	r := mustInit(t, InitOptions{KeyPassphrase: []byte("server pw"), CAKeyPassphrase: []byte("ca pw")})
 	l := r.Layout

@@ -45,8 +45,9 @@ none does):
                    can be handed out before the rollover (rotate --promote-next)
 
 With --self-signed it makes the plain layout instead: server.crt is
-self-signed, ca.crt is a copy of it and there is no ca.key. Every re-issue
-then invalidates the copy CA-file clients hold.
+self-signed, ca.crt is a copy of it and there is no ca.key (--force over
+a CA layout removes the old one). Every re-issue then invalidates the copy
+CA-file clients hold.
 
 It prints the pins of the server key and the next key, and what to do next.
 Existing files are left alone unless --force is given.`,
@@ -144,6 +145,9 @@ func runInit(ctx context.Context, stdout, stderr io.Writer, env *Env, o *initOpt
 		out.Files = []fileRef{{l.CACert, "local CA certificate (for CA-file clients)"}, {l.CAKey, "local CA key"}}
 	}
 	out.Files = append(out.Files, fileRef{l.ServerCert, "server certificate"}, fileRef{l.ServerKey, "server key"}, fileRef{l.NextKey, "next server key"})
+	if res.RemovedCAKey != "" {
+		fmt.Fprintf(stderr, "sc-cert: removed %s: the self-signed layout has no CA\n", res.RemovedCAKey)
+	}
 	if res.SelfSigned {
 		fmt.Fprintf(stderr, "sc-cert: warning: %s is a copy of the self-signed %s: CA-file clients need the new copy after every re-issue (sc-cert rotate); pin and TOFU clients keep working\n", l.CACert, l.ServerCert)
 	}
