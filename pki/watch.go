@@ -67,6 +67,18 @@ const (
 // counts as "maybe changed" — a Kubernetes secret mount swaps its "..data"
 // symlink and its events never name the file — and the reload function
 // compares content hashes, so spurious events cost a few reads.
+//
+// What differs per platform, and why the periodic check stays on:
+//   - Linux (inotify): adding a watch fails with ENOSPC once the user's
+//     fs.inotify.max_user_watches is used up (by every process of the
+//     user, editors and IDEs included); the directory is then logged once
+//     as unwatchable and only the periodic check sees its changes.
+//   - BSD and macOS (kqueue): a watched directory costs one open file per
+//     entry in it, counted against the server's own open-file limit; keep
+//     the certificate directory small (the default layout has five files).
+//   - Windows: directories are watched natively (ReadDirectoryChangesW);
+//     there is no SIGHUP, so the watcher and the periodic check are the
+//     only triggers besides an explicit Reload.
 type watcher struct {
 	files    []string
 	debounce time.Duration
