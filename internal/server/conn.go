@@ -61,8 +61,10 @@ type conn struct {
 	state  atomic.Int32
 	forced atomic.Bool // closed hard by forceClose
 
-	readBy       time.Time // the read deadline last set
-	writeBounded bool      // a write deadline is set
+	readBy  time.Time // the read deadline last set
+	writeBy time.Time // the write deadline last set
+	werr    error     // the first write to the socket that failed (sockConn)
+	gsock   sockConn  // the socket as the goroutine engine serves it
 
 	// hdr is all an idle connection of the goroutine engine reads into:
 	// one header's worth, so that it holds no buffer of the server's own
@@ -167,9 +169,15 @@ func (s *Server) finish(c *conn, reason string, err error) {
 // says whether a request had begun.
 func (c *conn) readFailed(err error, partial bool) (string, error) {
 	s := c.srv
-	switch {
-	case c.forced.Load():
+	if c.forced.Load() {
 		return CloseForced, nil
+	}
+	if c.werr != nil {
+		// The read failed behind a write from inside it that the client
+		// never took: a client that does not read.
+		return c.writeFailed(c.werr)
+	}
+	switch {
 	case isTimeout(err):
 		if s.stopping.Load() && !partial {
 			return CloseShutdown, nil
@@ -207,34 +215,65 @@ func isTimeout(err error) bool {
 // when the one set is more than IdleTimeout/16 old, because setting a
 // deadline costs a timer update and a ping-pong client would pay it on
 // every message.
+//
+// On TLS it also puts the write deadline at WriteTimeout past the read
+// deadline. crypto/tls writes from inside Read — the answer to a
+// KeyUpdate that asks for one (RFC 8446, section 4.6.3; crypto/tls
+// conn.go, handleKeyUpdate), alerts — so a read must run under a write
+// deadline too, or a client that asks for key updates and never reads
+// would block that write, and hold its connection, for ever. Tied to the
+// read deadline, the write deadline never passes while a read may still
+// succeed: every write from inside Read gets at least WriteTimeout (a
+// write deadline that passed while the connection was idle would make
+// crypto/tls fail the write, and keep the failure: handleKeyUpdate
+// stores it in c.out.err).
 func (c *conn) extendRead() {
-	idle := c.srv.opts.IdleTimeout
+	s := c.srv
+	idle := s.opts.IdleTimeout
 	now := time.Now()
-	if c.readBy.Sub(now) > idle-idle/16 {
-		return
+	if c.readBy.Sub(now) <= idle-idle/16 {
+		c.readBy = now.Add(idle)
+		_ = c.nc.SetReadDeadline(c.readBy)
 	}
-	c.readBy = now.Add(idle)
-	_ = c.nc.SetReadDeadline(c.readBy)
+	if c.tc != nil {
+		if by := c.readBy.Add(s.opts.WriteTimeout); !by.Equal(c.writeBy) {
+			c.writeBy = by
+			_ = c.nc.SetWriteDeadline(by)
+		}
+	}
 }
 
-// write writes b under WriteTimeout.
+// write writes b under WriteTimeout. The next extendRead puts the write
+// deadline back behind the read deadline.
 func (c *conn) write(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.opts.WriteTimeout))
-	c.writeBounded = true
+	c.writeBy = time.Now().Add(c.srv.opts.WriteTimeout)
+	_ = c.nc.SetWriteDeadline(c.writeBy)
 	_, err := c.rw.Write(b)
 	return err
 }
 
-// unboundWrite clears the write deadline before c goes idle. crypto/tls
-// writes from inside Read (the answer to a KeyUpdate, RFC 8446 section
-// 4.6.3): under a deadline that passed while the connection was idle, that
-// write would fail, and crypto/tls would make the failure sticky.
-func (c *conn) unboundWrite() {
-	if c.writeBounded && c.tc != nil {
-		_ = c.nc.SetWriteDeadline(time.Time{})
-		c.writeBounded = false
+// sockConn is the net.Conn under crypto/tls (or, in plaintext, the
+// connection itself) when a connection is served on its own goroutine: the
+// accepted connection, remembering the first write to it that failed.
+// crypto/tls writes from inside Read — the answer to a KeyUpdate — and
+// keeps a failure of that write to itself: handleKeyUpdate stores it for
+// the next Write and returns without moving to the client's next key, so
+// the Read fails later, on its deadline or on the client's next record
+// ("bad record MAC"), with an error that no longer says the client was
+// not reading. Only c's owner uses it.
+type sockConn struct {
+	net.Conn
+	c *conn
+}
+
+// Write implements net.Conn.
+func (w *sockConn) Write(p []byte) (int, error) {
+	n, err := w.Conn.Write(p)
+	if err != nil && w.c.werr == nil {
+		w.c.werr = err
 	}
+	return n, err
 }

@@ -39,7 +39,8 @@ func (e goroutineEngine) drain() {
 
 // run serves c until it ends and says why.
 func (c *conn) run() (reason string, err error) {
-	if reason, err := c.start(c.nc); reason != "" {
+	c.gsock = sockConn{Conn: c.nc, c: c}
+	if reason, err := c.start(&c.gsock); reason != "" {
 		return reason, err
 	}
 	return c.serveBatches()
@@ -124,7 +125,6 @@ func (c *conn) handshake() (reason string, err error) {
 // that waits for them before it sends more is never stalled.
 func (c *conn) serveBatch() (reason string, err error) {
 	s := c.srv
-	c.unboundWrite()
 	c.state.Store(stateIdle)
 	c.extendRead()
 	if s.stopping.Load() {

@@ -82,7 +82,13 @@ type Options struct {
 	IdleTimeout time.Duration
 
 	// WriteTimeout bounds every write of replies: a client that does not
-	// read them is cut then. Zero means DefaultWriteTimeout (10 s).
+	// read them is cut then. It bounds crypto/tls's own writes too (the
+	// answer to a KeyUpdate, written from inside a read): the goroutine
+	// engine reads under a write deadline WriteTimeout past the read
+	// deadline, so such a write always gets at least WriteTimeout and a
+	// client that asks for key updates and never reads is cut at most
+	// IdleTimeout+WriteTimeout after the socket fills. Zero means
+	// DefaultWriteTimeout (10 s).
 	WriteTimeout time.Duration
 
 	// Keys returns the body of a KEYS reply, built with proto.AppendKeys

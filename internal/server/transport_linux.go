@@ -142,8 +142,18 @@ func (t *transport) Read(p []byte) (int, error) {
 	}
 }
 
-// Write implements net.Conn; see the type's doc for its rules.
+// Write implements net.Conn; see the type's doc for its rules. Like
+// sockConn, it remembers the first write that failed in the connection's
+// werr, for a write from inside Read that crypto/tls keeps to itself.
 func (t *transport) Write(p []byte) (int, error) {
+	n, err := t.write(p)
+	if err != nil && t.c != nil && t.c.werr == nil { // tests make transports without a conn
+		t.c.werr = err
+	}
+	return n, err
+}
+
+func (t *transport) write(p []byte) (int, error) {
 	if !t.loop {
 		return t.tcp.Write(p)
 	}
