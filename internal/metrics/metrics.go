@@ -89,10 +89,10 @@ var (
 	// default handshake timeout (5 s); a full P-256 handshake on a LAN is
 	// 1 to 5 ms, over the internet one or two round trips more.
 	handshakeBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
-	// requestBuckets spans the time the server spends building one reply:
-	// under a microsecond for a short ECHO, tens of microseconds for a
-	// 4 KiB REVERSE; anything near a millisecond means the server is
-	// starved of CPU.
+	// requestBuckets spans a request's latency inside the server: under a
+	// microsecond for a short ECHO, tens of microseconds for a 4 KiB
+	// REVERSE or the last of a long pipelined batch; anything near a
+	// millisecond means the server is starved of CPU.
 	requestBuckets = []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2, 0.1}
 )
 
@@ -241,7 +241,7 @@ func New(opts Options) (*Metrics, error) {
 	rv.count = counterVec(NameRequests, "Requests answered, by type (echo, reverse, time, keys). Requests of other types are counted in "+NameProtocolErrors+" as unknown_type.", "type")
 	rv.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    NameRequestDuration,
-		Help:    "Time the server spent building the reply to one request, by type; network and queueing time are not included.",
+		Help:    "Latency of one request inside the server, by type: from the start of the batch of pipelined requests that held it (just after the read that brought it) to its reply built, so for a client that waits for each reply the time to build it. Network time, time in socket buffers and the write of the replies are not included.",
 		Buckets: requestBuckets,
 	}, []string{"type"})
 	rv.in = counterVec(NameRequestBytes, "Bytes of request frames answered, headers included, by type (protocol bytes, not TLS or TCP).", "type")

@@ -21,6 +21,7 @@ func BenchmarkAnswer(b *testing.B) {
 		events Events
 	}{
 		{"ECHO-64B-single", proto.Echo, 64, 1, nil},
+		{"ECHO-64B-single-events", proto.Echo, 64, 1, NopEvents{}},
 		{"ECHO-64B-pipelined64", proto.Echo, 64, 64, nil},
 		{"ECHO-64B-pipelined64-events", proto.Echo, 64, 64, NopEvents{}},
 		{"REVERSE-64B-pipelined64", proto.Reverse, 64, 64, nil},

@@ -33,9 +33,20 @@ type Events interface {
 	// Message is called for every request of a type the protocol defines,
 	// after its reply has been built: t is the request's type (the reply
 	// may still be an ERROR, as for KEYS on a server without pins), took
-	// the time to build the reply, bytesIn and bytesOut the frame sizes,
+	// its latency inside the server, bytesIn and bytesOut the frame sizes,
 	// headers included. Requests of other types go to ProtocolError with
 	// [proto.KindUnknownType] instead, so that t stays a bounded label.
+	//
+	// took runs from the moment the server began answering the batch of
+	// requests that held this one (just after the read that brought it)
+	// to the moment its reply was built. The clock is read once per 16
+	// requests of a batch, not per request, so a request may be reported
+	// up to 15 requests' work late. For a client that waits for each
+	// reply, took is the time to build its reply; for one that pipelines,
+	// it includes the requests ahead of it in the same batch. Network
+	// time, time in socket buffers and the write of the replies are not
+	// included. Calls for one batch may come after a ProtocolError of a
+	// later request in it.
 	Message(t proto.Type, took time.Duration, bytesIn, bytesOut int)
 	// ProtocolError is called for input that breaks the protocol; kind is
 	// a [proto.ProtocolError] Kind ("too_large", "truncated",
