@@ -74,7 +74,9 @@ func TestRotationUnderLoad(t *testing.T) {
 	keyFile := filepath.Join(certs, pki.ServerKeyFile)
 	nextFile := filepath.Join(certs, pki.NextKeyFile)
 
-	srv := startSCServer(t, dir, "--metrics-listen", "127.0.0.1:0")
+	// 400 handshakes a second from 127.0.0.1: past the per-source
+	// limits' defaults (issue 7).
+	srv := startSCServer(t, dir, "--metrics-listen", "127.0.0.1:0", "--source-max-conns=0", "--source-handshake-rate=0")
 	const tofuClients = 4
 	ld := startLoad(t, srv, caFile, "-rate", "400", "-ca-clients", "8", "-tofu-clients", fmt.Sprint(tofuClients), "-long", "8")
 	if !ld.wait(60*time.Second, func() bool { return ld.ready }) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -60,6 +61,11 @@ type conn struct {
 	sock   net.Conn  // the socket, closed hard by finish: nc, or the epoll engine's transport
 	state  atomic.Int32
 	forced atomic.Bool // closed hard by forceClose
+
+	// source is what c counts against in the per-source limits, when
+	// sourced (the owner's once served).
+	source  netip.Addr
+	sourced bool
 
 	readBy  time.Time // the read deadline last set
 	writeBy time.Time // the write deadline last set
@@ -215,6 +221,7 @@ func (s *Server) finish(c *conn, reason string, err error) {
 		c.sock.Close()
 	}
 	s.active.Add(-1)
+	s.releaseSource(c)
 	s.events.ConnClosed(reason)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		attrs := []slog.Attr{slog.String("remote_addr", c.nc.RemoteAddr().String()), slog.String("reason", reason)}

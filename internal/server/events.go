@@ -61,6 +61,12 @@ const (
 	// RefusedShutdown: the connection was accepted while the server was
 	// shutting down.
 	RefusedShutdown = "shutting_down"
+	// RefusedSourceConns: its source (IPv4 address or IPv6 /64) already
+	// holds SourceMaxConns connections.
+	RefusedSourceConns = "source_conns"
+	// RefusedSourceRate: its source opened more connections than
+	// SourceHandshakeRate allows.
+	RefusedSourceRate = "source_rate"
 )
 
 // The reasons given to [Events.ConnClosed], also logged as "reason".

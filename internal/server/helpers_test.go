@@ -225,8 +225,8 @@ func (e *testEnv) serveResult() error {
 }
 
 // start runs a server for engine and m with opts (whose zero timeouts are
-// made generous for tests) and shuts it down when the test ends. setup
-// functions run before Serve.
+// made generous for tests, and zero per-source limits off) and shuts it
+// down when the test ends. setup functions run before Serve.
 func start(t testing.TB, engine string, m mode, opts Options, setup ...func(*Server)) *testEnv {
 	t.Helper()
 	e := &testEnv{t: t, rec: newRecorder(), mode: m, serveErr: make(chan error, 1)}
@@ -242,6 +242,7 @@ func start(t testing.TB, engine string, m mode, opts Options, setup ...func(*Ser
 			*d = 10 * time.Second
 		}
 	}
+	offSourceLimits(&opts)
 	if m.tls && opts.TLSConfig == nil {
 		cert, pool := mustCert(t)
 		opts.TLSConfig = serverTLS(cert)
@@ -271,6 +272,18 @@ func start(t testing.TB, engine string, m mode, opts Options, setup ...func(*Ser
 		}
 	})
 	return e
+}
+
+// offSourceLimits turns off the per-source limits the test leaves at zero:
+// every test client comes from 127.0.0.1, and many tests open
+// connections faster than the default rate.
+func offSourceLimits(o *Options) {
+	if o.SourceMaxConns == 0 {
+		o.SourceMaxConns = -1
+	}
+	if o.SourceHandshakeRate == 0 {
+		o.SourceHandshakeRate = -1
+	}
 }
 
 // dialRaw opens a TCP connection to the server.

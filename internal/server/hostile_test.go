@@ -1084,6 +1084,7 @@ func startOn(t testing.TB, engine string, m mode, opts Options, ln sndbufListene
 			*d = 10 * time.Second
 		}
 	}
+	offSourceLimits(&opts)
 	srv, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -18,6 +19,15 @@ const (
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultIdleTimeout      = 5 * time.Minute
 	DefaultWriteTimeout     = 10 * time.Second
+
+	// DefaultSourceMaxConns and DefaultSourceHandshakeRate are the
+	// per-source limits (see Options.SourceMaxConns): generous enough for
+	// a few hundred players behind one NAT address, low enough that one
+	// address cannot hold a tenth of DefaultMaxConns or take more than
+	// about a third of a core in RSA-4096 handshakes (6 ms each; 2% of a
+	// core with P-256).
+	DefaultSourceMaxConns      = 1000
+	DefaultSourceHandshakeRate = 50.0
 
 	// MaxMessageLimit is the largest MaxMessage New accepts: a connection
 	// with work holds buffers of about twice MaxMessage.
@@ -61,6 +71,34 @@ type Options struct {
 	// once a second. Zero means DefaultMaxConns (10,000); each connection
 	// needs a file descriptor.
 	MaxConns int
+
+	// SourceMaxConns bounds the connections held at once from one source
+	// — an IPv4 address, or an IPv6 /64, since an IPv6 host may use any
+	// address of its /64 — handshakes included. Past it a new connection
+	// from that source is closed at once, before any handshake work,
+	// reported to Events.ConnRefused as RefusedSourceConns and logged at
+	// most once a second. Zero means DefaultSourceMaxConns (1,000); a
+	// negative value turns the limit off. Behind a PROXY protocol
+	// balancer (ProxyProtocolFrom) the source is the client's address
+	// from the header.
+	SourceMaxConns int
+
+	// SourceHandshakeRate bounds the new connections — each one a TLS
+	// handshake, the server's most expensive work — a source may open,
+	// per second, as a token bucket holding two seconds' worth (at least
+	// one): a source that has been quiet may open 2×rate connections at
+	// once, then rate a second. Past it a connection is closed at once,
+	// before any handshake work, reported as RefusedSourceRate and logged
+	// at most once a second. Zero means DefaultSourceHandshakeRate (50 a
+	// second, a burst of 100); a negative value turns the limit off (for
+	// load tests from one address).
+	//
+	// The server keeps an entry per source while it has connections or a
+	// bucket that is not full, at most MaxConns+16,384 entries; past
+	// that, sources with no connection are forgotten at random (their
+	// buckets start full again). So the limits hold back one address, or
+	// a few, not an attacker with many: MaxConns is the bound for that.
+	SourceHandshakeRate float64
 
 	// MaxMessage is the largest request body accepted, in bytes; a longer
 	// one gets an ERROR reply and its connection is closed. Zero means
@@ -136,6 +174,15 @@ func (o Options) resolve() (Options, error) {
 	}
 	if o.MaxConns < 0 {
 		return o, fmt.Errorf("max conns %d is negative", o.MaxConns)
+	}
+	if o.SourceMaxConns == 0 {
+		o.SourceMaxConns = DefaultSourceMaxConns
+	}
+	switch r := o.SourceHandshakeRate; {
+	case r == 0:
+		o.SourceHandshakeRate = DefaultSourceHandshakeRate
+	case math.IsNaN(r) || math.IsInf(r, 0):
+		return o, fmt.Errorf("source handshake rate %v is not a number of handshakes a second", r)
 	}
 	if o.MaxMessage == 0 {
 		o.MaxMessage = proto.DefaultMaxBody

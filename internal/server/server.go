@@ -38,7 +38,9 @@ type Server struct {
 	stopped    chan struct{} // closed with stopping, wakes waits
 	stopOnce   sync.Once
 	refusedLog logLimiter
+	sourceLog  logLimiter
 	acceptLog  logLimiter
+	sources    *sourceLimits // nil when both per-source limits are off
 
 	mu        sync.Mutex
 	listeners map[*listener]struct{}
@@ -81,6 +83,8 @@ func New(opts Options) (*Server, error) {
 	s.inPool.New = func() any { b := make([]byte, s.inSize); return &b }
 	s.outPool.New = func() any { b := make([]byte, 0, outSize); return &b }
 	s.refusedLog.every = time.Second
+	s.sourceLog.every = time.Second
+	s.sources = newSourceLimits(o)
 	s.acceptLog.every = time.Second
 	s.eng = newEngine(s, o.Engine)
 	return s, nil
@@ -115,7 +119,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer stop()
 
 	s.log.InfoContext(ctx, "listening", "addr", ln.Addr().String(), "tls", s.tlsConfig != nil,
-		"engine", s.opts.Engine, "max_conns", s.opts.MaxConns, "max_message", s.opts.MaxMessage)
+		"engine", s.opts.Engine, "max_conns", s.opts.MaxConns, "max_message", s.opts.MaxMessage,
+		"source_max_conns", max(s.opts.SourceMaxConns, 0), "source_handshake_rate", max(s.opts.SourceHandshakeRate, 0))
 	err := s.acceptLoop(ctx, ln)
 	if ctx.Err() != nil {
 		return ctx.Err()

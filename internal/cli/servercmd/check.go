@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
@@ -46,6 +47,7 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 		add("metrics", "off (--metrics-listen)")
 	}
 	add("engine", o.srv.Engine)
+	add("limits", limitsLine(o))
 
 	srvOpts := o.srv
 	srvOpts.Logger = quiet
@@ -178,4 +180,16 @@ func roundDays(d time.Duration) string {
 		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
 	}
 	return d.Round(time.Minute).String()
+}
+
+// limitsLine describes the connection limits, for --check.
+func limitsLine(o *options) string {
+	conns, rate := "off", "off"
+	if o.srv.SourceMaxConns > 0 {
+		conns = strconv.Itoa(o.srv.SourceMaxConns)
+	}
+	if r := o.srv.SourceHandshakeRate; r > 0 {
+		rate = strconv.FormatFloat(r, 'g', -1, 64) + "/s"
+	}
+	return fmt.Sprintf("%d connections; per client address %s connections, %s handshakes", o.srv.MaxConns, conns, rate)
 }

@@ -53,6 +53,32 @@ func TestCheckOK(t *testing.T) {
 	}
 }
 
+// The per-source limit flags reach the server core's options: their
+// defaults, values, and 0 for off (issue 7), as --check reports them.
+func TestSourceLimitFlags(t *testing.T) {
+	l := mustInit(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"defaults", nil, "10000 connections; per client address 1000 connections, 50/s handshakes"},
+		{"values", []string{"--source-max-conns", "7", "--source-handshake-rate", "0.5"}, "per client address 7 connections, 0.5/s handshakes"},
+		{"off", []string{"--source-max-conns=0", "--source-handshake-rate=0"}, "per client address off connections, off handshakes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, Env{}, append(append(layoutArgs(l), "--check"), tt.args...)...)
+			if code != 0 {
+				t.Fatalf("exit %d, want 0\n%s", code, errOut)
+			}
+			if !strings.Contains(out, tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+		})
+	}
+}
+
 // --check fails (exit 1, or 2 for flags) with a message naming the
 // problem, for each thing a start would refuse, and makes nothing.
 func TestCheckFails(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -95,7 +96,9 @@ type options struct {
 	// check validates the flags and the files, reports, and exits
 	// without listening or making anything. Default false.
 	check bool
-	// srv holds MaxConns, MaxMessage, the timeouts and Engine.
+	// srv holds MaxConns, the per-source limits (0 on the command line
+	// means off: validate turns it into the negative value that means off
+	// in server.Options), MaxMessage, the timeouts and Engine.
 	srv server.Options
 }
 
@@ -192,6 +195,8 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.Var(tlsVersionValue{&o.minTLS}, "min-tls", "lowest TLS `VERSION` accepted: 1.2 or 1.3")
 	fs.Var(groupsValue{&o.groups}, "groups", "key-exchange groups in order of preference, comma-separated `LIST` of "+strings.Join(cli.GroupNames(), ", ")+" (default: Go's, the post-quantum hybrid X25519MLKEM768 first; it costs about 35-40% more CPU per full handshake than X25519 alone, and a list of hybrids only shuts out TLS 1.2 clients)")
 	fs.IntVar(&o.srv.MaxConns, "max-conns", server.DefaultMaxConns, "most connections held at once (`NUMBER`), handshakes included; more are refused at once (each needs a file descriptor)")
+	fs.IntVar(&o.srv.SourceMaxConns, "source-max-conns", server.DefaultSourceMaxConns, "most connections held at once from one client address (`NUMBER`; an IPv6 /64 counts as one address), handshakes included; more are refused before any handshake work; 0 turns the limit off")
+	fs.Float64Var(&o.srv.SourceHandshakeRate, "source-handshake-rate", server.DefaultSourceHandshakeRate, "most new connections (TLS handshakes) per second from one client address (`RATE`; an IPv6 /64 counts as one), with a burst of twice as many after a quiet spell; more are refused before any handshake work; 0 turns the limit off (for load tests from one machine)")
 	fs.IntVar(&o.srv.MaxMessage, "max-message", proto.DefaultMaxBody, fmt.Sprintf("largest request body accepted, in `BYTES` (at most %d); a longer one gets an ERROR reply and the connection is closed", server.MaxMessageLimit))
 	fs.DurationVar(&o.srv.HandshakeTimeout, "handshake-timeout", server.DefaultHandshakeTimeout, "longest a TLS handshake may take, from accept to done")
 	fs.DurationVar(&o.srv.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "longest wait for the next request (or the rest of one) before the connection is closed")
@@ -224,6 +229,12 @@ func (o *options) validate() error {
 	if o.srv.MaxConns < 1 {
 		return cli.Usagef("--max-conns %d: want at least 1", o.srv.MaxConns)
 	}
+	if o.srv.SourceMaxConns < 0 {
+		return cli.Usagef("--source-max-conns %d: want a number of connections, or 0 for no limit", o.srv.SourceMaxConns)
+	}
+	if r := o.srv.SourceHandshakeRate; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		return cli.Usagef("--source-handshake-rate %v: want handshakes per second, e.g. 50 or 0.5, or 0 for no limit", r)
+	}
 	if o.srv.MaxMessage < 1 || o.srv.MaxMessage > server.MaxMessageLimit {
 		return cli.Usagef("--max-message %d: want 1 to %d bytes", o.srv.MaxMessage, server.MaxMessageLimit)
 	}
@@ -247,6 +258,14 @@ func (o *options) validate() error {
 	}
 	if !known {
 		return cli.Usagef("--engine %q: this build has %s", o.srv.Engine, strings.Join(server.Engines(), ", "))
+	}
+	// 0 on the command line turns a limit off; in the server core's
+	// options 0 means the default and a negative value turns it off.
+	if o.srv.SourceMaxConns == 0 {
+		o.srv.SourceMaxConns = -1
+	}
+	if o.srv.SourceHandshakeRate == 0 {
+		o.srv.SourceHandshakeRate = -1
 	}
 	if o.nextKey == "" && !o.plaintext {
 		o.nextKey = pki.NextKeyPath(o.key)
