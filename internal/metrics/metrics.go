@@ -209,8 +209,8 @@ func New(opts Options) (*Metrics, error) {
 		Help: "Connections accepted and counted against max conns; each is later counted once in " + NameConnectionsClosed + ".",
 	})
 	refused := counterVec(NameConnectionsRefused,
-		"Connections closed at once without being served, by reason (max_conns: the server was full; shutting_down; source_conns and source_rate: the client's address, or IPv6 /64, held too many connections or opened them too fast).", "reason")
-	m.refused = newLabeled(refused, server.RefusedMaxConns, server.RefusedShutdown, server.RefusedSourceConns, server.RefusedSourceRate)
+		"Connections closed at once without being served, by reason (max_conns: the server was full; shutting_down; source_conns and source_rate: the client's address, or IPv6 /64, held too many connections or opened them too fast; proxy_header: a trusted load balancer's connection did not begin with a good PROXY protocol header).", "reason")
+	m.refused = newLabeled(refused, server.RefusedMaxConns, server.RefusedShutdown, server.RefusedSourceConns, server.RefusedSourceRate, server.RefusedProxyHeader)
 	closed := counterVec(NameConnectionsClosed, "Accepted connections closed, by reason.", "reason")
 	m.closed = newLabeled(closed, server.CloseEOF, server.CloseHandshakeError, server.CloseHandshakeTimeout,
 		server.CloseIdleTimeout, server.CloseWriteTimeout, server.CloseProtocolError, server.CloseReadError,

@@ -95,7 +95,7 @@ func TestEvents(t *testing.T) {
 	wantClosed[server.CloseEOF] = 1
 	s.assertSeries(t, NameConnectionsClosed, dto.MetricType_COUNTER, byLabel("reason", wantClosed))
 	s.assertSeries(t, NameConnectionsRefused, dto.MetricType_COUNTER, byLabel("reason", map[string]float64{
-		server.RefusedMaxConns: 2, server.RefusedShutdown: 1, server.RefusedSourceConns: 0, server.RefusedSourceRate: 0,
+		server.RefusedMaxConns: 2, server.RefusedShutdown: 1, server.RefusedSourceConns: 0, server.RefusedSourceRate: 0, server.RefusedProxyHeader: 0,
 	}))
 	s.assertSeries(t, NameProtocolErrors, dto.MetricType_COUNTER, byLabel("kind", map[string]float64{
 		proto.KindUnknownType: 1, proto.KindTooLarge: 0, proto.KindTruncated: 0, "other": 1,

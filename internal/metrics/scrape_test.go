@@ -143,7 +143,7 @@ func testScrapeAfterTraffic(t *testing.T, engine string, mode trafficMode) {
 
 	w := &want{
 		closed:     map[string]float64{},
-		refused:    map[string]float64{server.RefusedMaxConns: 0, server.RefusedShutdown: 0, server.RefusedSourceConns: 0, server.RefusedSourceRate: 0},
+		refused:    map[string]float64{server.RefusedMaxConns: 0, server.RefusedShutdown: 0, server.RefusedSourceConns: 0, server.RefusedSourceRate: 0, server.RefusedProxyHeader: 0},
 		protoErrs:  map[string]float64{proto.KindTooLarge: 0, proto.KindTruncated: 0, proto.KindUnknownType: 0},
 		handshakes: map[string]float64{},
 		requests:   map[string]float64{},

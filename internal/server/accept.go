@@ -73,6 +73,20 @@ func (s *Server) accept(ctx context.Context, nc net.Conn) {
 		return
 	}
 	c := &conn{srv: s, nc: nc, sock: nc}
+	if s.trustedProxy(nc.RemoteAddr()) {
+		// From a balancer: who the client is, and so whether its source
+		// admits it, comes with the PROXY protocol header, which is read
+		// on the connection's goroutine (admitProxied), as is
+		// ConnAccepted.
+		c.proxied = true
+		if !s.trackConn(c) {
+			s.active.Add(-1)
+			s.refuse(ctx, nc, RefusedShutdown)
+			return
+		}
+		go s.eng.serve(c)
+		return
+	}
 	if s.sources != nil {
 		if k, ok := sourceOf(nc.RemoteAddr()); ok {
 			if reason := s.sources.admit(k, time.Now()); reason != "" {

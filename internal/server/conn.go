@@ -67,6 +67,17 @@ type conn struct {
 	source  netip.Addr
 	sourced bool
 
+	// proxied: c comes from a trusted balancer and is admitted only once
+	// its PROXY protocol header is read (admitProxied). remote is the
+	// client's address from that header, and proxyAddr the balancer's
+	// (the socket's remote address); both nil when no header gave one.
+	// hsBy, when set, is the deadline of the header and the handshake
+	// together.
+	proxied   bool
+	remote    net.Addr
+	proxyAddr net.Addr
+	hsBy      time.Time
+
 	readBy  time.Time // the read deadline last set
 	writeBy time.Time // the write deadline last set
 	werr    error     // the first write to the socket that failed (sockConn)
@@ -224,13 +235,34 @@ func (s *Server) finish(c *conn, reason string, err error) {
 	s.releaseSource(c)
 	s.events.ConnClosed(reason)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		attrs := []slog.Attr{slog.String("remote_addr", c.nc.RemoteAddr().String()), slog.String("reason", reason)}
+		attrs := append(c.addrAttrs(), slog.String("reason", reason))
 		if err != nil {
 			attrs = append(attrs, slog.Any("err", err))
 		}
 		s.log.LogAttrs(context.Background(), slog.LevelDebug, "connection closed", attrs...)
 	}
 	s.untrackConn(c)
+}
+
+// remoteAddr is the client's address: from the PROXY protocol header
+// when one gave it, else the socket's.
+func (c *conn) remoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.nc.RemoteAddr()
+}
+
+// addrAttrs are the log attributes that say who c is: remote_addr, the
+// client, and proxy_addr, the balancer that sent a PROXY protocol header
+// for it.
+func (c *conn) addrAttrs() []slog.Attr {
+	attrs := make([]slog.Attr, 0, 8)
+	attrs = append(attrs, slog.String("remote_addr", c.remoteAddr().String()))
+	if c.proxyAddr != nil {
+		attrs = append(attrs, slog.String("proxy_addr", c.proxyAddr.String()))
+	}
+	return attrs
 }
 
 // readFailed names the reason a read that returned no data ends c. partial

@@ -200,6 +200,9 @@ func (e *epollEngine) checkMemory(now time.Time) {
 // serve runs c's handshake on this goroutine and hands c to the loop.
 func (e *epollEngine) serve(c *conn) {
 	s := e.s
+	if !s.admitProxied(c) {
+		return
+	}
 	tcp, ok := c.nc.(*net.TCPConn)
 	if !ok {
 		// A listener that wraps its connections (a PROXY protocol reader,

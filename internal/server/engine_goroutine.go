@@ -14,6 +14,9 @@ import (
 type goroutineEngine struct{ s *Server }
 
 func (e goroutineEngine) serve(c *conn) {
+	if !e.s.admitProxied(c) {
+		return
+	}
 	reason, err := c.run()
 	e.s.finish(c, reason, err)
 }
@@ -83,7 +86,11 @@ func (c *conn) serveBatches() (reason string, err error) {
 func (c *conn) handshake() (reason string, err error) {
 	s := c.srv
 	start := time.Now()
-	_ = c.nc.SetDeadline(start.Add(s.opts.HandshakeTimeout))
+	by := c.hsBy // from accept, when a PROXY protocol header came first
+	if by.IsZero() {
+		by = start.Add(s.opts.HandshakeTimeout)
+	}
+	_ = c.nc.SetDeadline(by)
 	if s.stopping.Load() {
 		return CloseShutdown, nil
 	}
@@ -103,13 +110,12 @@ func (c *conn) handshake() (reason string, err error) {
 	}
 	_ = c.nc.SetDeadline(time.Time{})
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.LogAttrs(context.Background(), slog.LevelDebug, "handshake done",
-			slog.String("remote_addr", c.nc.RemoteAddr().String()),
+		s.log.LogAttrs(context.Background(), slog.LevelDebug, "handshake done", append(c.addrAttrs(),
 			slog.String("tls_version", tls.VersionName(state.Version)),
 			slog.String("cipher_suite", tls.CipherSuiteName(state.CipherSuite)),
 			slog.String("server_name", state.ServerName),
 			slog.Bool("resumed", state.DidResume),
-			slog.Duration("took", time.Since(start)))
+			slog.Duration("took", time.Since(start)))...)
 	}
 	return "", nil
 }

@@ -67,6 +67,10 @@ const (
 	// RefusedSourceRate: its source opened more connections than
 	// SourceHandshakeRate allows.
 	RefusedSourceRate = "source_rate"
+	// RefusedProxyHeader: the connection came from a trusted balancer
+	// (ProxyProtocolFrom) and did not begin with a whole, well-formed
+	// PROXY protocol header within HandshakeTimeout.
+	RefusedProxyHeader = "proxy_header"
 )
 
 // The reasons given to [Events.ConnClosed], also logged as "reason".

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -100,6 +101,23 @@ type Options struct {
 	// a few, not an attacker with many: MaxConns is the bound for that.
 	SourceHandshakeRate float64
 
+	// ProxyProtocolFrom lists the load balancers trusted to send the PROXY
+	// protocol (versions 1 and 2, HAProxy's proxy-protocol.txt), by
+	// address prefix (a single address is a /32 or /128). A connection
+	// from one of them must begin with a PROXY protocol header, read on
+	// the connection's goroutine under HandshakeTimeout (which then
+	// bounds the header and the handshake together): the client's address
+	// in it is what logs (remote_addr, with the balancer's as proxy_addr)
+	// and the per-source limits see. A version 2 LOCAL command (the
+	// balancer's own connection, e.g. a health check) or a version 1
+	// UNKNOWN keeps the socket's address. A connection from a listed
+	// address without a whole, well-formed header is closed, reported as
+	// RefusedProxyHeader and logged at most once a second. Connections
+	// from elsewhere are served as without this option: a PROXY header
+	// from them is never honoured (it fails the TLS handshake). Empty, the
+	// default, means no balancer is trusted.
+	ProxyProtocolFrom []netip.Prefix
+
 	// MaxMessage is the largest request body accepted, in bytes; a longer
 	// one gets an ERROR reply and its connection is closed. Zero means
 	// proto.DefaultMaxBody (4096, the original C server's); at most
@@ -183,6 +201,22 @@ func (o Options) resolve() (Options, error) {
 		o.SourceHandshakeRate = DefaultSourceHandshakeRate
 	case math.IsNaN(r) || math.IsInf(r, 0):
 		return o, fmt.Errorf("source handshake rate %v is not a number of handshakes a second", r)
+	}
+	if len(o.ProxyProtocolFrom) > 0 {
+		from := make([]netip.Prefix, len(o.ProxyProtocolFrom))
+		for i, p := range o.ProxyProtocolFrom {
+			if !p.IsValid() {
+				return o, fmt.Errorf("proxy protocol source %d (%v) is not a valid address prefix", i+1, p)
+			}
+			// 10.0.0.1/8 means 10.0.0.0/8; an IPv4-mapped prefix means
+			// the IPv4 one, as connections' addresses are unmapped
+			// before the match.
+			if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+			}
+			from[i] = p.Masked()
+		}
+		o.ProxyProtocolFrom = from
 	}
 	if o.MaxMessage == 0 {
 		o.MaxMessage = proto.DefaultMaxBody

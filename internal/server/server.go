@@ -39,6 +39,7 @@ type Server struct {
 	stopOnce   sync.Once
 	refusedLog logLimiter
 	sourceLog  logLimiter
+	proxyLog   logLimiter
 	acceptLog  logLimiter
 	sources    *sourceLimits // nil when both per-source limits are off
 
@@ -84,6 +85,7 @@ func New(opts Options) (*Server, error) {
 	s.outPool.New = func() any { b := make([]byte, 0, outSize); return &b }
 	s.refusedLog.every = time.Second
 	s.sourceLog.every = time.Second
+	s.proxyLog.every = time.Second
 	s.sources = newSourceLimits(o)
 	s.acceptLog.every = time.Second
 	s.eng = newEngine(s, o.Engine)
@@ -118,9 +120,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { s.forceClose() })
 	defer stop()
 
-	s.log.InfoContext(ctx, "listening", "addr", ln.Addr().String(), "tls", s.tlsConfig != nil,
+	attrs := []any{"addr", ln.Addr().String(), "tls", s.tlsConfig != nil,
 		"engine", s.opts.Engine, "max_conns", s.opts.MaxConns, "max_message", s.opts.MaxMessage,
-		"source_max_conns", max(s.opts.SourceMaxConns, 0), "source_handshake_rate", max(s.opts.SourceHandshakeRate, 0))
+		"source_max_conns", max(s.opts.SourceMaxConns, 0), "source_handshake_rate", max(s.opts.SourceHandshakeRate, 0)}
+	if len(s.opts.ProxyProtocolFrom) > 0 {
+		attrs = append(attrs, "proxy_protocol_from", fmt.Sprint(s.opts.ProxyProtocolFrom))
+	}
+	s.log.InfoContext(ctx, "listening", attrs...)
 	err := s.acceptLoop(ctx, ln)
 	if ctx.Err() != nil {
 		return ctx.Err()

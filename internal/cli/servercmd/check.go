@@ -48,6 +48,11 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 	}
 	add("engine", o.srv.Engine)
 	add("limits", limitsLine(o))
+	if len(o.srv.ProxyProtocolFrom) > 0 {
+		add("proxy protocol", "required from "+prefixesValue{&o.srv.ProxyProtocolFrom}.String())
+	} else {
+		add("proxy protocol", "off (--proxy-protocol-from)")
+	}
 
 	srvOpts := o.srv
 	srvOpts.Logger = quiet

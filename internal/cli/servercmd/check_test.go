@@ -79,6 +79,32 @@ func TestSourceLimitFlags(t *testing.T) {
 	}
 }
 
+// --proxy-protocol-from takes CIDRs and bare addresses, comma-separated
+// and repeated (issue 8); --check reports them.
+func TestProxyProtocolFlag(t *testing.T) {
+	l := mustInit(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"default", nil, "off (--proxy-protocol-from)"},
+		{"list", []string{"--proxy-protocol-from", "10.0.0.5, fd00::/8", "--proxy-protocol-from", "192.168.1.7/24,::1"},
+			"required from 10.0.0.5/32,fd00::/8,192.168.1.0/24,::1/128"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := runCmd(t, Env{}, append(append(layoutArgs(l), "--check"), tt.args...)...)
+			if code != 0 {
+				t.Fatalf("exit %d, want 0\n%s", code, errOut)
+			}
+			if !strings.Contains(out, tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+		})
+	}
+}
+
 // --check fails (exit 1, or 2 for flags) with a message naming the
 // problem, for each thing a start would refuse, and makes nothing.
 func TestCheckFails(t *testing.T) {

@@ -43,6 +43,8 @@ func TestFlagErrors(t *testing.T) {
 		{"source max conns negative", []string{"--source-max-conns", "-1"}, "--source-max-conns"},
 		{"source handshake rate negative", []string{"--source-handshake-rate", "-5"}, "--source-handshake-rate"},
 		{"source handshake rate not a number", []string{"--source-handshake-rate", "NaN"}, "--source-handshake-rate"},
+		{"proxy protocol from a bad prefix", []string{"--proxy-protocol-from", "10.0.0.0/33"}, "--proxy-protocol-from"},
+		{"proxy protocol from a host name", []string{"--proxy-protocol-from", "lb.example"}, "lb.example"},
 		{"handshake timeout zero", []string{"--handshake-timeout", "0s"}, "--handshake-timeout"},
 		{"shutdown timeout negative", []string{"--shutdown-timeout", "-1s"}, "--shutdown-timeout"},
 		{"unknown engine", []string{"--engine", "threads"}, "--engine"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 )
 
@@ -60,3 +61,42 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
+
+// prefixesValue is a flag for address prefixes, comma-separated and
+// repeatable: CIDR (10.0.0.0/8, fd00::/8) or a bare address (one host:
+// /32 or /128). An empty value adds none.
+type prefixesValue struct{ p *[]netip.Prefix }
+
+func (f prefixesValue) String() string {
+	s := make([]string, len(*f.p))
+	for i, p := range *f.p {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (f prefixesValue) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if strings.Contains(part, "/") {
+			p, err := netip.ParsePrefix(part)
+			if err != nil {
+				return fmt.Errorf("%q is not an address or CIDR prefix, e.g. 10.0.0.5 or 10.0.0.0/24", part)
+			}
+			*f.p = append(*f.p, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(part)
+		if err != nil {
+			return fmt.Errorf("%q is not an address or CIDR prefix, e.g. 10.0.0.5 or 10.0.0.0/24", part)
+		}
+		a = a.Unmap().WithZone("")
+		*f.p = append(*f.p, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return nil
+}
+
+func (prefixesValue) Type() string { return "CIDRs" }
