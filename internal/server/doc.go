@@ -52,7 +52,8 @@
 // connection may be cut up to one sweep late. Connections that a listener
 // wraps (anything but a *net.TCPConn, such as a PROXY protocol reader,
 // which may hold bytes the socket no longer has) are served the goroutine
-// engine's way. After a burst of handshakes the engine returns the
+// engine's way (the server's own PROXY protocol support, below, leaves
+// the socket as it was). After a burst of handshakes the engine returns the
 // memory they freed to the operating system ([Options.KeepFreedMemory]).
 //
 // # How the epoll engine drives crypto/tls
@@ -101,7 +102,10 @@
 // # Behaviour
 //
 // Whatever the engine, a connection is refused at once past
-// [Options.MaxConns]; its handshake is bounded by [Options.HandshakeTimeout];
+// [Options.MaxConns], or past its source's per-source limits
+// ([Options.SourceMaxConns], [Options.SourceHandshakeRate]; a source is an
+// IPv4 address or an IPv6 /64), before any handshake work; its handshake
+// is bounded by [Options.HandshakeTimeout];
 // while it waits for a request it holds no buffer of the server's own and is
 // cut after [Options.IdleTimeout]; every write is bounded by
 // [Options.WriteTimeout], so a client that stops reading cannot grow the
@@ -113,5 +117,30 @@
 //
 // Metrics plug in through [Options.Events]; logs go to [Options.Logger] with
 // stable snake_case keys, per-connection events at Debug and lifecycle at
-// Info.
+// Info. With Events set, requests are timed once per 16 of a batch, not
+// one by one: [Events] says what Message's duration measures.
+//
+// # Per-source limits
+//
+// One host opening TLS connections as fast as it can would take every
+// core (an RSA-4096 handshake costs about 6 ms of CPU). So the server
+// keeps, per source, a count of its connections and a token bucket of new
+// ones (sources.go), and refuses a connection past either on the accept
+// loop: look up, close. The table of sources is bounded; see
+// [Options.SourceHandshakeRate] for what happens at the bound. Both limits
+// are on by default, with generous values; load tests from one address
+// turn them off.
+//
+// # PROXY protocol
+//
+// Behind a TCP load balancer every connection comes from the balancer.
+// With [Options.ProxyProtocolFrom], connections from the listed balancers
+// must begin with a PROXY protocol header (v1 or v2), read on the
+// connection's goroutine — never on the accept loop — under the handshake
+// deadline, byte-exact, so that the ClientHello behind it stays in the
+// socket and the epoll engine can still take the socket over
+// (proxy.go). The client's address in it is what the logs (remote_addr,
+// with proxy_addr the balancer) and the per-source limits see; those
+// limits are applied once the header is read. A header from anywhere else
+// is never honoured.
 package server

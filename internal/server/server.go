@@ -109,7 +109,9 @@ const (
 // pause from 5 ms doubling to 1 s, logged at most once a second.
 //
 // Serve never reads from a connection on its own goroutine, so a listener
-// wrapper may read a header (PROXY protocol) lazily in Read or RemoteAddr.
+// wrapper may read a header lazily in Read or RemoteAddr; the server reads
+// PROXY protocol headers itself, on each connection's goroutine, from
+// [Options.ProxyProtocolFrom].
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	l := &listener{ln}
 	if !s.trackListener(l) {

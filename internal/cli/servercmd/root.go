@@ -133,6 +133,19 @@ probes /healthz (200 while the process runs) and /readyz (200 while the
 server accepts connections with a usable certificate; 503 while it starts
 and while it drains) on a listener of their own, never on the game port.
 
+Per client address (an IPv6 /64 counts as one address) the server holds at
+most --source-max-conns connections and accepts at most
+--source-handshake-rate new ones a second; more are refused before any TLS
+work, so that one host cannot take every core with handshakes. 0 turns
+either off: for load tests from one machine, and behind a load balancer
+that does not send the PROXY protocol.
+
+--proxy-protocol-from CIDR trusts PROXY protocol headers (v1 and v2, e.g.
+HAProxy's send-proxy-v2) from those load balancers, and requires one on
+every connection from them: the client address in it is what the logs
+(remote_addr; proxy_addr is the balancer) and the per-source limits see.
+Headers from other addresses are never honoured.
+
 --check loads and checks everything the server would serve with — the
 flags, the certificate and key (a pair, valid now, the key private to its
 owner, a usable size), the next key and the ticket-key file — prints what
@@ -168,6 +181,7 @@ func NewRootCmd(env Env) *cobra.Command {
   sc-server --cert /etc/sc/server.crt --key /etc/sc/server.key --key-password-file /run/secrets/pw
   sc-server --metrics-listen 127.0.0.1:9242   # Prometheus on /metrics, probes on /healthz and /readyz
   sc-server --check                           # validate flags and files, then exit (ExecStartPre)
+  sc-server --proxy-protocol-from 10.0.1.0/28 # behind HAProxy with send-proxy-v2 on 10.0.1.0/28
   sc-server --plaintext --listen :4243        # comparison runs only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
