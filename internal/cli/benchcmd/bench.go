@@ -72,6 +72,12 @@ The server is verified with --ca, --pin (or both), or not at all with
 --insecure — fine for load-testing your own server, and reported on stderr.
 --plaintext speaks to a server started in plaintext mode.
 
+All of bench's connections come from one address, and sc-server limits
+each source address by default (1,000 open connections, 50 new ones a
+second): start the server under test with --source-max-conns 0
+--source-handshake-rate 0, or the run measures those limits (refused
+connections show as errors).
+
 A progress bar is drawn on stderr when it is a terminal. The report goes
 to stdout, as JSON with --json. The command fails (exit 1) after printing
 the report if any operation failed.`,
