@@ -24,8 +24,8 @@ import (
 // Issue 8, "Scale-out": HAProxy in TCP mode (round robin, health checks on
 // /readyz) in front of two real sc-server processes on loopback — one on
 // each engine — that share one certificate directory (sc-cert init) and
-// one ticket-key file (sc-cert ticket-keys), with the PROXY protocol v2
-// when sc-server has --proxy-protocol-from. It shows, in order:
+// one ticket-key file (sc-cert ticket-keys), and trust the balancer's
+// PROXY protocol v2 headers (--proxy-protocol-from). It shows, in order:
 //
 //   - clients are spread over both servers;
 //   - each server sees the client's own address (127.0.0.3), not the
@@ -47,19 +47,14 @@ func TestHAProxyScaleOut(t *testing.T) {
 	dir := t.TempDir()
 	run(t, dir, bin(t, "sc-cert"), "init", "--dir", "certs")
 	run(t, dir, bin(t, "sc-cert"), "ticket-keys", "tickets")
-	proxyV2 := serverHasFlag(t, "proxy-protocol-from")
-	args := []string{"--metrics-listen", "127.0.0.1:0", "--log-level", "debug", "--ticket-keys", "tickets", "--shutdown-timeout", "30s"}
-	if proxyV2 {
-		args = append(args, "--proxy-protocol-from", balancerIP+"/32")
-	} else {
-		t.Log("sc-server has no --proxy-protocol-from yet: HAProxy runs without send-proxy-v2")
-	}
+	args := []string{"--metrics-listen", "127.0.0.1:0", "--log-level", "debug", "--ticket-keys", "tickets",
+		"--shutdown-timeout", "30s", "--proxy-protocol-from", balancerIP + "/32"}
 	f := &fleet{}
 	for i, engine := range []string{"epoll", "goroutine"} {
 		srv := startSCServer(t, dir, append([]string{"--engine", engine}, args...)...)
 		f.backends = append(f.backends, haBackend{name: fmt.Sprintf("sc%d-%s", i, engine), srv: srv})
 	}
-	ha := startHAProxy(t, haproxy, haConfig(t, f.backends, proxyV2))
+	ha := startHAProxy(t, haproxy, haConfig(t, f.backends, true))
 	pool := caPool(t, dir)
 
 	var spread []*tls.Conn
@@ -67,9 +62,6 @@ func TestHAProxyScaleOut(t *testing.T) {
 		spread = testSpread(t, f, ha, pool)
 	})
 	t.Run("client address", func(t *testing.T) {
-		if !proxyV2 {
-			t.Skip("skipping: sc-server has no --proxy-protocol-from flag yet, so HAProxy cannot pass it the client's address (send-proxy-v2)")
-		}
 		if len(spread) == 0 {
 			t.Skip("skipping: no connections from the spread step")
 		}
