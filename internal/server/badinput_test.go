@@ -25,7 +25,6 @@ func header(t proto.Type, length uint32) []byte {
 
 func TestUnknownTypeContinues(t *testing.T) {
 	forEach(t, allModes, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{})
 		c := e.dial()
 		for _, typ := range []proto.Type{4, 99, proto.Error} {
@@ -89,7 +88,6 @@ func closeWrite(t testing.TB, c net.Conn) {
 
 func TestTruncatedThenEOF(t *testing.T) {
 	forEach(t, allModes, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{})
 		for i, partial := range [][]byte{{0, 0, 0}, append(header(proto.Echo, 10), "abc"...)} {
 			c := e.dial()
@@ -108,7 +106,6 @@ func TestTruncatedThenEOF(t *testing.T) {
 // still gets every reply.
 func TestHalfClose(t *testing.T) {
 	forEach(t, allModes, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{})
 		c := e.dial()
 		send(t, c, proto.Echo, []byte("one"))
@@ -128,7 +125,6 @@ func TestHalfClose(t *testing.T) {
 func TestBodyStalled(t *testing.T) {
 	const idle = 200 * time.Millisecond
 	forEach(t, allModes, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{IdleTimeout: idle})
 		c := e.dial()
 		if f := roundTrip(t, c, proto.Echo, []byte("first")); string(f.Body) != "first" {
@@ -148,7 +144,6 @@ func TestBodyStalled(t *testing.T) {
 func TestIdleTimeout(t *testing.T) {
 	const idle = 200 * time.Millisecond
 	forEach(t, []mode{modeTLS13, modePlaintext}, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{IdleTimeout: idle})
 		c := e.dial()
 		began := time.Now()
@@ -164,7 +159,6 @@ func TestIdleTimeout(t *testing.T) {
 func TestSilentClient(t *testing.T) {
 	const hs = 200 * time.Millisecond
 	forEach(t, []mode{modeTLS13}, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{HandshakeTimeout: hs})
 		began := time.Now()
 		c := e.dialRaw()
@@ -203,7 +197,6 @@ func TestSlowClientHello(t *testing.T) {
 	const hs = 200 * time.Millisecond
 	hello := clientHello(t)
 	forEach(t, []mode{modeTLS13}, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{HandshakeTimeout: hs})
 		c := e.dialRaw()
 		began := time.Now()
@@ -250,7 +243,6 @@ func TestGarbageOnTLSPort(t *testing.T) {
 		{"random", bytes.Repeat([]byte{0x16, 0x03, 0x01, 0xff, 0xff, 0x42}, 50)},
 	}
 	forEach(t, []mode{modeTLS13}, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{})
 		for i, in := range inputs {
 			c := e.dialRaw()
@@ -267,7 +259,6 @@ func TestGarbageOnTLSPort(t *testing.T) {
 func TestMaxConns(t *testing.T) {
 	const limit = 3
 	forEach(t, []mode{modeTLS13, modePlaintext}, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{MaxConns: limit})
 		var conns []net.Conn
 		for range limit {

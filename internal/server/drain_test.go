@@ -16,7 +16,6 @@ import (
 func TestShutdownStopsAtBatch(t *testing.T) {
 	const echoes = 4000 // 2 MB: far more than one read takes
 	forEach(t, []mode{modeTLS13, modePlaintext}, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		entered, release := make(chan struct{}, 1), make(chan struct{})
 		e := start(t, engine, m, Options{Keys: func() []byte {
 			entered <- struct{}{}

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -248,6 +249,10 @@ func start(t testing.TB, engine string, m mode, opts Options, setup ...func(*Ser
 		opts.TLSConfig = serverTLS(cert)
 		e.clientTLS = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: m.version, MaxVersion: m.version}
 	}
+	// What the process holds before this server exists. The package's
+	// tests run one at a time (no t.Parallel) so that this process-wide
+	// count is this server's.
+	before := leakBaseline{goroutines: goleak.IgnoreCurrent(), fds: openFDs(t)}
 	srv, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -270,6 +275,20 @@ func start(t testing.TB, engine string, m mode, opts Options, setup ...func(*Ser
 		if err := e.serveResult(); !errors.Is(err, ErrServerClosed) {
 			t.Errorf("Serve returned %v, want ErrServerClosed", err)
 		}
+		// Every test's leak check: once the server has shut down (and the
+		// test's own connections, closed by cleanups registered after
+		// this one, are gone), its goroutines and descriptors are too.
+		waitUntil(t, 10*time.Second, func() string {
+			if before.fds >= 0 {
+				if n := openFDs(t); n > before.fds {
+					return fmt.Sprintf("after shutdown: %d open descriptors, %d before the server", n, before.fds)
+				}
+			}
+			if err := goleak.Find(before.goroutines); err != nil {
+				return "after shutdown, goroutines left: " + err.Error()
+			}
+			return ""
+		})
 	})
 	return e
 }

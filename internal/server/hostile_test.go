@@ -192,7 +192,6 @@ func (c *countingConn) Write(p []byte) (int, error) {
 func TestFragmentedOneBytePerRecord(t *testing.T) {
 	req, check := hostileBatch()
 	forEach(t, allModes, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{})
 		cc := &countingConn{Conn: e.dialRaw()}
 		if err := cc.Conn.(*net.TCPConn).SetNoDelay(true); err != nil {
@@ -238,7 +237,6 @@ func TestFrameSplitAtEveryOffset(t *testing.T) {
 	frame := proto.AppendFrame(nil, proto.Reverse, []byte("split me anywhere"))
 	lead := proto.AppendFrame(nil, proto.Echo, []byte("whole"))
 	forEach(t, allModes, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{})
 		c := e.dial()
 		if !m.tls {
@@ -287,7 +285,6 @@ func TestHalfClosePipelinedBatch(t *testing.T) {
 		batch = proto.AppendFrame(batch, proto.Echo, body)
 	}
 	forEach(t, allModes, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{})
 		c, rc := e.dialRecorded()
 		wrote := make(chan error, 1)
@@ -803,7 +800,6 @@ func TestTLS12RenegotiationRefused(t *testing.T) {
 	for _, engine := range testEngines() {
 		for _, a := range attempts {
 			t.Run(engine+"/"+a.name, func(t *testing.T) {
-				t.Parallel()
 				e, pool := startTLS13NoTickets(t, engine, Options{})
 				c := dialTLS12Raw(t, e, pool)
 				if typ, content := roundTrip12(t, c, proto.AppendFrame(nil, proto.Echo, []byte("before"))); typ != recordApplication || !bytes.Contains(content, []byte("before")) {

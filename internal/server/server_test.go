@@ -119,7 +119,6 @@ func TestMessages(t *testing.T) {
 	fixed := time.Date(2026, 7, 1, 12, 30, 45, 0, time.UTC)
 	keys := proto.AppendKeys(nil, "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", nil)
 	forEach(t, allModes, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{Now: func() time.Time { return fixed }, Keys: func() []byte { return keys }})
 		c := e.dial()
 		tests := []struct {
@@ -174,7 +173,6 @@ func TestKeysNotSupported(t *testing.T) {
 func TestPipelined(t *testing.T) {
 	const n = 1000
 	forEach(t, allModes, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		e := start(t, engine, m, Options{})
 		c := e.dial()
 		var batch []byte

@@ -89,7 +89,6 @@ func (e *testEnv) dialRecorded() (net.Conn, *recordingConn) {
 
 func TestShutdownGraceful(t *testing.T) {
 	forEach(t, allModes, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		keys := proto.AppendKeys(nil, "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", nil)
 		entered, release := make(chan struct{}, 1), make(chan struct{})
 		e := start(t, engine, m, Options{Keys: func() []byte {
@@ -142,7 +141,6 @@ func TestShutdownGraceful(t *testing.T) {
 
 func TestShutdownForced(t *testing.T) {
 	forEach(t, []mode{modeTLS13, modePlaintext}, func(t *testing.T, engine string, m mode) {
-		t.Parallel()
 		entered, release := make(chan struct{}, 1), make(chan struct{})
 		e := start(t, engine, m, Options{Keys: func() []byte {
 			entered <- struct{}{}
