@@ -47,10 +47,6 @@ var (
 	// certificate being renewed, or its key does not match it.
 	ErrNotIssuer = errors.New("not the issuer of the certificate")
 
-	// ErrLifetimeTooShort means a certificate is too short-lived to renew
-	// automatically: its renewal would be due the moment it was made.
-	ErrLifetimeTooShort = errors.New("certificate lifetime too short for automatic renewal")
-
 	// ErrIssuerKeyMissing means a certificate cannot be renewed because the
 	// issuing CA's private key is not available. A server without the key
 	// should warn before expiry instead of renewing.

@@ -167,9 +167,7 @@ func (r *Renewer) RenewAt(cert *x509.Certificate) time.Time {
 // returns what [Rotate] did when the certificate was due (Skipped set when
 // another process renewed it first), nil when it was not due or renewal is
 // disabled. Without the issuing key it returns an error wrapping
-// [ErrIssuerKeyMissing], due or not, and for a certificate so short-lived
-// that its renewal would be due at once, one wrapping [ErrLifetimeTooShort];
-// a due renewal that fails returns
+// [ErrIssuerKeyMissing], due or not; a due renewal that fails returns
 // Rotate's error. Either way the current certificate keeps serving. Check
 // logs renewals and expiry warnings, not its error.
 func (r *Renewer) Check(ctx context.Context) (*RotateResult, error) {
@@ -224,17 +222,6 @@ func (r *Renewer) check(ctx context.Context) (*RotateResult, *x509.Certificate, 
 // canRenew is a cheap look for the issuing key, so that a server without
 // it does not decrypt its own key at every check only to learn that.
 func (r *Renewer) canRenew(cert *x509.Certificate) error {
-	// A renewed certificate starts Backdate in the past, for clock skew. If
-	// RenewAfter of its lifetime is no longer than that, it is due the
-	// moment it is made, and renewing would re-issue it in a loop.
-	life := cert.NotAfter.Sub(cert.NotBefore)
-	if r.opts.Validity > 0 {
-		life = r.opts.Validity + Backdate
-	}
-	if time.Duration(float64(life)*r.opts.RenewAfter) <= Backdate {
-		return fmt.Errorf("renewing %q: a certificate valid for %v would be due for renewal as soon as it was made (it starts %v early, for clock skew); issue one valid for longer, or renew it by hand: %w",
-			r.opts.CertPath, max(life-Backdate, 0), Backdate, ErrLifetimeTooShort)
-	}
 	if IsSelfSigned(cert) && r.opts.IssuerCertPath == "" && r.opts.IssuerKeyPath == "" {
 		return nil
 	}
@@ -328,7 +315,7 @@ func (r *Renewer) Run(ctx context.Context) error {
 			lastErr = ""
 		case err.Error() != lastErr:
 			lastErr = err.Error()
-			if errors.Is(err, ErrIssuerKeyMissing) || errors.Is(err, ErrLifetimeTooShort) {
+			if errors.Is(err, ErrIssuerKeyMissing) {
 				r.log.WarnContext(ctx, "cannot renew the certificate, will warn before it expires", "path", r.opts.CertPath, "err", err)
 			} else {
 				r.log.WarnContext(ctx, "certificate renewal failed, will retry", "path", r.opts.CertPath, "err", err, "retry_in", r.opts.Interval)

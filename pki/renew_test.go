@@ -235,48 +235,6 @@ func TestRenewerWarnsWhenItCannotRenew(t *testing.T) {
 	}
 }
 
-// A certificate whose renewal would be due the moment it was made (its
-// lifetime is mostly the backdating) is not renewed in a loop: Check
-// refuses with ErrLifetimeTooShort and leaves the file alone.
-func TestRenewerRefusesLifetimeTooShort(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		validity time.Duration // of the certificate on disk
-		renewFor time.Duration // RenewerOptions.Validity
-		want     bool          // ErrLifetimeTooShort
-	}{
-		{"one minute", time.Minute, 0, true},
-		{"two and a half minutes", 150 * time.Second, 0, true},
-		{"three minutes", 3 * time.Minute, 0, false},
-		{"renewed for one minute", time.Hour, time.Minute, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d := newCertDir(t, InitOptions{Validity: tc.validity})
-			cert := mustReadCert(t, d.l.ServerCert)
-			before := mustRead(t, d.l.ServerCert)
-			clock := newFakeClock(cert.NotAfter.Add(-time.Second))
-			r := mustRenewer(t, RenewerOptions{CertPath: d.l.ServerCert, Validity: tc.renewFor, Now: clock.Now, Logger: newRecorder(t).logger()})
-			res, err := r.Check(context.Background())
-			if got := errors.Is(err, ErrLifetimeTooShort); got != tc.want {
-				t.Fatalf("Check: got %v, want ErrLifetimeTooShort: %v", err, tc.want)
-			}
-			if tc.want {
-				if res != nil || !bytes.Equal(mustRead(t, d.l.ServerCert), before) {
-					t.Error("a certificate too short-lived to renew was renewed")
-				}
-				return
-			}
-			if res == nil || res.Skipped {
-				t.Fatalf("Check: got %+v, want a renewal", res)
-			}
-			// The renewed certificate is not due again at once.
-			if res, err := r.Check(context.Background()); res != nil || err != nil {
-				t.Errorf("right after renewal: got %+v, %v; want nothing done", res, err)
-			}
-		})
-	}
-}
-
 // Run reports once that it cannot renew.
 func TestRenewerRunWithoutIssuerKey(t *testing.T) {
 	d := newCertDir(t, InitOptions{})
