@@ -61,24 +61,6 @@ func (ee *epollEngine) inspect(c *conn, f func()) bool {
 	return true
 }
 
-// pollUntil calls cond every few milliseconds until it returns "" or the
-// timeout passes, and then fails with its last answer. For waits on the
-// server's goroutines and sockets, which send no event.
-func pollUntil(t testing.TB, timeout time.Duration, cond func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		why := cond()
-		if why == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, why)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestEpollIdleConnsHoldNothing: connections that have been served and
 // wait for their next request have no goroutine and no buffer of the
 // server's: they are in the loop's table with an empty queue and no
@@ -106,7 +88,7 @@ func TestEpollIdleConnsHoldNothing(t *testing.T) {
 				}
 				return ""
 			}
-			pollUntil(t, 10*time.Second, func() string { return idle(1) })
+			waitUntil(t, 10*time.Second, func() string { return idle(1) })
 			base := runtime.NumGoroutine()
 
 			conns := make([]net.Conn, n)
@@ -117,7 +99,7 @@ func TestEpollIdleConnsHoldNothing(t *testing.T) {
 					t.Fatalf("connection %d: got a %d-byte reply, want the ECHO of %d bytes", i, len(f.Body), len(body))
 				}
 			}
-			pollUntil(t, 10*time.Second, func() string {
+			waitUntil(t, 10*time.Second, func() string {
 				if why := idle(n + 1); why != "" {
 					return why
 				}
@@ -172,7 +154,7 @@ func TestEpollBackpressure(t *testing.T) {
 				_, err := c.Write(batch)
 				wrote <- err
 			}()
-			pollUntil(t, 20*time.Second, func() string {
+			waitUntil(t, 20*time.Second, func() string {
 				if ee.queued.Load() == 0 {
 					return "the server never found the socket full"
 				}
@@ -187,7 +169,7 @@ func TestEpollBackpressure(t *testing.T) {
 			if err := <-wrote; err != nil {
 				t.Fatal(err)
 			}
-			pollUntil(t, 10*time.Second, func() string {
+			waitUntil(t, 10*time.Second, func() string {
 				for _, c := range ee.loopConns() {
 					queued := true
 					if !ee.inspect(c, func() { queued = c.loop.t.q != nil }) || queued {
@@ -361,7 +343,7 @@ func TestTransportRead(t *testing.T) {
 	}
 	// Edge-triggered epoll would announce the bytes; without a loop, wait
 	// for them.
-	pollUntil(t, 5*time.Second, func() string {
+	waitUntil(t, 5*time.Second, func() string {
 		tr.drained = false
 		n, err = tr.Read(buf)
 		if n == 0 && err == errWouldBlock {
@@ -377,7 +359,7 @@ func TestTransportRead(t *testing.T) {
 	}
 	client.Close()
 	tr.hup = true // as EPOLLRDHUP sets it
-	pollUntil(t, 5*time.Second, func() string {
+	waitUntil(t, 5*time.Second, func() string {
 		n, err = tr.Read(buf)
 		if err == errWouldBlock {
 			return "the end of stream never came"
@@ -432,7 +414,7 @@ func TestTransportWriteQueues(t *testing.T) {
 		b, _ := io.ReadAll(io.LimitReader(client, int64(sent.Len())))
 		got <- b
 	}()
-	pollUntil(t, 10*time.Second, func() string {
+	waitUntil(t, 10*time.Second, func() string {
 		if err := tr.flush(); err != nil {
 			return err.Error()
 		}
@@ -517,7 +499,7 @@ func TestEpollMemoryPolicy(t *testing.T) {
 			for _, st := range steps {
 				ee.handoffs.Store(st.handoffs)
 				ee.checkMemory(t0.Add(st.at))
-				pollUntil(t, 10*time.Second, func() string {
+				waitUntil(t, 10*time.Second, func() string {
 					if ee.releasing.Load() {
 						return st.name + ": the release is still running"
 					}

@@ -230,6 +230,13 @@ func (e *testEnv) serveResult() error {
 // down when the test ends. setup functions run before Serve.
 func start(t testing.TB, engine string, m mode, opts Options, setup ...func(*Server)) *testEnv {
 	t.Helper()
+	return startWrapped(t, engine, m, opts, nil, setup...)
+}
+
+// startWrapped is start serving on wrap(a loopback listener), or on the
+// listener itself when wrap is nil.
+func startWrapped(t testing.TB, engine string, m mode, opts Options, wrap func(net.Listener) net.Listener, setup ...func(*Server)) *testEnv {
+	t.Helper()
 	e := &testEnv{t: t, rec: newRecorder(), mode: m, serveErr: make(chan error, 1)}
 	opts.Engine = engine
 	if opts.Events == nil {
@@ -265,6 +272,9 @@ func start(t testing.TB, engine string, m mode, opts Options, setup ...func(*Ser
 		t.Fatalf("listening: %v", err)
 	}
 	e.srv, e.addr = srv, ln.Addr().String()
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	go func() { e.serveErr <- srv.Serve(context.Background(), ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

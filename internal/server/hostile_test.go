@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
@@ -1007,8 +1006,8 @@ func TestKeyUpdateRequestedNeverRead(t *testing.T) {
 			cert, pool := mustCert(t)
 			cfg := serverTLS(cert)
 			cfg.SessionTicketsDisabled = true
-			e := startOn(t, engine, modeTLS13, Options{TLSConfig: cfg, WriteTimeout: writeTimeout, IdleTimeout: idleTimeout},
-				sndbufListener{size: 4096})
+			e := startWrapped(t, engine, modeTLS13, Options{TLSConfig: cfg, WriteTimeout: writeTimeout, IdleTimeout: idleTimeout},
+				func(ln net.Listener) net.Listener { return sndbufListener{Listener: ln, size: 4096} })
 			e.clientTLS = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13}
 			c := dialTLS13Raw(t, e, pool)
 			_ = c.raw.SetDeadline(time.Time{})
@@ -1065,44 +1064,6 @@ func (l sndbufListener) Accept() (net.Conn, error) {
 		err = c.(*net.TCPConn).SetWriteBuffer(l.size)
 	}
 	return c, err
-}
-
-// startOn is start with the listener wrapped in ln (whose Listener field
-// it sets): a server for engine and m with opts, shut down when the test
-// ends. opts.TLSConfig, if set, is used as given and the env's client
-// config is left for the caller.
-func startOn(t testing.TB, engine string, m mode, opts Options, ln sndbufListener) *testEnv {
-	t.Helper()
-	e := &testEnv{t: t, rec: newRecorder(), mode: m, serveErr: make(chan error, 1)}
-	opts.Engine, opts.Events, opts.Logger = engine, e.rec, testLogger(t)
-	for _, d := range []*time.Duration{&opts.HandshakeTimeout, &opts.IdleTimeout, &opts.WriteTimeout} {
-		if *d == 0 {
-			*d = 10 * time.Second
-		}
-	}
-	offSourceLimits(&opts)
-	srv, err := New(opts)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listening: %v", err)
-	}
-	ln.Listener = inner
-	e.srv, e.addr = srv, inner.Addr().String()
-	go func() { e.serveErr <- srv.Serve(context.Background(), ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := e.serveResult(); !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
-	return e
 }
 
 // TestDroppedMidHandshake: 1,000 connections (400 under the race
