@@ -40,6 +40,7 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 	quiet := slog.New(slog.DiscardHandler)
 	var lines [][2]string
 	add := func(k, v string) { lines = append(lines, [2]string{k, v}) }
+	add("config", o.settings.describe())
 	add("listen", o.listen)
 	if o.metricsListen != "" {
 		add("metrics", o.metricsListen+" (/metrics, /healthz, /readyz)")

@@ -54,7 +54,7 @@ func (levelValue) Type() string { return "level" }
 
 // newLogger returns the server's logger on w: text for people, JSON for
 // machines, with stable snake_case keys either way.
-func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))

@@ -17,6 +17,7 @@ import (
 	"github.com/spacecaptain/spacecaptain/internal/server"
 	"github.com/spacecaptain/spacecaptain/pki"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Defaults of the flags that are not the server core's.
@@ -43,6 +44,10 @@ type Env struct {
 	// Listening, when set, is called with the bound address once the
 	// server listens (tests listen on port 0).
 	Listening func(net.Addr)
+	// Environ lists the environment, for the SC_SERVER_* variables that
+	// set flags and SC_SERVER_CONFIG, the configuration file. Nil means
+	// os.Environ.
+	Environ func() []string
 	// MetricsListening, when set, is called with the bound address of
 	// --metrics-listen once it serves, before the certificates are loaded
 	// and before the game port is bound: /readyz answers 503 until then.
@@ -96,6 +101,9 @@ type options struct {
 	// check validates the flags and the files, reports, and exits
 	// without listening or making anything. Default false.
 	check bool
+	// settings are where the values above came from: the command line,
+	// SC_SERVER_* variables, the configuration file, defaults.
+	settings *settings
 	// srv holds MaxConns, the per-source limits (0 on the command line
 	// means off: validate turns it into the negative value that means off
 	// in server.Options), MaxMessage, the timeouts and Engine.
@@ -185,8 +193,16 @@ func NewRootCmd(env Env) *cobra.Command {
   sc-server --plaintext --listen :4243        # comparison runs only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.validate(); err != nil {
+			s, err := loadSettings(cmd, &env, func() *pflag.FlagSet { return NewRootCmd(Env{}).Flags() })
+			if err != nil {
 				return err
+			}
+			o.settings = s
+			if err := o.validate(); err != nil {
+				return s.annotate(err)
+			}
+			if print, _ := cmd.Flags().GetBool("print-config"); print {
+				return s.print(cmd.OutOrStdout(), cmd.Flags())
 			}
 			o.pass.Prompt = cmd.ErrOrStderr()
 			return run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), &env, o)
@@ -222,6 +238,8 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.StringVar(&o.srv.Engine, "engine", server.Engines()[0], "connection `ENGINE`: "+strings.Join(server.Engines(), ", "))
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz on `ADDRESS`, HOST:PORT, apart from --listen (default: off)")
 	fs.BoolVar(&o.check, "check", false, "check the flags, the certificate, key, next key and ticket-key files, print what was found and exit (0: usable); listens on nothing and makes nothing")
+	configFlags(fs)
+	cmd.MarkFlagsMutuallyExclusive("check", "print-config")
 	for _, f := range []string{"cert", "key", "next-key", "key-password-file", "min-tls", "ticket-keys", "ticket-key-rotation", "auto-renew"} {
 		cmd.MarkFlagsMutuallyExclusive("plaintext", f)
 	}

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -23,7 +22,9 @@ import (
 // nil after a stop by ctx, graceful or cut at the shutdown timeout: the
 // operator asked for it.
 func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) error {
-	log := newLogger(stderr, o.logFormat, o.logLevel)
+	level := new(slog.LevelVar)
+	level.Set(o.logLevel)
+	log := newLogger(stderr, o.logFormat, level)
 	now := env.Now
 	if now == nil {
 		now = time.Now
@@ -48,6 +49,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 		src     *certSource
 		tickets *pki.TicketKeys
 		renewer *pki.Renewer
+		live    *liveCerts
 		created *pki.InitResult
 		err     error
 	)
@@ -70,39 +72,27 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 		if err != nil {
 			return err
 		}
-		src, err = newCertSource(o, log, now, obs.metrics())
+		src, renewer, err = newServing(o, log, now, obs)
 		if err != nil {
-			return loadHint(err, o)
+			return err
 		}
 		tickets, err = newTicketKeys(o, log, now)
 		if err != nil {
 			return err
 		}
-		// It runs even with --auto-renew=false: it then only warns, 30
-		// and 7 days before expiry and at expiry (the metric
-		// spacecaptain_cert_not_after_timestamp_seconds is the other half
-		// of that warning).
-		renewer, err = pki.NewRenewer(pki.RenewerOptions{
-			CertPath:      o.cert,
-			KeyPath:       o.key,
-			KeyPassphrase: o.pass.Source("the server key " + o.key),
-			Disabled:      !o.autoRenew,
-			// The source would notice the new file by itself; reloading
-			// at once serves it without waiting for the debounce.
-			OnRenew: func(*pki.RotateResult) { _ = src.Reload() },
-			Logger:  log,
-			Now:     now,
-		})
+		// Handshakes reach the pair and the ticket keys through live, so
+		// that a SIGHUP with new paths in the configuration file can
+		// replace them.
+		live = &liveCerts{log: log}
+		live.src.Store(src)
+		live.tickets.Store(tickets)
+		cfg, err := newTLSConfig(o.minTLS, o.groups, live.GetCertificate)
 		if err != nil {
 			return err
 		}
-		cfg, err := newTLSConfig(o.minTLS, o.groups, src.GetCertificate)
-		if err != nil {
-			return err
-		}
-		cfg.WrapSession, cfg.UnwrapSession = tickets.WrapSession, tickets.UnwrapSession
+		cfg.WrapSession, cfg.UnwrapSession = live.WrapSession, live.UnwrapSession
 		srvOpts.TLSConfig = cfg
-		srvOpts.Keys = src.Keys
+		srvOpts.Keys = live.Keys
 	}
 	srv, err := server.New(srvOpts)
 	if err != nil {
@@ -119,16 +109,12 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 	// The watchers (certificate files, ticket keys, renewal) run until the
 	// server has drained.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	defer func() { stopBG(); wg.Wait() }()
-	if src != nil {
-		for _, r := range []func(context.Context) error{src.Run, tickets.Run, renewer.Run} {
-			wg.Go(func() {
-				if err := r(bg); err != nil {
-					log.ErrorContext(bg, "a certificate watcher stopped; restart the server to pick up new files", "err", err)
-				}
-			})
-		}
+	defer stopBG()
+	if live != nil {
+		live.bg = bg
+		live.swapSource(src, renewer)
+		live.swapTickets(tickets)
+		defer live.stop()
 	}
 
 	// Serve gets a context that is never cancelled: cancelling Serve's
@@ -153,10 +139,15 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 			// Serve ends by itself only on a permanent accept error.
 			return fmt.Errorf("accepting connections on %s: %w", addr, err)
 		case <-reload:
-			if src == nil {
+			// The configuration file first: it may name other files.
+			rereadConfig(ctx, log, o, level, live,
+				func(o *options) (*certSource, *pki.Renewer, error) { return newServing(o, log, now, obs) },
+				func(o *options) (*pki.TicketKeys, error) { return newTicketKeys(o, log, now) })
+			if live == nil {
 				log.InfoContext(ctx, "reload requested; nothing to reload in plaintext")
 				continue
 			}
+			src, tickets := live.source(), live.ticketKeys()
 			// The source logs what changed; a refusal is ours to log.
 			if err := src.Reload(); err != nil {
 				log.WarnContext(ctx, "reload failed; still serving the previous certificate", "err", err)
@@ -221,6 +212,34 @@ func certAttrs(info certInfo) []any {
 		attrs = append(attrs, "next_pin", info.NextPin.String())
 	}
 	return attrs
+}
+
+// newServing loads the pair to serve (o.cert, o.key, o.nextKey) and makes
+// the renewer that keeps it from expiring; neither runs until started.
+func newServing(o *options, log *slog.Logger, now func() time.Time, obs *observer) (*certSource, *pki.Renewer, error) {
+	src, err := newCertSource(o, log, now, obs.metrics())
+	if err != nil {
+		return nil, nil, loadHint(err, o)
+	}
+	// It runs even with --auto-renew=false: it then only warns, 30 and 7
+	// days before expiry and at expiry (the metric
+	// spacecaptain_cert_not_after_timestamp_seconds is the other half of
+	// that warning).
+	renewer, err := pki.NewRenewer(pki.RenewerOptions{
+		CertPath:      o.cert,
+		KeyPath:       o.key,
+		KeyPassphrase: o.pass.Source("the server key " + o.key),
+		Disabled:      !o.autoRenew,
+		// The source would notice the new file by itself; reloading at
+		// once serves it without waiting for the debounce.
+		OnRenew: func(*pki.RotateResult) { _ = src.Reload() },
+		Logger:  log,
+		Now:     now,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return src, renewer, nil
 }
 
 // newTicketKeys loads --ticket-keys, or starts in-memory keys.
