@@ -3,7 +3,7 @@
 # command then fetches through the module proxy if the machine's Go is older.
 export GOTOOLCHAIN := auto
 
-.PHONY: run test bench deps build clean
+.PHONY: run test bench deps build package clean
 
 ## run: the server on its defaults (first run makes ./certs and prints the pins)
 run:
@@ -21,9 +21,13 @@ bench:
 deps:
 	scripts/deps.sh
 
-## build: the three commands into bin/
+## build: the three commands into bin/, with the version from git describe
 build:
-	go build -o bin/ ./cmd/...
+	go build -ldflags "-X github.com/spacecaptain/spacecaptain/internal/cli.version=$$(scripts/version.sh)" -o bin/ ./cmd/...
+
+## package: .deb and .rpm for linux/amd64 and linux/arm64 into dist/ (nfpm)
+package:
+	scripts/package.sh --out dist
 
 clean:
-	rm -rf bin .cache
+	rm -rf bin dist .cache

@@ -3,6 +3,7 @@ package deploy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/internal/cli/servercmd"
 	"go.yaml.in/yaml/v3"
 )
@@ -152,14 +154,25 @@ func TestSystemdSettings(t *testing.T) {
 			t.Errorf("sc-server.service %s=%q, want %q", k, got, v)
 		}
 	}
-	maxConns := flagValue(t, unit.args(t, "ExecStart"), "max-conns")
+	settings := effective(t, unit.args(t, "ExecStart"))
+	maxConns := settings["max-conns"]
 	limit := unit.last("LimitNOFILE")
 	if atoi(t, limit) < atoi(t, maxConns)+1024 {
-		t.Errorf("LimitNOFILE=%s is less than --max-conns=%s + 1024", limit, maxConns)
+		t.Errorf("LimitNOFILE=%s is less than max-conns=%s + 1024", limit, maxConns)
 	}
 	stop := mustDuration(t, unit.last("TimeoutStopSec"))
-	if drain := mustDuration(t, flagValue(t, unit.args(t, "ExecStart"), "shutdown-timeout")); stop <= drain {
-		t.Errorf("TimeoutStopSec=%v does not exceed --shutdown-timeout=%v: systemd would kill the drain", stop, drain)
+	if drain := mustDuration(t, settings["shutdown-timeout"]); stop <= drain {
+		t.Errorf("TimeoutStopSec=%v does not exceed shutdown-timeout=%v: systemd would kill the drain", stop, drain)
+	}
+	// ExecStartPre skips --check on the first run by looking for the
+	// pair in the state directory: the configuration must put it there.
+	for _, f := range []string{"cert", "key"} {
+		if want := "/var/lib/sc-server/server." + map[string]string{"cert": "crt", "key": "key"}[f]; settings[f] != want {
+			t.Errorf("sc-server.toml: %s = %q, want %q, the state directory (%%S/sc-server) where ExecStartPre looks", f, settings[f], want)
+		}
+	}
+	if !strings.Contains(strings.Join(unit.all("ExecStartPre"), " "), "%S/sc-server/server.crt") {
+		t.Errorf("ExecStartPre does not look for %%S/sc-server/server.crt")
 	}
 
 	withDropIn := parseUnit(t, "systemd/sc-server.service", "systemd/sc-server.service.d/credentials.conf")
@@ -180,6 +193,57 @@ func TestSystemdSettings(t *testing.T) {
 		if vs := dropIn.all(k); len(vs) != 2 || vs[0] != "" {
 			t.Errorf("the drop-in must reset %s (an empty %s=) before setting it, or both command lines run: %q", k, k, vs)
 		}
+	}
+}
+
+// effective returns sc-server's effective settings with args and the
+// configuration file the unit is used with (sc-server.toml, installed as
+// /etc/space-captain/sc-server.toml), as --print-config prints them, in
+// an environment without SC_SERVER_* variables.
+func effective(t *testing.T, args []string) map[string]string {
+	t.Helper()
+	cmd := servercmd.NewRootCmd(servercmd.Env{Environ: func() []string { return nil }})
+	var out, errOut bytes.Buffer
+	cmd.SetArgs(append(append([]string{}, args...), "--config", "sc-server.toml", "--print-config"))
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	if code := cli.Main(context.Background(), cmd); code != 0 {
+		t.Fatalf("sc-server %q --config sc-server.toml --print-config: exit %d\n%s", args, code, errOut.String())
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		k, rest, ok := strings.Cut(line, " = ")
+		if !ok {
+			t.Fatalf("--print-config printed %q", line)
+		}
+		v, _, _ := strings.Cut(rest, " #")
+		m[k] = strings.Trim(strings.TrimSpace(v), `"`)
+	}
+	return m
+}
+
+// The configuration file the unit reads is valid, with the unit's flags
+// in both modes, and sets what DEPLOY.md says the unit relies on.
+func TestConfigFile(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			files := []string{"systemd/sc-server.service"}
+			if m.dropIn {
+				files = append(files, "systemd/sc-server.service.d/credentials.conf")
+			}
+			settings := effective(t, parseUnit(t, files...).args(t, "ExecStart"))
+			for k, want := range map[string]string{"listen": ":4242", "metrics-listen": "127.0.0.1:9242", "log-format": "json"} {
+				if settings[k] != want {
+					t.Errorf("%s = %q, want %q", k, settings[k], want)
+				}
+			}
+			if m.dropIn && !strings.HasPrefix(settings["cert"], "%d/") {
+				t.Errorf("with the drop-in cert = %q, want the credentials directory's copy", settings["cert"])
+			}
+		})
 	}
 }
 

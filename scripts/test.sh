@@ -2,7 +2,9 @@
 # Runs everything the project checks, in the order a failure is cheapest to
 # find: formatting, vet, the race-enabled test suite (unit, integration and
 # interop tests, the TLS scanners among them), zlint, the vulnerability
-# scan, then a bounded fuzzing run (FUZZTIME per target, default 30s).
+# scan, a bounded fuzzing run (FUZZTIME per target, default 30s), the .deb
+# and .rpm packages built and checked (lintian, rpm), and last, as root
+# only, the real install: dpkg -i, the installed programs run, dpkg --purge.
 # `make test` and CI (.ci/run) call this script; it needs only Go and the
 # Debian packages scripts/deps.sh installs.
 set -euo pipefail
@@ -58,5 +60,16 @@ step "fuzzing: every fuzz target for ${FUZZTIME:-30s} on its committed seed corp
 # About 32 s a target, 10 targets: ~5.5 minutes. The testssl, sslscan,
 # toolkit-fault and key-leak tests (issue 7) ran above, in go test.
 scripts/fuzz.sh
+
+step "packages: .deb and .rpm for amd64 and arm64, checked with dpkg-deb, lintian and rpm"
+dist=$(mktemp -d "${TMPDIR:-/tmp}/sc-dist.XXXXXX")
+trap 'rm -rf "$dist"' EXIT
+scripts/package.sh --out "$dist" >/dev/null
+scripts/package-test.sh "$dist"
+
+# Last, and serially after everything else: it changes the machine (and
+# puts it back). Root only; it skips otherwise (and fails under CI=true).
+step "the real install: dpkg -i, the installed programs as an unprivileged user, dpkg --purge"
+scripts/install-test.sh "$dist"
 
 step "all checks passed in $((SECONDS - start))s"

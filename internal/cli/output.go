@@ -24,10 +24,15 @@ func IsTerminal(v any) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// Version returns the module version the binary was built from ("v1.2.3"
-// from go install), else the VCS revision with "-dirty" when the tree had
-// changes, else "(devel)".
+// Version returns the version the build set with -ldflags -X (see
+// [VersionLDFlag]; make build and the packages set it from git describe),
+// else the module version the binary was built from ("v1.2.3" from go
+// install), else the VCS revision with "-dirty" when the tree had changes,
+// else "(devel)".
 func Version() string {
+	if version != "" {
+		return version
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "(devel)"
