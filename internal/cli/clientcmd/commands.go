@@ -16,6 +16,9 @@ import (
 func runE(o *options, env *Env, run func(ctx context.Context, st *streams, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		st := newStreams(cmd, env)
+		if err := o.applyHosts(cmd); err != nil {
+			return finish(st, o, err)
+		}
 		if err := o.validate(); err != nil {
 			return finish(st, o, err)
 		}

@@ -66,8 +66,9 @@ type options struct {
 	ca         string   // --ca FILE
 	pins       []string // --pin (repeatable)
 	insecure   bool
-	knownHosts string // --known-hosts FILE; default pinning.DefaultStorePath
-	tofu       string // --tofu prompt|auto|off; default prompt on a terminal, else auto
+	knownHosts string      // --known-hosts FILE; default pinning.DefaultStorePath
+	tofu       string      // --tofu prompt|auto|off; default prompt on a terminal, else auto
+	hosts      hostOptions // --host, --hosts-file, and what the hosts file set
 }
 
 // streams are a command's standard streams and environment while it runs.
@@ -153,8 +154,10 @@ func NewRootCmd(env Env) *cobra.Command {
 		newChatCmd(o, &env),
 	} {
 		o.addFlags(c.Flags())
+		o.addHostFlags(c.Flags())
 		root.AddCommand(c)
 	}
+	root.AddCommand(newConfigCmd(o, &env))
 	// bench has its own --server and trust flags, and no trust on first
 	// use: a load test should not write the known hosts file.
 	root.AddCommand(benchcmd.NewCmd())
