@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/spacecaptain/spacecaptain/internal/cli"
 )
 
 // binaries are the commands TestMain builds, as package paths below the
@@ -25,6 +27,13 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
+	// No configuration file for any program a test starts: not the
+	// /etc/space-captain/sc-server.toml a package installed, not the
+	// user's sc-client hosts file.
+	if err := cli.NoConfigFiles(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	dir, err := os.MkdirTemp("", "sc-interop-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/spacecaptain/spacecaptain/internal/cli"
 )
 
 // binDir holds the real sc-cert, built once by TestMain for the testscript
@@ -17,6 +19,10 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
+	if err := cli.NoConfigFiles(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	dir, err := os.MkdirTemp("", "sc-cert-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

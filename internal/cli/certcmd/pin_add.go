@@ -12,7 +12,10 @@ import (
 
 type pinAddOptions struct {
 	*pinFlags
-	json bool
+	json   bool
+	target pinTarget
+	// hostsFile is the hosts file --to hosts writes; "" writes the store.
+	hostsFile string
 }
 
 func newPinAddCmd(env *Env, f *pinFlags) *cobra.Command {
@@ -33,12 +36,21 @@ connection that presents it makes it current. Pins already on file are left
 as they are, so add can be run again safely. Pins added here are kept until
 the server is forgotten, whatever the server later announces.
 
+--to hosts writes the pins into sc-client's hosts file instead (man
+sc-client-hosts): into the block "Host HOST", appended with a server line
+when there is none, so that sc-client --host HOST connects with them. The
+two places differ in who speaks: the known hosts file is what trust on
+first use learns, the hosts file is what the operator gives. Pins in the
+hosts file (or on the command line) win: they put sc-client in pin mode for
+that host, and the known hosts file is then not consulted for it.
+
 PIN is sha256//BASE64 (as curl --pinnedpubkey takes it), bare base64, or 64
 hex digits with or without colons; several may be given, or one list
 separated by ";".`,
 		Example: `  sc-cert pin add game.example:4242 sha256//PN5c5d1wBtw5Kb6aNSzB/G8y4wXvKbmBDDi7RK1F0lM=
   sc-cert pin add 127.0.0.1:4242 "$(sc-cert pin show certs/ --next --json | jq -r .pins)"
-  sc-cert pin add --known-hosts ./known_hosts '[::1]:4242' sha256//...= sha256//...=`,
+  sc-cert pin add --known-hosts ./known_hosts '[::1]:4242' sha256//...= sha256//...=
+  sc-cert pin add --to hosts game.example:4242 sha256//...=   # then: sc-client echo hi --host game.example`,
 		Args: func(c *cobra.Command, args []string) error {
 			if len(args) < 2 {
 				return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s: want HOST:PORT and at least one PIN, got %d argument(s)", c.CommandPath(), len(args)),
@@ -47,10 +59,25 @@ separated by ";".`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch o.target.to {
+			case "known-hosts":
+			case "hosts":
+				if cmd.Flags().Changed("known-hosts") {
+					return cli.Usagef("--known-hosts can't be used with --to hosts, which writes the hosts file")
+				}
+				path, err := o.target.hostsPath(cmd.Flags())
+				if err != nil {
+					return err
+				}
+				o.hostsFile = path
+			default:
+				return cli.Usagef("--to %q: want known-hosts or hosts", o.target.to)
+			}
 			return runPinAdd(cmd.OutOrStdout(), env, args[0], args[1:], o)
 		},
 	}
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the host's entry after the change as JSON")
+	o.target.addFlags(cmd.Flags())
 	return cmd
 }
 
@@ -76,6 +103,9 @@ func runPinAdd(stdout io.Writer, env *Env, hostArg string, pinArgs []string, o *
 			return herr
 		}
 		return cli.WithCode(cli.ExitUsage, perr, pinHint)
+	}
+	if o.hostsFile != "" {
+		return runPinAddHosts(stdout, o.hostsFile, host, set, o.json)
 	}
 	store, err := o.openStore(env)
 	if err != nil {

@@ -16,9 +16,9 @@ import (
 )
 
 // HostsFileEnv names the hosts file when --hosts-file does not; set and
-// empty, it means none (what every test sets, so that no user's file
-// changes a test).
-const HostsFileEnv = "SC_CLIENT_HOSTS_FILE"
+// empty, it means none (what every test sets, with cli.NoConfigFiles, so
+// that no user's file changes a test).
+const HostsFileEnv = cli.HostsFileEnv
 
 // hostOptions pick the per-host settings of the hosts file, and record
 // where each setting came from once they are applied.

@@ -154,7 +154,7 @@ func loadSettings(cmd *cobra.Command, env *Env, newFlags func() *pflag.FlagSet) 
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.env)) {
-		if k == EnvPrefix+"CONFIG" {
+		if k == cli.ServerConfigEnv {
 			continue
 		}
 		if f := fs.Lookup(envFlagName(k)); f == nil || commandLineOnly(f.Name) {
@@ -167,8 +167,8 @@ func loadSettings(cmd *cobra.Command, env *Env, newFlags func() *pflag.FlagSet) 
 	switch {
 	case fs.Changed("config"):
 		path, s.fileFrom = fs.Lookup("config").Value.String(), "--config"
-	case hasKey(s.env, EnvPrefix+"CONFIG"):
-		path, s.fileFrom = s.env[EnvPrefix+"CONFIG"], EnvPrefix+"CONFIG"
+	case hasKey(s.env, cli.ServerConfigEnv):
+		path, s.fileFrom = s.env[cli.ServerConfigEnv], cli.ServerConfigEnv
 	default:
 		path, s.fileFrom, explicit = DefaultConfigFile, "default path", false
 	}
