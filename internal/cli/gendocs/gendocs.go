@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli/certcmd"
 	"github.com/spacecaptain/spacecaptain/internal/cli/clientcmd"
 	"github.com/spacecaptain/spacecaptain/internal/cli/servercmd"
+	"github.com/cpuguy83/go-md2man/v2/md2man"
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 )
@@ -53,6 +55,21 @@ func disableAutoGenTag(c *cobra.Command) {
 	c.DisableAutoGenTag = true
 	for _, sub := range c.Commands() {
 		disableAutoGenTag(sub)
+	}
+}
+
+// filePage is a section 5 page: the format of a file a command reads.
+type filePage struct {
+	name     string // the page's name, e.g. sc-server.toml
+	markdown string
+}
+
+// filePages are the pages of the configuration file formats, written from
+// the commands' flags.
+func filePages() []filePage {
+	return []filePage{
+		{"sc-server.toml", servercmd.ConfigFileDoc()},
+		{"sc-client-hosts", clientcmd.HostsFileDoc()},
 	}
 }
 
@@ -118,6 +135,13 @@ func generateInto(dir string) error {
 		}
 	}
 	date := manDate()
+	for _, p := range filePages() {
+		title := fmt.Sprintf("%% %q %q %q %q %q\n", strings.ToUpper(p.name), "5", date.Format("Jan 2006"), "Space Captain", "Space Captain Manual")
+		page := md2man.Render([]byte(title + p.markdown))
+		if err := os.WriteFile(filepath.Join(manDir, p.name+".5"), page, 0o644); err != nil {
+			return err
+		}
+	}
 	for _, r := range roots() {
 		header := &doc.GenManHeader{Section: "1", Date: &date, Source: "Space Captain", Manual: "Space Captain Manual"}
 		if err := doc.GenManTree(r, header, manDir); err != nil {
