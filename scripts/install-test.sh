@@ -84,7 +84,7 @@ for b in sc-cert sc-server sc-client; do
   [ "$got" = "$b $version" ] || fail "$b --version: '$got', want '$b $version'"
 done
 if command -v man >/dev/null 2>&1; then
-  for page in 5:sc-server.toml 1:sc-server; do
+  for page in 5:sc-server.toml 5:sc-client-hosts 1:sc-server; do
     p=$(man -w "${page%%:*}" "${page#*:}" 2>/dev/null) || fail "man ${page%%:*} ${page#*:}: no page installed"
     case $p in /usr/share/man/*) ;; *) fail "man ${page%%:*} ${page#*:} is $p" ;; esac
   done

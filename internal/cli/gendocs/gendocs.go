@@ -11,10 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cpuguy83/go-md2man/v2/md2man"
 	"github.com/spacecaptain/spacecaptain/internal/cli/certcmd"
 	"github.com/spacecaptain/spacecaptain/internal/cli/clientcmd"
 	"github.com/spacecaptain/spacecaptain/internal/cli/servercmd"
-	"github.com/cpuguy83/go-md2man/v2/md2man"
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 )
