@@ -1,0 +1,324 @@
+package dtls
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	piondtls "github.com/pion/dtls/v4"
+	"github.com/pion/dtls/v4/pkg/crypto/ciphersuite"
+	"github.com/pion/dtls/v4/pkg/protocol"
+
+	"github.com/spacecaptain/spacecaptain/internal/proto"
+)
+
+// CipherSuites are the suites the server offers, in its order of
+// preference: ECDHE with AEAD ciphers only (AES-GCM and
+// ChaCha20-Poly1305), for ECDSA and RSA keys. pion/dtls's default list
+// also has CBC and CCM suites.
+var CipherSuites = []ciphersuite.ID{
+	ciphersuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	ciphersuite.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	ciphersuite.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	ciphersuite.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	ciphersuite.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	ciphersuite.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// Server serves the Space Captain protocol over DTLS 1.2. Make one with
+// [New]; the zero value is not usable. Its methods are safe for concurrent
+// use. A Server can Serve several sockets at once and is done after
+// Shutdown.
+type Server struct {
+	opts     Options
+	log      *slog.Logger
+	events   Events
+	timed    bool // events were given: time every message
+	env      proto.Env
+	pionOpts []piondtls.ServerOption
+	sources  *sourceLimits // nil when both per-source limits are off
+	readSize int           // a session's read buffer: the largest record it answers
+	outPool  sync.Pool     // reply buffers, held only while answering
+	proved   atomic.Int64  // sessions counted against MaxSessions
+
+	refusedLog logLimiter
+
+	stopping atomic.Bool
+	stopOnce sync.Once
+	mu       sync.Mutex
+	gates    map[*gate]net.Listener
+	sessions map[*session]struct{}
+	wg       sync.WaitGroup // sessions; Add only under mu while !stopping
+}
+
+// New checks opts and returns a Server ready to Serve. It starts nothing.
+// It returns an error naming the first field that is out of range.
+func New(opts Options) (*Server, error) {
+	o, err := opts.resolve()
+	if err != nil {
+		return nil, fmt.Errorf("configuring the DTLS server: %w", err)
+	}
+	s := &Server{
+		opts:     o,
+		log:      o.Logger,
+		events:   o.Events,
+		timed:    opts.Events != nil,
+		env:      proto.Env{Now: o.Now, Keys: o.Keys},
+		gates:    make(map[*gate]net.Listener),
+		sessions: make(map[*session]struct{}),
+	}
+	if o.SourceMaxSessions > 0 || o.SourceHandshakeRate > 0 {
+		s.sources = newSourceLimits(o)
+	}
+	s.refusedLog.every = time.Second
+	// A record carries one request batch: at most MaxDatagram bytes of
+	// frames, or one frame alone when it is larger (DESIGN: a frame is
+	// never split across records).
+	s.readSize = max(o.MaxDatagram, proto.HeaderSize+o.MaxMessage)
+	outSize := o.MaxDatagram + proto.HeaderSize + max(o.MaxMessage, maxErrorReply)
+	s.outPool.New = func() any { b := make([]byte, 0, outSize); return &b }
+
+	getCert := o.GetCertificate
+	s.pionOpts = []piondtls.ServerOption{
+		piondtls.WithGetCertificate(func(chi *piondtls.ClientHelloInfo) (*tls.Certificate, error) {
+			suites := make([]uint16, len(chi.CipherSuites))
+			for i, id := range chi.CipherSuites {
+				suites[i] = uint16(id)
+			}
+			return getCert(&tls.ClientHelloInfo{ServerName: chi.ServerName, CipherSuites: suites,
+				SupportedVersions: []uint16{tls.VersionTLS12}})
+		}),
+		piondtls.WithMinVersion(protocol.Version1_2),
+		piondtls.WithMaxVersion(protocol.Version1_2),
+		piondtls.WithCipherSuites(CipherSuites...),
+		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
+		piondtls.WithLoggerFactory(pionLogs{s.log}),
+	}
+	if !o.DisableConnectionIDs {
+		s.pionOpts = append(s.pionOpts,
+			piondtls.WithConnectionID(piondtls.RandomCIDGenerator(ConnectionIDLength), piondtls.CIDPathMigrationRRC))
+	}
+	return s, nil
+}
+
+const maxErrorReply = 256
+
+// Serve answers DTLS handshakes and requests on pc, a UDP socket, until
+// Shutdown is called or ctx is done. After Shutdown it returns
+// [ErrServerClosed]; when ctx is done it stops at once — as Shutdown with
+// an expired context: every session is closed hard — and returns
+// ctx.Err(). pc is closed once every session on it has ended.
+func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
+	g := newGate(s, pc)
+	ln, err := piondtls.Listen(g, s.pionOpts...)
+	if err != nil {
+		pc.Close()
+		return fmt.Errorf("starting the DTLS listener on %s: %w", pc.LocalAddr(), err)
+	}
+	if !s.trackGate(g, ln) {
+		ln.Close()
+		pc.Close()
+		return ErrServerClosed
+	}
+	stop := context.AfterFunc(ctx, func() { s.forceClose() })
+	defer stop()
+	s.log.InfoContext(ctx, "listening", "addr", pc.LocalAddr().String(), "transport", "dtls",
+		"max_sessions", s.opts.MaxSessions, "max_message", s.opts.MaxMessage, "max_datagram", s.opts.MaxDatagram,
+		"idle_timeout", s.opts.IdleTimeout, "connection_ids", !s.opts.DisableConnectionIDs)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case s.stopping.Load():
+				return ErrServerClosed
+			}
+			return fmt.Errorf("reading DTLS datagrams on %s: %w", pc.LocalAddr(), err)
+		}
+		dc, ok := c.(*piondtls.Conn)
+		if !ok {
+			c.Close()
+			continue
+		}
+		ua, _ := dc.RemoteAddr().(*net.UDPAddr)
+		if ua == nil {
+			dc.Close()
+			continue
+		}
+		ss := &session{srv: s, conn: dc, g: g}
+		p := g.attach(ua.AddrPort(), ss)
+		if p == nil {
+			dc.Close()
+			continue
+		}
+		ss.peer = p
+		if !s.trackSession(ss) {
+			dc.Close()
+			g.release(p)
+			continue
+		}
+		go ss.run()
+	}
+}
+
+// Shutdown stops the server gracefully: it stops answering new
+// handshakes, drops half-open ones, and ends every session with
+// close_notify once the request it is answering (if any) has its reply.
+// It returns nil when every session has ended; if ctx ends first, the
+// rest are closed hard and it returns ctx.Err(). Serve returns
+// [ErrServerClosed] as soon as Shutdown begins.
+func (s *Server) Shutdown(ctx context.Context) error {
+	n := s.beginStop()
+	s.log.InfoContext(ctx, "shutting down", "transport", "dtls", "sessions", n)
+	s.mu.Lock()
+	for ss := range s.sessions {
+		ss.stop()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.closeSockets()
+		s.log.InfoContext(ctx, "shutdown complete", "transport", "dtls")
+		return nil
+	case <-ctx.Done():
+		left := s.forceClose()
+		s.log.WarnContext(ctx, "shutdown timed out; closed sessions hard", "transport", "dtls", "sessions", left, "err", ctx.Err())
+		return ctx.Err()
+	}
+}
+
+// Sessions returns how many sessions the server holds, half-open
+// handshakes included.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// beginStop marks the server stopping, stops every gate and listener, and
+// returns how many sessions it holds.
+func (s *Server) beginStop() int {
+	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		s.stopping.Store(true)
+		s.mu.Unlock()
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for g, ln := range s.gates {
+		g.close()
+		ln.Close()
+	}
+	return len(s.sessions)
+}
+
+// forceClose stops the server and closes every session hard; it returns
+// how many there were. Their goroutines end by themselves; the sockets
+// close once they have.
+func (s *Server) forceClose() int {
+	s.beginStop()
+	s.mu.Lock()
+	all := make([]*session, 0, len(s.sessions))
+	for ss := range s.sessions {
+		all = append(all, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range all {
+		ss.forced.Store(true)
+		ss.abort()
+		ss.conn.Close()
+	}
+	n := len(all)
+	go func() { s.wg.Wait(); s.closeSockets() }()
+	return n
+}
+
+// closeSockets closes the UDP sockets once no session needs them, which
+// ends pion's reading goroutines.
+func (s *Server) closeSockets() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for g := range s.gates {
+		g.PacketConn.Close()
+		delete(s.gates, g)
+	}
+}
+
+func (s *Server) trackGate(g *gate, ln net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping.Load() {
+		return false
+	}
+	s.gates[g] = ln
+	return true
+}
+
+// trackSession registers ss, unless the server is stopping.
+func (s *Server) trackSession(ss *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping.Load() {
+		return false
+	}
+	s.sessions[ss] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+// endSession forgets a session that has ended for reason ("" for a
+// half-open handshake that never became one).
+func (s *Server) endSession(ss *session, reason string) {
+	if ss.g.release(ss.peer) {
+		if ss.forced.Load() {
+			reason = CloseForced
+		}
+		s.events.ConnClosed(reason)
+	}
+	s.mu.Lock()
+	delete(s.sessions, ss)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// refuse reports a source turned away, logging at most once a second.
+func (s *Server) refuse(reason string, addr netip.AddrPort) {
+	s.events.ConnRefused(reason)
+	if n := s.refusedLog.allow(); n > 0 {
+		s.log.Debug("refused a DTLS client", "reason", reason, "remote_addr", addr.String(), "refused_since_last_log", n)
+	}
+}
+
+// logLimiter lets a log line through at most once per every, and counts
+// what it held back.
+type logLimiter struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  time.Time
+	held  int
+}
+
+// allow returns 0 to hold a line back, or the lines since the last one let
+// through, this one included.
+func (l *logLimiter) allow() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.held++
+	now := time.Now()
+	if now.Sub(l.last) < l.every {
+		return 0
+	}
+	n := l.held
+	l.last, l.held = now, 0
+	return n
+}
