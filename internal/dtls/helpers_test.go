@@ -301,7 +301,7 @@ func (e *testEnv) dialOn(pc net.PacketConn, extra ...piondtls.ClientOption) (*pi
 		pc.Close()
 		return nil, err
 	}
-	e.t.Cleanup(func() { c.Close() })
+	e.t.Cleanup(func() { c.Close(); pc.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return c, c.HandshakeContext(ctx)
@@ -315,6 +315,35 @@ func (e *testEnv) dial(extra ...piondtls.ClientOption) *piondtls.Conn {
 		e.t.Fatalf("handshake: %v", err)
 	}
 	return c
+}
+
+// dialRetry opens a session as sc-client does: a handshake that gets no
+// answer for 2 s starts over with a new ClientHello, since an RFC 6347
+// client retransmits its second ClientHello for ever once the server has
+// dropped the half-open handshake it belonged to.
+func (e *testEnv) dialRetry() *piondtls.Conn {
+	e.t.Helper()
+	var err error
+	for range 5 {
+		pc := listenLoopback(e.t)
+		var c *piondtls.Conn
+		c, err = piondtls.Client(pc, e.addr, e.clientOptions()...)
+		if err != nil {
+			pc.Close()
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err = c.HandshakeContext(ctx)
+		cancel()
+		if err == nil {
+			e.t.Cleanup(func() { c.Close(); pc.Close() })
+			return c
+		}
+		c.Close()
+		pc.Close()
+	}
+	e.t.Fatalf("handshake, five tries: %v", err)
+	return nil
 }
 
 func listenLoopback(t testing.TB) *net.UDPConn {

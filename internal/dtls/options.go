@@ -35,7 +35,7 @@ const (
 	// ClientHellos cannot hold more than this many, and a real player
 	// whose cookie comes back before the flood has pushed its half-open
 	// out (MaxHalfOpen / flood rate) still gets in.
-	DefaultMaxHalfOpen = 4096
+	DefaultMaxHalfOpen = 1024
 	// DefaultSourceMaxHalfOpen bounds the half-open handshakes of one
 	// source (an IPv4 address, an IPv6 /64): enough for the players
 	// behind one NAT address starting at once.

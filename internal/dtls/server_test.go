@@ -10,7 +10,9 @@ import (
 )
 
 func TestRequests(t *testing.T) {
-	e := start(t, Options{Keys: func() []byte { return proto.AppendKeys(nil, "sha256//47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", nil) }})
+	e := start(t, Options{Keys: func() []byte {
+		return proto.AppendKeys(nil, "sha256//47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=", nil)
+	}})
 	c := e.dial()
 	for _, tt := range []struct {
 		name     string
