@@ -152,4 +152,3 @@ func statelessHVR(ch, cookie []byte) []byte {
 	binary.BigEndian.PutUint16(rec[11:], uint16(len(hs)+len(body)))
 	return append(append(rec, hs...), body...)
 }
-
