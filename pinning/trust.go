@@ -266,19 +266,26 @@ func (t *Trust) Config() *tls.Config {
 // verifyConnection is the tls.Config.VerifyConnection of every mode. It
 // reads the store but never writes it.
 func (t *Trust) verifyConnection(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 {
+	return t.verifyPeer(cs.PeerCertificates, cs.VerifiedChains, t.hostName(cs))
+}
+
+// verifyPeer is the decision of every mode and transport: certs is what
+// the server presented, leaf first, and chains the chains verified against
+// the roots (by crypto/tls, or by [Trust.VerifyPeer]) in the modes that
+// verify them. It reads the store but never writes it.
+func (t *Trust) verifyPeer(certs []*x509.Certificate, chains [][]*x509.Certificate, host string) error {
+	if len(certs) == 0 {
 		return ErrNoPeerCertificate
 	}
-	leaf := cs.PeerCertificates[0]
+	leaf := certs[0]
 	pin := PinOf(leaf)
-	host := t.hostName(cs)
 	switch t.mode {
 	case ModeCA:
 		// crypto/tls verified the chain and the name, and re-checks both
 		// against the current roots when it resumes a session.
 		return nil
 	case ModeCAPin:
-		for _, chain := range cs.VerifiedChains {
+		for _, chain := range chains {
 			for _, c := range chain {
 				if t.pins.ContainsKeyOf(c) {
 					return nil
