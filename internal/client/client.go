@@ -36,6 +36,12 @@ type Options struct {
 
 	// Dialer dials the TCP connection. Nil means the zero net.Dialer.
 	Dialer *net.Dialer
+
+	// DTLS, when set, makes Dial speak DTLS 1.2 over UDP, with its
+	// options; TLSConfig and Dialer must then be nil. Do sends a request
+	// again when its reply does not come (UDP loses datagrams), and
+	// Flush packs requests into datagrams at frame boundaries.
+	DTLS *DTLSOptions
 }
 
 // Conn is a connection to a Space Captain server. It is not safe for
@@ -44,8 +50,9 @@ type Options struct {
 // never two for either: Receive and Do flush, so they belong to the
 // sending goroutine.
 type Conn struct {
-	nc         net.Conn  // the TLS or TCP connection
-	tc         *tls.Conn // nil in plaintext
+	nc         net.Conn  // the TLS, TCP or DTLS connection
+	tc         *tls.Conn // nil in plaintext and DTLS
+	dc         *dtlsConn // nil but in DTLS
 	dec        *proto.Decoder
 	out        []byte // requests buffered by Send
 	maxMessage int
@@ -74,6 +81,17 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 
 	c := &Conn{maxMessage: opts.MaxMessage}
 	var err error
+	if opts.DTLS != nil {
+		if opts.TLSConfig != nil || opts.Dialer != nil {
+			return nil, fmt.Errorf("dialing %s: DTLS options with a TLS config or a TCP dialer", addr)
+		}
+		if c.dc, err = dialDTLS(ctx, addr, opts.DTLS); err != nil {
+			return nil, err
+		}
+		c.nc = c.dc.c
+		c.dec = proto.NewDecoder(c.nc, opts.MaxMessage)
+		return c, nil
+	}
 	if opts.TLSConfig == nil {
 		c.nc, err = d.DialContext(ctx, "tcp", addr)
 	} else {
@@ -97,6 +115,9 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 // exchange; when it ends first, Do returns an error that wraps ctx.Err(),
 // and the connection is left mid-exchange: close it.
 func (c *Conn) Do(ctx context.Context, t proto.Type, body []byte) ([]byte, error) {
+	if c.dc != nil {
+		return c.doDatagram(ctx, t, body)
+	}
 	if err := c.Send(t, body); err != nil {
 		return nil, err
 	}
@@ -136,6 +157,60 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// doDatagram is Do over DTLS: it sends the request again, after
+// DTLSOptions.Retry and then twice as long each time (at most MaxRetry),
+// until a reply of its type (or an ERROR) comes or ctx ends. A reply of
+// another type is a late answer to an earlier request, and is skipped.
+func (c *Conn) doDatagram(ctx context.Context, t proto.Type, body []byte) ([]byte, error) {
+	if len(body) > c.maxMessage {
+		return nil, fmt.Errorf("%w: %v body of %d bytes, maximum %d", ErrBodyTooLarge, t, len(body), c.maxMessage)
+	}
+	if err := c.Flush(); err != nil {
+		return nil, err
+	}
+	req := proto.AppendFrame(nil, t, body)
+	deadline, hasDeadline := ctx.Deadline()
+	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	defer c.nc.SetDeadline(time.Time{})
+	wait := c.dc.retry
+	for {
+		if err := c.dc.writeBatches(req); err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("sending the %v request to %s: %w", t, c.nc.RemoteAddr(), ctx.Err())
+			}
+			return nil, fmt.Errorf("sending to %s: %w", c.nc.RemoteAddr(), err)
+		}
+		until := time.Now().Add(wait)
+		if hasDeadline && deadline.Before(until) {
+			until = deadline
+		}
+		_ = c.nc.SetReadDeadline(until)
+		for {
+			f, err := c.dec.Next()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("waiting for the %v reply from %s: %w", t, c.nc.RemoteAddr(), ctx.Err())
+				}
+				if isTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
+					if hasDeadline && !time.Now().Before(deadline) {
+						return nil, fmt.Errorf("waiting for the %v reply from %s: %w", t, c.nc.RemoteAddr(), context.DeadlineExceeded)
+					}
+					break // send again
+				}
+				return nil, err
+			}
+			switch f.Type {
+			case t:
+				return bytes.Clone(f.Body), nil
+			case proto.Error:
+				return nil, &ServerError{Type: t, Reason: string(f.Body)}
+			}
+		}
+		wait = min(2*wait, MaxRetry)
+	}
+}
+
 // Send buffers one request; Flush (or Receive, or Do) writes everything
 // buffered in one write — one TLS record where it fits. A body over
 // Options.MaxMessage is refused with [ErrBodyTooLarge] and nothing is
@@ -153,7 +228,12 @@ func (c *Conn) Flush() error {
 	if len(c.out) == 0 {
 		return nil
 	}
-	_, err := c.nc.Write(c.out)
+	var err error
+	if c.dc != nil {
+		err = c.dc.writeBatches(c.out)
+	} else {
+		_, err = c.nc.Write(c.out)
+	}
 	c.out = c.out[:0]
 	if err != nil {
 		return fmt.Errorf("sending to %s: %w", c.nc.RemoteAddr(), err)
@@ -199,8 +279,14 @@ func (c *Conn) Keys(ctx context.Context) (current string, next []string, err err
 func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }
 
 // ConnectionState returns the TLS state, and false on a plaintext
-// connection.
+// connection. Over DTLS it is what crypto/tls would report for the
+// session: Version tls.VersionTLS12, the suite, the server's
+// certificates, HandshakeComplete; the trust-on-first-use store records
+// from it as from a TLS connection's.
 func (c *Conn) ConnectionState() (tls.ConnectionState, bool) {
+	if c.dc != nil {
+		return c.dc.state(), true
+	}
 	if c.tc == nil {
 		return tls.ConnectionState{}, false
 	}
