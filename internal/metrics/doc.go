@@ -64,6 +64,16 @@
 //   - spacecaptain_cert_last_reload_success_timestamp_seconds (gauge):
 //     the last reload that did not fail, as a Unix timestamp.
 //
+// # Transports
+//
+// With [Options.DTLS], the DTLS server reports into the same families
+// through [Metrics.DTLS], its series labelled transport="dtls" (reasons
+// of its own: refused half_open and cookie_timeout; tls_version 1.2 for
+// DTLS 1.2). The TCP server's series carry no transport label, exactly
+// as before, so queries written for them read the same; select TCP alone
+// with transport="", DTLS with transport="dtls", both by leaving the
+// label out (sum without(transport)).
+//
 // The histograms' buckets are fixed: 0.5 ms to 5 s (the default handshake
 // timeout) for handshakes, 1 µs to 100 ms for requests, whose replies take
 // microseconds to build.

@@ -109,6 +109,14 @@ type Options struct {
 	// holds thousands of connections is limited by exactly those.
 	OmitRuntime bool
 
+	// DTLS adds the DTLS server's series ([Metrics.DTLS]), with the
+	// label transport="dtls". Default false: no DTLS series.
+	DTLS bool
+
+	// DTLSMaxSessions is the DTLS server's session limit, exported as
+	// spacecaptain_connections_max{transport="dtls"}. Zero leaves it out.
+	DTLSMaxSessions int
+
 	// Now is the clock [Metrics.CheckCertificate] compares the
 	// certificate's validity with. Nil means time.Now.
 	Now func() time.Time
@@ -148,6 +156,8 @@ type Metrics struct {
 
 	reloads labeled
 	cert    *certCollector
+
+	dtls *DTLSEvents // nil without Options.DTLS
 }
 
 // requestMetrics are the pre-resolved children for one request type.
@@ -202,25 +212,25 @@ func New(opts Options) (*Metrics, error) {
 
 	openGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: NameConnectionsOpen,
-		Help: "Connections held now: accepted and not yet closed, handshakes included. Counted against the server's max conns.",
+		Help: helpConnectionsOpen,
 	}, func() float64 { return float64(m.open.Load()) })
 	m.accepted = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: NameConnectionsAccepted,
-		Help: "Connections accepted and counted against max conns; each is later counted once in " + NameConnectionsClosed + ".",
+		Help: helpConnectionsAccepted,
 	})
 	refused := counterVec(NameConnectionsRefused,
-		"Connections closed at once without being served, by reason (max_conns: the server was full; shutting_down; source_conns and source_rate: the client's address, or IPv6 /64, held too many connections or opened them too fast; proxy_header: a trusted load balancer's connection did not begin with a good PROXY protocol header).", "reason")
+		helpConnectionsRefused, "reason")
 	m.refused = newLabeled(refused, server.RefusedMaxConns, server.RefusedShutdown, server.RefusedSourceConns, server.RefusedSourceRate, server.RefusedProxyHeader)
-	closed := counterVec(NameConnectionsClosed, "Accepted connections closed, by reason.", "reason")
+	closed := counterVec(NameConnectionsClosed, helpConnectionsClosed, "reason")
 	m.closed = newLabeled(closed, server.CloseEOF, server.CloseHandshakeError, server.CloseHandshakeTimeout,
 		server.CloseIdleTimeout, server.CloseWriteTimeout, server.CloseProtocolError, server.CloseReadError,
 		server.CloseWriteError, server.CloseShutdown, server.CloseForced)
 	protoErr := counterVec(NameProtocolErrors,
-		"Requests that broke the protocol, by kind (unknown_type: answered with ERROR, the connection goes on; too_large and truncated: the connection is closed).", "kind")
+		helpProtocolErrors, "kind")
 	m.protoErr = newLabeled(protoErr, proto.KindTooLarge, proto.KindTruncated, proto.KindUnknownType)
 
 	m.handshakes = counterVec(NameHandshakes,
-		"TLS handshakes, by result (ok, timeout, client_closed, not_tls, client_alert, error), TLS version (1.2, 1.3; unknown when it failed before one was chosen) and resumed (true for a resumed session, false for a full handshake).",
+		helpHandshakes,
 		"result", "tls_version", "resumed")
 	// The combinations an operator looks for are there from the start,
 	// at zero ("did any session resume?"); the rest appear when they
@@ -231,21 +241,21 @@ func New(opts Options) (*Metrics, error) {
 	}
 	hsDuration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    NameHandshakeDuration,
-		Help:    "Time a successful TLS handshake took, from its start just after accept, by resumed (failed handshakes are only counted, in " + NameHandshakes + ").",
+		Help:    helpHandshakeDuration,
 		Buckets: handshakeBuckets,
 	}, []string{"resumed"})
 	m.hsDuration[0] = hsDuration.WithLabelValues("false")
 	m.hsDuration[1] = hsDuration.WithLabelValues("true")
 
 	rv := &m.requestVecs
-	rv.count = counterVec(NameRequests, "Requests answered, by type (echo, reverse, time, keys). Requests of other types are counted in "+NameProtocolErrors+" as unknown_type.", "type")
+	rv.count = counterVec(NameRequests, helpRequests, "type")
 	rv.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    NameRequestDuration,
-		Help:    "Latency of one request inside the server, by type: from the start of the batch of pipelined requests that held it (just after the read that brought it) to its reply built, so for a client that waits for each reply the time to build it. Network time, time in socket buffers and the write of the replies are not included.",
+		Help:    helpRequestDuration,
 		Buckets: requestBuckets,
 	}, []string{"type"})
-	rv.in = counterVec(NameRequestBytes, "Bytes of request frames answered, headers included, by type (protocol bytes, not TLS or TCP).", "type")
-	rv.out = counterVec(NameReplyBytes, "Bytes of the replies to them, headers included, by request type.", "type")
+	rv.in = counterVec(NameRequestBytes, helpRequestBytes, "type")
+	rv.out = counterVec(NameReplyBytes, helpReplyBytes, "type")
 	for t := range m.requests {
 		name := typeLabel(proto.Type(t))
 		m.requests[t] = requestMetrics{
@@ -265,7 +275,7 @@ func New(opts Options) (*Metrics, error) {
 	if opts.MaxConns > 0 {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: NameConnectionsMax,
-			Help: "The server's connection limit (max conns).",
+			Help: helpConnectionsMax,
 		}, func() float64 { return float64(opts.MaxConns) }))
 	}
 	if !opts.OmitRuntime {
@@ -274,6 +284,12 @@ func New(opts Options) (*Metrics, error) {
 	for _, c := range cs {
 		if err := m.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	if opts.DTLS {
+		var err error
+		if m.dtls, err = newDTLSEvents(m.reg, opts.DTLSMaxSessions); err != nil {
+			return nil, fmt.Errorf("registering the DTLS metrics: %w", err)
 		}
 	}
 	return m, nil
