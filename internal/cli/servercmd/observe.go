@@ -44,7 +44,7 @@ type observer struct {
 // ready" until the server accepts connections. A metrics listener that
 // fails later is logged at Error; the game server keeps serving.
 func startObserver(ctx context.Context, log *slog.Logger, env *Env, o *options, now func() time.Time) (*observer, error) {
-	m, err := metrics.New(metrics.Options{MaxConns: o.srv.MaxConns, Now: now})
+	m, err := metrics.New(metrics.Options{MaxConns: o.srv.MaxConns, Now: now, DTLS: o.dtls.enabled, DTLSMaxSessions: o.dtls.maxSessions})
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,9 @@ type Env struct {
 	// set flags and SC_SERVER_CONFIG, the configuration file. Nil means
 	// os.Environ.
 	Environ func() []string
+	// DTLSListening, when set, is called with the bound UDP address of
+	// --dtls-listen once DTLS is served.
+	DTLSListening func(net.Addr)
 	// MetricsListening, when set, is called with the bound address of
 	// --metrics-listen once it serves, before the certificates are loaded
 	// and before the game port is bound: /readyz answers 503 until then.
@@ -104,6 +107,8 @@ type options struct {
 	// settings are where the values above came from: the command line,
 	// SC_SERVER_* variables, the configuration file, defaults.
 	settings *settings
+	// dtls holds the DTLS flags (dtls.go).
+	dtls dtlsOptions
 	// srv holds MaxConns, the per-source limits (0 on the command line
 	// means off: validate turns it into the negative value that means off
 	// in server.Options), MaxMessage, the timeouts and Engine.
@@ -154,6 +159,14 @@ every connection from them: the client address in it is what the logs
 (remote_addr; proxy_addr is the balancer) and the per-source limits see.
 Headers from other addresses are never honoured.
 
+--dtls also serves the protocol over DTLS 1.2 on UDP, on --dtls-listen
+(default: the --listen address, on UDP), with the same certificate, keys,
+pins, KEYS announcements, reloads and renewal as TCP, and the same
+per-source limits, --max-message and --handshake-timeout. Clients prove
+their address with DTLS's cookie exchange before the server does any
+public-key work; a session with no datagram for --dtls-idle-timeout (30s)
+is closed. Connection IDs keep a player's session through a NAT rebinding.
+
 --check loads and checks everything the server would serve with — the
 flags, the certificate and key (a pair, valid now, the key private to its
 owner, a usable size), the next key and the ticket-key file — prints what
@@ -190,6 +203,7 @@ func NewRootCmd(env Env) *cobra.Command {
   sc-server --metrics-listen 127.0.0.1:9242   # Prometheus on /metrics, probes on /healthz and /readyz
   sc-server --check                           # validate flags and files, then exit (ExecStartPre)
   sc-server --proxy-protocol-from 10.0.1.0/28 # behind HAProxy with send-proxy-v2 on 10.0.1.0/28
+  sc-server --dtls                            # TLS on TCP :4242 and DTLS on UDP :4242
   sc-server --plaintext --listen :4243        # comparison runs only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -199,6 +213,9 @@ func NewRootCmd(env Env) *cobra.Command {
 			}
 			o.settings = s
 			if err := o.validate(); err != nil {
+				return s.annotate(err)
+			}
+			if err := o.validateDTLS(s.isSet(cmd.Flags())); err != nil {
 				return s.annotate(err)
 			}
 			if print, _ := cmd.Flags().GetBool("print-config"); print {
@@ -237,6 +254,7 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.Var(levelValue{&o.logLevel}, "log-level", "lowest log `LEVEL`: debug (every connection), info, warn or error")
 	fs.StringVar(&o.srv.Engine, "engine", server.Engines()[0], "connection `ENGINE`: "+strings.Join(server.Engines(), ", "))
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz on `ADDRESS`, HOST:PORT, apart from --listen (default: off)")
+	addDTLSFlags(fs, &o.dtls)
 	fs.BoolVar(&o.check, "check", false, "check the flags, the certificate, key, next key and ticket-key files, print what was found and exit (0: usable); listens on nothing and makes nothing")
 	configFlags(fs)
 	cmd.MarkFlagsMutuallyExclusive("check", "print-config")

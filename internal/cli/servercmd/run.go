@@ -117,6 +117,12 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 		defer live.stop()
 	}
 
+	dt, err := startDTLS(ctx, log, o, src, obs)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
 	// Serve gets a context that is never cancelled: cancelling Serve's
 	// context closes every connection hard, and ctx ending is the start of
 	// a graceful Shutdown instead.
@@ -126,18 +132,23 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 	// backlog) and Serve accepts them. The "serving" record below comes
 	// after, so whoever waits for it finds /readyz at 200.
 	obs.setListening(true)
-	logStart(ctx, log, addr, o, src, obs)
+	logStart(ctx, log, addr, o, src, obs, dt.logAttrs(o)...)
 	if created != nil {
 		printCreated(stdout, created, addr)
 	}
 	if env.Listening != nil {
 		env.Listening(addr)
 	}
+	if env.DTLSListening != nil && dt != nil {
+		env.DTLSListening(dt.addr)
+	}
 	for {
 		select {
 		case err := <-serveErr:
 			// Serve ends by itself only on a permanent accept error.
 			return fmt.Errorf("accepting connections on %s: %w", addr, err)
+		case err := <-dt.errs():
+			return fmt.Errorf("serving DTLS on %s: %w", dt.addr, err)
 		case <-reload:
 			// The configuration file first: it may name other files.
 			rereadConfig(ctx, log, o, level, live,
@@ -163,7 +174,10 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 			// metrics listener goes last, so the drain shows in it.
 			obs.setListening(false)
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
+			dtlsDone := make(chan struct{})
+			go func() { defer close(dtlsDone); dt.shutdown(sctx, log) }()
 			err := srv.Shutdown(sctx)
+			<-dtlsDone
 			cancel()
 			if err != nil {
 				log.WarnContext(ctx, "stopped: the drain did not finish within --shutdown-timeout; the rest was cut", "shutdown_timeout", o.shutdownTimeout)
@@ -181,8 +195,9 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 // logStart logs what the server serves with: address, engine, TLS
 // versions, the certificate's serial, expiry and pin, and the metrics
 // listener's address.
-func logStart(ctx context.Context, log *slog.Logger, addr net.Addr, o *options, src *certSource, obs *observer) {
+func logStart(ctx context.Context, log *slog.Logger, addr net.Addr, o *options, src *certSource, obs *observer, extra ...any) {
 	attrs := []any{"addr", addr.String(), "engine", o.srv.Engine, "tls", src != nil}
+	attrs = append(attrs, extra...)
 	if obs != nil {
 		attrs = append(attrs, "metrics_addr", obs.addr.String())
 	}
