@@ -42,6 +42,9 @@ func (o *options) connect(ctx context.Context, st *streams) (*session, error) {
 			return nil, err
 		}
 		copts.TLSConfig = plan.trust.Config()
+		if o.udp {
+			copts.TLSConfig, copts.DTLS = nil, dtlsOptions(plan.trust)
+		}
 	}
 	conn, err := client.Dial(ctx, o.server, copts)
 	if err != nil {

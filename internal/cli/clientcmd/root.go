@@ -69,6 +69,7 @@ type options struct {
 	knownHosts string      // --known-hosts FILE; default pinning.DefaultStorePath
 	tofu       string      // --tofu prompt|auto|off; default prompt on a terminal, else auto
 	hosts      hostOptions // --host, --hosts-file, and what the hosts file set
+	udp        bool        // --udp: DTLS over UDP (udp.go)
 }
 
 // streams are a command's standard streams and environment while it runs.
@@ -118,6 +119,10 @@ How the server is trusted:
                    servers. A changed key is refused loudly, with the
                    command that forgets the old one if the change was planned.
 
+With --udp every command speaks DTLS 1.2 over UDP to a sc-server --dtls,
+trusted the same ways; the known hosts entry of HOST:PORT is the same for
+TCP and UDP. A request whose reply is lost is sent again until --timeout.
+
 With --json every result is a JSON object on standard output — and so is
 an error, besides the message on standard error — for scripts.
 
@@ -143,6 +148,7 @@ func NewRootCmd(env Env) *cobra.Command {
   sc-client reverse 'hello world' --pin 'sha256//...'
   sc-client time --server game.example:4242      # trust on first use
   sc-client keys --json
+  sc-client echo hello --udp --pin 'sha256//...'   # DTLS to sc-server --dtls
   sc-client chat --random --count 100 --ca certs/ca.crt`,
 	}
 	cli.SetupRoot(root)
@@ -185,6 +191,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.nul, "nul", false, "send NUL-terminated strings, as the original C client does (the NUL is not printed)")
 	fs.IntVar(&o.maxMessage, "max-message", proto.DefaultMaxBody, "largest request or reply body, in `BYTES` (the server's --max-message)")
 	fs.BoolVar(&o.json, "json", false, "print results, and errors, as JSON on standard output")
+	o.addUDPFlags(fs)
 }
 
 // validate checks the cross-flag rules, naming the flags.
@@ -194,6 +201,9 @@ func (o *options) validate() error {
 		return cli.Usagef("--server %q: %v", o.server, err)
 	}
 	o.server = addr
+	if err := o.validateUDP(); err != nil {
+		return err
+	}
 	trustFlags := []struct {
 		name string
 		set  bool

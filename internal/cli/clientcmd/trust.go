@@ -130,9 +130,9 @@ func (o *options) newTOFUTrust(ctx context.Context, st *streams, opts pinning.Tr
 // connection then checks it presents the same key, and only after that
 // handshake is the key recorded.
 func (o *options) promptFirstUse(ctx context.Context, st *streams, store *pinning.Store) (pinning.Pin, error) {
-	certs, _, err := pinning.FetchChain(ctx, o.server, pinning.FetchOptions{ServerName: o.serverName, Timeout: o.timeout})
+	certs, err := o.fetchChain(ctx)
 	if err != nil {
-		return pinning.Pin{}, fmt.Errorf("connecting to %s: %w", o.server, err)
+		return pinning.Pin{}, err
 	}
 	leaf := certs[0]
 	pin := pinning.PinOf(leaf)

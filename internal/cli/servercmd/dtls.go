@@ -33,7 +33,7 @@ type dtlsOptions struct {
 // addDTLSFlags adds the DTLS flags to fs.
 func addDTLSFlags(fs *pflag.FlagSet, d *dtlsOptions) {
 	fs.BoolVar(&d.enabled, "dtls", false, "also serve DTLS 1.2 on UDP, on --dtls-listen (the same certificate, keys, pins and rotation as TCP)")
-	fs.StringVar(&d.listen, "dtls-listen", "", "UDP `ADDRESS` for DTLS, HOST:PORT; implies --dtls (default: --listen's address, on UDP)")
+	fs.StringVar(&d.listen, "dtls-listen", "", "UDP `ADDRESS` for DTLS, HOST:PORT; implies --dtls (default: the address and port --listen has, on UDP, also when --listen's port 0 picked one)")
 	fs.DurationVar(&d.idleTimeout, "dtls-idle-timeout", dtls.DefaultIdleTimeout, "close a DTLS session when its client has sent nothing for this long (UDP has no FIN: this is how a vanished player is noticed)")
 	fs.IntVar(&d.maxSessions, "dtls-max-sessions", dtls.DefaultMaxSessions, "most DTLS sessions held at once (`NUMBER`); a client past it is refused once it has returned its cookie")
 }
@@ -96,9 +96,17 @@ type dtlsServer struct {
 // server's certificate source: every reload (file events, SIGHUP,
 // renewal) reaches the next DTLS handshake. It returns nil, nil without
 // --dtls.
-func startDTLS(ctx context.Context, log *slog.Logger, o *options, src *certSource, obs *observer) (*dtlsServer, error) {
+func startDTLS(ctx context.Context, log *slog.Logger, o *options, src *certSource, obs *observer, tcp net.Addr) (*dtlsServer, error) {
 	if !o.dtls.enabled || src == nil {
 		return nil, nil
+	}
+	listen := o.dtls.listen
+	if host, port, _ := net.SplitHostPort(listen); listen == o.listen && port == "0" {
+		// The same port as TCP, also when --listen let the system pick
+		// one: players give one HOST:PORT for both.
+		if ta, ok := tcp.(*net.TCPAddr); ok {
+			listen = net.JoinHostPort(host, fmt.Sprint(ta.Port))
+		}
 	}
 	opts := dtls.Options{
 		GetCertificate:      src.GetCertificate,
@@ -118,9 +126,9 @@ func startDTLS(ctx context.Context, log *slog.Logger, o *options, src *certSourc
 	if err != nil {
 		return nil, err
 	}
-	pc, err := net.ListenPacket("udp", o.dtls.listen)
+	pc, err := net.ListenPacket("udp", listen)
 	if err != nil {
-		return nil, cli.WithHint(fmt.Errorf("listening on UDP %s: %w", o.dtls.listen, err),
+		return nil, cli.WithHint(fmt.Errorf("listening on UDP %s: %w", listen, err),
 			"is another server using the UDP port? choose another with --dtls-listen, e.g. --dtls-listen 127.0.0.1:4243")
 	}
 	d := &dtlsServer{srv: srv, addr: pc.LocalAddr(), errc: make(chan error, 1)}

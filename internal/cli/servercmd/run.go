@@ -117,7 +117,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 		defer live.stop()
 	}
 
-	dt, err := startDTLS(ctx, log, o, src, obs)
+	dt, err := startDTLS(ctx, log, o, src, obs, addr)
 	if err != nil {
 		ln.Close()
 		return err
