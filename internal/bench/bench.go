@@ -55,6 +55,7 @@ func New(opts Options) (*Bench, error) {
 	}
 	b.clientOpt = client.Options{
 		TLSConfig:  b.tlsConfig,
+		DTLS:       o.DTLS,
 		Timeout:    o.Timeout,
 		MaxMessage: max(o.Size, proto.DefaultMaxBody),
 	}
@@ -118,7 +119,7 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	}
 	r.remaining.Store(b.opts.Count)
 	r.report = &Report{
-		Mode: b.opts.Mode, Addr: b.opts.Addr, TLS: b.tlsConfig != nil, Resume: b.opts.Resume,
+		Mode: b.opts.Mode, Addr: b.opts.Addr, TLS: b.tlsConfig != nil || b.opts.DTLS != nil, Resume: b.opts.Resume,
 		Conns: b.opts.Conns, Depth: b.opts.Depth, Size: b.opts.Size,
 	}
 	b.phase.Store("connecting")
@@ -296,6 +297,9 @@ func (r *run) probe(ctx context.Context) error {
 			err = r.exchange(c, 1)
 			if cs, ok := c.ConnectionState(); ok {
 				r.report.TLSVersion = tls.VersionName(cs.Version)
+				if r.o.DTLS != nil {
+					r.report.TLSVersion = "DTLS 1.2"
+				}
 				r.report.CipherSuite = tls.CipherSuiteName(cs.CipherSuite)
 				if cs.CurveID != 0 {
 					r.report.Group = cs.CurveID.String()

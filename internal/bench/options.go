@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/client"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 )
 
@@ -67,6 +68,14 @@ type Options struct {
 	// decision (package pinning builds one). Nil means plaintext. It is
 	// cloned, never changed.
 	TLSConfig *tls.Config
+
+	// DTLS, when set, makes every connection a DTLS 1.2 session over UDP
+	// with these options (their Verify is the trust decision); TLSConfig
+	// must then be nil and Resume false. Over DTLS the handshake mode's
+	// operations include the cookie exchange, and the idle mode's sessions
+	// must outlive the server's inactivity timeout (sc-server
+	// --dtls-idle-timeout) for the run.
+	DTLS *client.DTLSOptions
 
 	// Resume makes connections resume TLS sessions: they share a client
 	// session cache (the config's own ClientSessionCache if it has one).
@@ -148,6 +157,9 @@ func (o Options) resolve() (Options, error) {
 	}
 	if _, _, err := net.SplitHostPort(o.Addr); err != nil {
 		return o, fmt.Errorf("server address %q: want HOST:PORT: %w", o.Addr, err)
+	}
+	if o.DTLS != nil && (o.TLSConfig != nil || o.Resume) {
+		return o, fmt.Errorf("DTLS options with a TLS config or session resumption: DTLS sessions are not resumed")
 	}
 	if o.Resume && o.TLSConfig == nil {
 		return o, fmt.Errorf("session resumption needs TLS: the plaintext mode has no sessions")

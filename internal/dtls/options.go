@@ -93,7 +93,8 @@ type Options struct {
 
 	// SourceMaxHalfOpen bounds one source's half-open handshakes; a
 	// ClientHello past it is dropped unanswered. Zero means
-	// DefaultSourceMaxHalfOpen.
+	// DefaultSourceMaxHalfOpen; a negative value turns it off (MaxHalfOpen
+	// still holds), for load tests from one address.
 	SourceMaxHalfOpen int
 
 	// SourceMaxSessions bounds the sessions of one source (an IPv4
@@ -159,7 +160,6 @@ func (o Options) resolve() (Options, error) {
 	}{
 		{"max sessions", &o.MaxSessions, DefaultMaxSessions},
 		{"max half-open", &o.MaxHalfOpen, DefaultMaxHalfOpen},
-		{"source max half-open", &o.SourceMaxHalfOpen, DefaultSourceMaxHalfOpen},
 		{"max datagram", &o.MaxDatagram, DefaultMaxDatagram},
 		{"max message", &o.MaxMessage, proto.DefaultMaxBody},
 	} {
@@ -175,6 +175,12 @@ func (o Options) resolve() (Options, error) {
 	}
 	if o.MaxMessage > MaxMaxDatagram-proto.HeaderSize {
 		return o, fmt.Errorf("max message %d is over %d bytes: a frame must fit in one DTLS record", o.MaxMessage, MaxMaxDatagram-proto.HeaderSize)
+	}
+	switch {
+	case o.SourceMaxHalfOpen == 0:
+		o.SourceMaxHalfOpen = DefaultSourceMaxHalfOpen
+	case o.SourceMaxHalfOpen < 0:
+		o.SourceMaxHalfOpen = o.MaxHalfOpen
 	}
 	if o.SourceMaxSessions == 0 {
 		o.SourceMaxSessions = DefaultSourceMaxSessions

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spacecaptain/spacecaptain/internal/bench"
 	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/internal/client"
 	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spf13/cobra"
 )
@@ -33,6 +34,8 @@ type benchOptions struct {
 	version    string
 	groups     string
 	json       bool
+	udp        bool
+	dtls       *client.DTLSOptions // set by tlsConfig with --udp
 }
 
 // NewCmd returns the bench command, to be mounted under sc-client's root:
@@ -68,6 +71,9 @@ A run ends after --duration or --count operations, whichever comes first
 (idle opens --conns connections and holds them --duration). Connections
 opened before the measurement (echo, pipeline) are not counted in it.
 
+--udp measures DTLS 1.2 over UDP instead, against sc-server --dtls: the
+same modes, with the handshake mode's cookie exchange included.
+
 The server is verified with --ca, --pin (or both), or not at all with
 --insecure — fine for load-testing your own server, and reported on stderr.
 --plaintext speaks to a server started in plaintext mode.
@@ -85,7 +91,8 @@ the report if any operation failed.`,
   sc-client bench handshake --resume --pin sha256//... --tls 1.3
   sc-client bench echo --conns 50 --size 64 --insecure --duration 10s
   sc-client bench pipeline --conns 50 --depth 64 --plaintext --json
-  sc-client bench idle --conns 15000 --size 4096 --ca certs/ca.crt --pid 1234`,
+  sc-client bench idle --conns 15000 --size 4096 --ca certs/ca.crt --pid 1234
+  sc-client bench handshake --udp --pin sha256//... --pid $(pidof sc-server)  # DTLS`,
 		Args:      cli.ExactArgs(1, "a MODE: handshake, echo, pipeline or idle"),
 		ValidArgs: []string{"handshake", "echo", "pipeline", "idle"},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -114,6 +121,7 @@ the report if any operation failed.`,
 	fs.StringVar(&o.version, "tls", "", "TLS `VERSION` to use: 1.2 or 1.3 (default: the best both ends have)")
 	fs.StringVar(&o.groups, "groups", "", "key exchange `GROUPS` to offer, in order, comma-separated: "+strings.Join(cli.GroupNames(), ", ")+" (default: Go's, the post-quantum hybrid first)")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
+	fs.BoolVar(&o.udp, "udp", false, "speak DTLS 1.2 over UDP to a sc-server --dtls (handshakes include the cookie exchange; idle sessions must outlive the server's --dtls-idle-timeout)")
 	cmd.MarkFlagsMutuallyExclusive("plaintext", "ca")
 	cmd.MarkFlagsMutuallyExclusive("plaintext", "pin")
 	cmd.MarkFlagsMutuallyExclusive("plaintext", "insecure")
@@ -131,6 +139,12 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o *benchOptions) er
 		return err
 	}
 	opts.TLSConfig = cfg
+	if o.udp {
+		if opts.Resume {
+			return cli.Usagef("--resume can't be used with --udp: DTLS sessions are not resumed")
+		}
+		opts.TLSConfig, opts.DTLS = nil, o.dtls
+	}
 	if opts.Resume && cfg == nil {
 		return cli.Usagef("--resume needs TLS: it can't be used with --plaintext")
 	}
@@ -168,10 +182,13 @@ func runBench(ctx context.Context, stdout, stderr io.Writer, o *benchOptions) er
 // for --plaintext.
 func (o *benchOptions) tlsConfig(stderr io.Writer) (*tls.Config, error) {
 	if o.plaintext {
-		if o.version != "" || o.groups != "" || o.serverName != "" {
-			return nil, cli.Usagef("--tls, --groups and --server-name can't be used with --plaintext")
+		if o.version != "" || o.groups != "" || o.serverName != "" || o.udp {
+			return nil, cli.Usagef("--tls, --groups, --server-name and --udp can't be used with --plaintext")
 		}
 		return nil, nil
+	}
+	if o.udp && (o.version != "" || o.groups != "") {
+		return nil, cli.Usagef("--tls and --groups can't be used with --udp: DTLS is 1.2, and its groups are the DTLS stack's")
 	}
 	base := &tls.Config{}
 	switch o.version {
@@ -235,6 +252,12 @@ func (o *benchOptions) tlsConfig(stderr io.Writer) (*tls.Config, error) {
 	trust, err := pinning.NewTrust(topts)
 	if err != nil {
 		return nil, err
+	}
+	if o.udp {
+		o.dtls = &client.DTLSOptions{Verify: trust.VerifyPeer}
+		if name := trust.ServerName(); net.ParseIP(name) == nil {
+			o.dtls.ServerName = name
+		}
 	}
 	return trust.Config(), nil
 }

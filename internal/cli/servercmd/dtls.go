@@ -109,10 +109,13 @@ func startDTLS(ctx context.Context, log *slog.Logger, o *options, src *certSourc
 		}
 	}
 	opts := dtls.Options{
-		GetCertificate:      src.GetCertificate,
-		Keys:                src.Keys,
-		MaxSessions:         o.dtls.maxSessions,
-		SourceMaxSessions:   o.srv.SourceMaxConns,
+		GetCertificate:    src.GetCertificate,
+		Keys:              src.Keys,
+		MaxSessions:       o.dtls.maxSessions,
+		SourceMaxSessions: o.srv.SourceMaxConns,
+		// --source-max-conns 0 (a load test from one address) lifts the
+		// per-source cap on half-open handshakes too.
+		SourceMaxHalfOpen:   o.srv.SourceMaxConns,
 		SourceHandshakeRate: o.srv.SourceHandshakeRate,
 		MaxMessage:          o.srv.MaxMessage,
 		HandshakeTimeout:    o.srv.HandshakeTimeout,
