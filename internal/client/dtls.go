@@ -243,11 +243,12 @@ func (quietLogger) Error(string)          {}
 func (quietLogger) Errorf(string, ...any) {}
 
 // FetchDTLSCertificates connects to addr over DTLS and returns the
-// certificates the server presented, leaf first, without trusting it:
+// certificates the server presented, leaf first, and the session's state
+// (as [Conn.ConnectionState] reports it), without trusting it:
 // nothing is verified (sc-cert fingerprint and inspect --udp, and the
 // first-use prompt). The session is closed before it returns. timeout
 // bounds the whole exchange (zero means DefaultTimeout).
-func FetchDTLSCertificates(ctx context.Context, addr, serverName string, timeout time.Duration) ([]*x509.Certificate, error) {
+func FetchDTLSCertificates(ctx context.Context, addr, serverName string, timeout time.Duration) ([]*x509.Certificate, tls.ConnectionState, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
@@ -264,19 +265,21 @@ func FetchDTLSCertificates(ctx context.Context, addr, serverName string, timeout
 		return nil
 	}})
 	if err != nil {
-		return nil, fmt.Errorf("fetching certificates from %s over DTLS: %w", addr, err)
+		return nil, tls.ConnectionState{}, fmt.Errorf("fetching certificates from %s over DTLS: %w", addr, err)
 	}
 	defer d.c.Close()
 	mu.Lock()
 	defer mu.Unlock()
 	if len(raw) == 0 {
-		return nil, fmt.Errorf("fetching certificates from %s over DTLS: the server presented none", addr)
+		return nil, tls.ConnectionState{}, fmt.Errorf("fetching certificates from %s over DTLS: the server presented none", addr)
 	}
 	certs := make([]*x509.Certificate, len(raw))
 	for i, der := range raw {
 		if certs[i], err = x509.ParseCertificate(der); err != nil {
-			return nil, fmt.Errorf("fetching certificates from %s over DTLS: certificate %d: %w", addr, i+1, err)
+			return nil, tls.ConnectionState{}, fmt.Errorf("fetching certificates from %s over DTLS: certificate %d: %w", addr, i+1, err)
 		}
 	}
-	return certs, nil
+	cs := d.state()
+	cs.PeerCertificates = certs
+	return certs, cs, nil
 }

@@ -17,6 +17,7 @@ type fingerprintOptions struct {
 	format     string
 	serverName string
 	timeout    time.Duration
+	udp        bool
 	json       bool
 	pass       *cli.Passphrase
 }
@@ -53,6 +54,7 @@ Formats:
 	fs.StringVar(&o.format, "format", "pin", "output `FORMAT`: pin, base64 or hex")
 	fs.StringVar(&o.serverName, "server-name", "", "TLS server `NAME` (SNI) to ask for (default: the host of HOST:PORT)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for a server to connect and handshake")
+	addUDPFlag(fs, &o.udp)
 	o.pass.AddFlags(fs)
 	fs.BoolVar(&o.json, "json", false, "print all formats as JSON")
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"pin", "base64", "hex"}, cobra.ShellCompDirectiveNoFileComp))
@@ -73,7 +75,7 @@ func runFingerprint(ctx context.Context, stdout io.Writer, arg string, o *finger
 	default:
 		return cli.Usagef("--format %q: want pin, base64 or hex", o.format)
 	}
-	src, err := loadSource(ctx, arg, sourceOptions{serverName: o.serverName, timeout: o.timeout, pass: o.pass})
+	src, err := loadSource(ctx, arg, sourceOptions{serverName: o.serverName, timeout: o.timeout, pass: o.pass, udp: o.udp})
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 type inspectOptions struct {
 	serverName string
 	timeout    time.Duration
+	udp        bool
 	json       bool
 	pass       *cli.Passphrase
 }
@@ -53,6 +54,7 @@ pin to trust.`,
 	fs := cmd.Flags()
 	fs.StringVar(&o.serverName, "server-name", "", "TLS server `NAME` (SNI) to ask for (default: the host of HOST:PORT)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for a server to connect and handshake")
+	addUDPFlag(fs, &o.udp)
 	o.pass.AddFlags(fs)
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	return cmd
@@ -116,7 +118,7 @@ type keyJSON struct {
 }
 
 func runInspect(ctx context.Context, stdout, stderr io.Writer, env *Env, arg string, o *inspectOptions) error {
-	src, err := loadSource(ctx, arg, sourceOptions{serverName: o.serverName, timeout: o.timeout, pass: o.pass})
+	src, err := loadSource(ctx, arg, sourceOptions{serverName: o.serverName, timeout: o.timeout, pass: o.pass, udp: o.udp})
 	if err != nil {
 		return err
 	}
@@ -135,7 +137,7 @@ func describeSource(src *source, now time.Time) inspectJSON {
 	out := inspectJSON{Source: src.name, Kind: "certificates"}
 	if src.state != nil {
 		out.TLS = &tlsJSON{
-			Version:     tls.VersionName(src.state.Version),
+			Version:     versionName(src),
 			CipherSuite: tls.CipherSuiteName(src.state.CipherSuite),
 			ServerName:  src.state.ServerName,
 		}

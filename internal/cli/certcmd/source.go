@@ -25,12 +25,14 @@ type source struct {
 	certs []*x509.Certificate // leaf first; nil for a key
 	key   *pki.Key
 	state *tls.ConnectionState // set for HOST:PORT
+	dtls  bool                 // fetched over DTLS (--udp)
 }
 
 type sourceOptions struct {
 	serverName string
 	timeout    time.Duration
 	pass       *cli.Passphrase
+	udp        bool // HOST:PORT is a DTLS server (udp.go)
 }
 
 // loadSource reads arg as a file when one exists by that name, else as
@@ -45,6 +47,9 @@ func loadSource(ctx context.Context, arg string, o sourceOptions) (*source, erro
 	if _, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || host == "" {
 		return nil, cli.WithHint(fmt.Errorf("reading %q: %w", arg, fs.ErrNotExist),
 			"give a certificate or key FILE, or a server as HOST:PORT (e.g. localhost:4242)")
+	}
+	if o.udp {
+		return fetchDTLS(ctx, arg, o)
 	}
 	certs, state, err := pinning.FetchChain(ctx, arg, pinning.FetchOptions{ServerName: o.serverName, Timeout: o.timeout})
 	if err != nil && len(certs) == 0 {

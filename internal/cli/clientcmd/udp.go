@@ -49,7 +49,7 @@ func (o *options) fetchChain(ctx context.Context) ([]*x509.Certificate, error) {
 		if net.ParseIP(sni) != nil {
 			sni = ""
 		}
-		certs, err := client.FetchDTLSCertificates(ctx, o.server, sni, o.timeout)
+		certs, _, err := client.FetchDTLSCertificates(ctx, o.server, sni, o.timeout)
 		if err != nil {
 			return nil, fmt.Errorf("connecting to %s: %w", o.server, err)
 		}
