@@ -13,6 +13,9 @@
 //     sc-client does;
 //   - long-lived connections (-long) that do an ECHO every -echo-every;
 //
+// With -udp every connection is a DTLS session instead, the CA clients'
+// and the TOFU clients' trust decided by pinning.Trust.VerifyPeer;
+//
 // paced to -rate new connections per second in all, until its standard
 // input closes (or -max passes). It reports on standard output, one JSON
 // object per line:
@@ -56,6 +59,7 @@ type config struct {
 	rate               int
 	echoEvery          time.Duration
 	max                time.Duration
+	udp                bool
 }
 
 func main() {
@@ -69,6 +73,7 @@ func main() {
 	flag.IntVar(&c.rate, "rate", 300, "new connections per second, in all")
 	flag.DurationVar(&c.echoEvery, "echo-every", 20*time.Millisecond, "ECHO period of each long-lived connection")
 	flag.DurationVar(&c.max, "max", 5*time.Minute, "stop after this long even if standard input stays open")
+	flag.BoolVar(&c.udp, "udp", false, "every connection is a DTLS 1.2 session over UDP (sc-server --dtls), trusted through pinning's VerifyPeer")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "rotload:", err)
@@ -196,13 +201,22 @@ func run(c config) error {
 	}
 	// oneConn dials, checks the certificate's place in the rotation and
 	// does one ECHO.
-	oneConn := func(who string, cfg *tls.Config) (*client.Conn, tls.ConnectionState, bool) {
+	// caTrust is the CA clients' trust decision over DTLS.
+	caTrust, err := pinning.NewTrust(pinning.TrustOptions{Mode: pinning.ModeCA, Roots: pool, Host: c.addr})
+	if err != nil {
+		return err
+	}
+	oneConn := func(who string, cfg *tls.Config, trust *pinning.Trust) (*client.Conn, tls.ConnectionState, bool) {
 		begun := seen.snapshot()
 		// Not ctx: stopping the load must not cut a handshake or an ECHO
 		// in flight, which the server would rightly count as failed (a
 		// client that closed mid-handshake). Stopping only keeps new
 		// connections from starting; each one is bounded by Timeout.
-		conn, err := client.Dial(context.Background(), c.addr, client.Options{TLSConfig: cfg, Timeout: 10 * time.Second})
+		opts := client.Options{TLSConfig: cfg, Timeout: 10 * time.Second}
+		if c.udp {
+			opts.TLSConfig, opts.DTLS = nil, &client.DTLSOptions{Verify: trust.VerifyPeer}
+		}
+		conn, err := client.Dial(context.Background(), c.addr, opts)
 		if err != nil {
 			fail("handshake", who, err)
 			return nil, tls.ConnectionState{}, false
@@ -224,7 +238,7 @@ func run(c config) error {
 		wg.Go(func() {
 			first := true
 			for take() {
-				conn, _, ok := oneConn(who, caConfig(i))
+				conn, _, ok := oneConn(who, caConfig(i), caTrust)
 				if ok {
 					conn.Close()
 					n.ca.Add(1)
@@ -259,7 +273,7 @@ func run(c config) error {
 				}
 			}()
 			for take() {
-				conn, cs, ok := oneConn(who, trust.Config())
+				conn, cs, ok := oneConn(who, trust.Config(), trust)
 				if !ok {
 					continue
 				}
@@ -286,7 +300,7 @@ func run(c config) error {
 		who := "long-" + strconv.Itoa(i)
 		ready.Add(1)
 		wg.Go(func() {
-			conn, _, ok := oneConn(who, caConfig(i))
+			conn, _, ok := oneConn(who, caConfig(i), caTrust)
 			ready.Done()
 			if !ok {
 				return
