@@ -38,6 +38,7 @@ import (
 type gate struct {
 	net.PacketConn // the UDP socket
 	s              *Server
+	buf            []byte // ReadFrom's, for a datagram larger than pion's buffer
 
 	mu       sync.Mutex
 	peers    map[netip.AddrPort]*peer
@@ -74,23 +75,47 @@ const (
 )
 
 func newGate(s *Server, pc net.PacketConn) *gate {
-	return &gate{PacketConn: pc, s: s, peers: make(map[netip.AddrPort]*peer), bySource: make(map[netip.Addr]int)}
+	return &gate{PacketConn: pc, s: s, peers: make(map[netip.AddrPort]*peer), bySource: make(map[netip.Addr]int),
+		buf: make([]byte, 64<<10)}
 }
 
-// ReadFrom returns the next datagram the gate lets through.
+// ReadFrom returns the next datagram the gate lets through. pion's
+// listener, its only caller, reads one datagram at a time.
 func (g *gate) ReadFrom(b []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := g.PacketConn.ReadFrom(b)
+		n, addr, err := g.PacketConn.ReadFrom(g.buf)
 		if err != nil {
-			return n, addr, err
+			return 0, addr, err
 		}
 		ua, ok := addr.(*net.UDPAddr)
 		if !ok {
 			continue
 		}
-		if g.admit(b[:n], ua.AddrPort()) {
-			return n, addr, nil
+		if n > len(b) {
+			// Larger than any record the server answers: pion would get
+			// it cut short and drop it. A session's client hears why.
+			g.oversize(ua.AddrPort(), n)
+			continue
 		}
+		if g.admit(g.buf[:n], ua.AddrPort()) {
+			return copy(b, g.buf[:n]), addr, nil
+		}
+	}
+}
+
+// oversize answers a datagram of n bytes, too large for any record the
+// server answers, from a session's address with an ERROR; from anywhere
+// else it is dropped.
+func (g *gate) oversize(addr netip.AddrPort, n int) {
+	g.mu.Lock()
+	p := g.peers[unmapped(addr)]
+	var ss *session
+	if p != nil && p.state == peerProved {
+		ss = p.sess
+	}
+	g.mu.Unlock()
+	if ss != nil {
+		ss.tooLarge(n)
 	}
 }
 

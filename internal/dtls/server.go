@@ -44,6 +44,7 @@ type Server struct {
 	pionOpts []piondtls.ServerOption
 	sources  *sourceLimits // nil when both per-source limits are off
 	readSize int           // a session's read buffer: the largest record it answers
+	recvSize int           // the largest datagram pion is handed
 	outPool  sync.Pool     // reply buffers, held only while answering
 	proved   atomic.Int64  // sessions counted against MaxSessions
 
@@ -81,6 +82,11 @@ func New(opts Options) (*Server, error) {
 	// frames, or one frame alone when it is larger (DESIGN: a frame is
 	// never split across records).
 	s.readSize = max(o.MaxDatagram, proto.HeaderSize+o.MaxMessage)
+	// pion keeps two buffers of this size per session, for ever (one for
+	// each of its reading goroutines): the largest record the server
+	// answers and its overhead, not pion's default of 8 KiB. A larger
+	// datagram is caught by the gate, which answers it with an ERROR.
+	s.recvSize = s.readSize + recordOverhead
 	outSize := o.MaxDatagram + proto.HeaderSize + max(o.MaxMessage, maxErrorReply)
 	s.outPool.New = func() any { b := make([]byte, 0, outSize); return &b }
 
@@ -99,6 +105,7 @@ func New(opts Options) (*Server, error) {
 		piondtls.WithCipherSuites(CipherSuites...),
 		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
 		piondtls.WithLoggerFactory(pionLogs{s.log}),
+		piondtls.WithReceiveBufferSize(s.recvSize),
 	}
 	if !o.DisableConnectionIDs {
 		s.pionOpts = append(s.pionOpts,
@@ -108,6 +115,12 @@ func New(opts Options) (*Server, error) {
 }
 
 const maxErrorReply = 256
+
+// recordOverhead bounds what a DTLS 1.2 record adds to its plaintext with
+// an AEAD suite: the 13-byte header, a connection ID (8 bytes from this
+// server), the 8-byte explicit nonce and the 16-byte tag, with room to
+// spare.
+const recordOverhead = 64
 
 // Serve answers DTLS handshakes and requests on pc, a UDP socket, until
 // Shutdown is called or ctx is done. After Shutdown it returns

@@ -121,6 +121,15 @@ func (ss *session) tlsState(complete bool) tls.ConnectionState {
 	return cs
 }
 
+// tooLarge answers a datagram of n bytes that the gate kept from pion as
+// larger than any record the server answers. It runs on the gate's
+// goroutine; pion's Write is safe for concurrent use.
+func (ss *session) tooLarge(n int) {
+	ss.srv.events.ProtocolError(proto.KindTooLarge)
+	_, _ = ss.conn.Write(proto.AppendError(nil, "datagram of "+itoa(n)+" bytes, over "+itoa(ss.srv.recvSize)+
+		": send at most one frame, or a batch of frames, per record"))
+}
+
 // errBufferTooSmall is the text of pion/dtls's error for a record larger
 // than the buffer given to Read (the record is dropped; the connection
 // goes on). pion does not export the value; TestOversizeRecord checks the
