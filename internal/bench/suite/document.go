@@ -125,6 +125,7 @@ func (d *document) write(w io.Writer) {
 	p("The machine is shared with other developers' builds and tests: a load average above the core count means the figures are noisier than they look; compare servers within this run, not across runs.")
 	p("")
 	d.writeTargets(w)
+	d.writeDTLSTargets(w)
 	d.writeResults(w)
 	d.writeKeyChoice(w)
 	d.writePipelineFloor(w)

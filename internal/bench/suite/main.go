@@ -276,6 +276,9 @@ func (c *config) runOne(ctx context.Context, sc scenario, srv server, run int, c
 
 	bargs := append([]string{}, c.benchCmd...)
 	bargs = append(bargs, sc.Args...)
+	if sc.DTLS {
+		bargs = append(bargs, "--udp")
+	}
 	if sc.Cert == certNone {
 		bargs = append(bargs, "--plaintext")
 	} else {
@@ -340,6 +343,9 @@ func (c *config) serverArgv(sc scenario, srv server, addr string) []string {
 		"--log-level", "warn"}
 	if sc.Cert == certNone {
 		return append(argv, "--plaintext")
+	}
+	if sc.DTLS {
+		argv = append(argv, dtlsServerArgs...)
 	}
 	return append(argv, "--cert", filepath.Join(dir, "server.crt"), "--key", filepath.Join(dir, "server.key"))
 }

@@ -29,6 +29,9 @@ type scenario struct {
 	Runs int
 	// Timeout bounds one bench command; 0 means Duration plus a minute.
 	Timeout time.Duration
+	// DTLS runs it over DTLS: sc-server --dtls, sc-client bench --udp
+	// (scenarios_dtls.go).
+	DTLS bool
 }
 
 // Scenario IDs the targets refer to.
@@ -53,7 +56,7 @@ const (
 func fullScenarios(d time.Duration) []scenario {
 	dur := d.String()
 	idleTimeout := 5 * time.Minute
-	return []scenario{
+	return append([]scenario{
 		{ID: hsP256, Title: "full handshakes, TLS 1.3, P-256 cert, default groups (hybrid X25519MLKEM768)", Cert: certP256, Ref: true,
 			Args: []string{"handshake", "--tls", "1.3", "--conns", "8", "--duration", dur}},
 		{ID: hsP256X25519, Title: "full handshakes, TLS 1.3, P-256 cert, X25519 only", Cert: certP256, Ref: true,
@@ -92,7 +95,7 @@ func fullScenarios(d time.Duration) []scenario {
 			Args: []string{"idle", "--conns", "15000", "--size", "64", "--settle", "3s", "--duration", "4s"}},
 		{ID: idle19k, Title: "19,000 concurrent TLS 1.3 connections, each answering an ECHO", Cert: certP256, Runs: 1, Timeout: idleTimeout,
 			Args: []string{"idle", "--tls", "1.3", "--conns", "19000", "--size", "64", "--settle", "3s", "--duration", "4s"}},
-	}
+	}, dtlsScenarios(d)...)
 }
 
 // smokeScenarios runs every mode once, in seconds.
@@ -107,6 +110,12 @@ func smokeScenarios() []scenario {
 		{ID: "smoke-pipeline", Title: "pipelined ECHO, plaintext", Cert: certNone, Ref: true,
 			Args: []string{"pipeline", "--conns", "2", "--depth", "16", "--count", "640", "--duration", "20s"}},
 		{ID: "smoke-idle", Title: "idle connections", Cert: certP256, Ref: true,
+			Args: []string{"idle", "--conns", "50", "--settle", "200ms", "--duration", "200ms"}},
+		{ID: "smoke-dtls-handshake", Title: "full DTLS handshakes", Cert: certP256, DTLS: true,
+			Args: []string{"handshake", "--conns", "2", "--count", "20", "--duration", "20s"}},
+		{ID: "smoke-dtls-echo", Title: "DTLS ECHO ping-pong", Cert: certP256, DTLS: true,
+			Args: []string{"echo", "--conns", "4", "--count", "400", "--duration", "20s"}},
+		{ID: "smoke-dtls-idle", Title: "idle DTLS sessions", Cert: certP256, DTLS: true,
 			Args: []string{"idle", "--conns", "50", "--settle", "200ms", "--duration", "200ms"}},
 	}
 }
