@@ -347,6 +347,7 @@ type k8sDeployment struct {
 					Ports []struct {
 						Name          string
 						ContainerPort int `yaml:"containerPort"`
+						Protocol      string
 					}
 					ReadinessProbe *k8sProbe `yaml:"readinessProbe"`
 					LivenessProbe  *k8sProbe `yaml:"livenessProbe"`
@@ -412,11 +413,17 @@ func TestKubernetesManifests(t *testing.T) {
 	args := c.Args
 
 	ports := map[string]int{}
+	protocols := map[string]string{}
 	for _, p := range c.Ports {
 		ports[p.Name] = p.ContainerPort
+		protocols[p.Name] = p.Protocol
 	}
 	if ports["game"] != 4242 || ports["metrics"] == 0 {
 		t.Errorf("container ports %v: want game 4242 and metrics", ports)
+	}
+	// Issue 16: DTLS on UDP, the same port number.
+	if ports["game-udp"] != 4242 || protocols["game-udp"] != "UDP" || !slices.Contains(args, "--dtls") {
+		t.Errorf("container ports %v %v, args %v: want game-udp UDP 4242 and --dtls", ports, protocols, args)
 	}
 	if _, port, _ := strings.Cut(flagValue(t, args, "metrics-listen"), ":"); port != strconv.Itoa(ports["metrics"]) {
 		t.Errorf("--metrics-listen port %s is not the metrics containerPort %d", port, ports["metrics"])
@@ -483,8 +490,9 @@ func TestKubernetesManifests(t *testing.T) {
 	if svc.Kind != "Service" || !selects(svc.Spec.Selector, labels) {
 		t.Errorf("service.yaml: kind %q, selector %v; want a Service selecting %v", svc.Kind, svc.Spec.Selector, labels)
 	}
-	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 4242 || ports[svc.Spec.Ports[0].TargetPort] == 0 || svc.Spec.Ports[0].Protocol != "TCP" {
-		t.Errorf("service ports %+v: want TCP 4242 to a named container port", svc.Spec.Ports)
+	if len(svc.Spec.Ports) != 2 || svc.Spec.Ports[0].Port != 4242 || ports[svc.Spec.Ports[0].TargetPort] == 0 || svc.Spec.Ports[0].Protocol != "TCP" ||
+		svc.Spec.Ports[1].Port != 4242 || protocols[svc.Spec.Ports[1].TargetPort] != "UDP" || svc.Spec.Ports[1].Protocol != "UDP" {
+		t.Errorf("service ports %+v: want TCP 4242 and UDP 4242, each to a named container port of its protocol", svc.Spec.Ports)
 	}
 	var pdb struct {
 		Kind string
