@@ -129,6 +129,7 @@ func (d *document) write(w io.Writer) {
 	d.writeResults(w)
 	d.writeKeyChoice(w)
 	d.writePipelineFloor(w)
+	d.writeDTLSNotes(w)
 	d.writeCommands(w)
 	if c.goBench != "" {
 		data, err := os.ReadFile(c.goBench)
