@@ -38,32 +38,20 @@ func addDTLSFlags(fs *pflag.FlagSet, d *dtlsOptions) {
 	fs.IntVar(&d.maxSessions, "dtls-max-sessions", dtls.DefaultMaxSessions, "most DTLS sessions held at once (`NUMBER`); a client past it is refused once it has returned its cookie")
 }
 
-// isSet reports whether a flag was given a value: on the command line, in
-// an SC_SERVER_* variable or in the configuration file.
-func (s *settings) isSet(fs *pflag.FlagSet) func(string) bool {
-	return func(name string) bool {
-		if fs.Changed(name) {
-			return true
-		}
-		if s == nil {
-			return false
-		}
-		o, ok := s.origins[name]
-		return ok && o.kind != fromDefault
-	}
-}
-
-// validateDTLS checks the DTLS flags, naming the flags at fault.
-func (o *options) validateDTLS(changed func(string) bool) error {
+// validateDTLS checks the DTLS flags, naming the flags at fault. A DTLS
+// setting other than its default without DTLS is a mistake worth naming
+// (a default one is not: --print-config writes every setting).
+func (o *options) validateDTLS() error {
 	d := &o.dtls
 	if d.listen != "" {
 		d.enabled = true
 	}
 	if !d.enabled {
-		for _, f := range []string{"dtls-idle-timeout", "dtls-max-sessions"} {
-			if changed(f) {
-				return cli.Usagef("--%s is for DTLS: add --dtls", f)
-			}
+		switch {
+		case d.idleTimeout != dtls.DefaultIdleTimeout:
+			return cli.Usagef("--dtls-idle-timeout is for DTLS: add --dtls")
+		case d.maxSessions != dtls.DefaultMaxSessions:
+			return cli.Usagef("--dtls-max-sessions is for DTLS: add --dtls")
 		}
 		return nil
 	}

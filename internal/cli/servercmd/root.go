@@ -215,7 +215,7 @@ func NewRootCmd(env Env) *cobra.Command {
 			if err := o.validate(); err != nil {
 				return s.annotate(err)
 			}
-			if err := o.validateDTLS(s.isSet(cmd.Flags())); err != nil {
+			if err := o.validateDTLS(); err != nil {
 				return s.annotate(err)
 			}
 			if print, _ := cmd.Flags().GetBool("print-config"); print {
