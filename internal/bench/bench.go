@@ -30,6 +30,8 @@ type Bench struct {
 	start atomic.Int64 // UnixNano when the measured phase began; 0 before
 	ops   atomic.Int64
 	errs  atomic.Int64
+	// pointsDone counts the scale mode's points measured.
+	pointsDone atomic.Int64
 }
 
 // New checks opts and returns a Bench ready to Run. It starts nothing and
@@ -86,12 +88,15 @@ func (b *Bench) Progress() Progress {
 	if s := b.start.Load(); s != 0 {
 		p.Elapsed = time.Since(time.Unix(0, s))
 	}
-	if b.opts.Mode == ModeIdle {
+	switch b.opts.Mode {
+	case ModeIdle:
 		p.Done = float64(p.Ops+p.Errors) / float64(b.opts.Conns)
 		if p.Phase == "holding" {
 			p.Done = 1
 		}
-	} else {
+	case ModeScale:
+		p.Done = float64(b.pointsDone.Load()) / float64(len(b.opts.Points))
+	default:
 		p.Done = max(p.Elapsed.Seconds()/b.opts.Duration.Seconds(), float64(p.Ops)/float64(b.opts.Count))
 	}
 	if p.Phase == "done" {
@@ -122,6 +127,9 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 		Mode: b.opts.Mode, Addr: b.opts.Addr, TLS: b.tlsConfig != nil || b.opts.DTLS != nil, Resume: b.opts.Resume,
 		Conns: b.opts.Conns, Depth: b.opts.Depth, Size: b.opts.Size,
 	}
+	if b.opts.Mode == ModeScale {
+		r.report.Interval = b.opts.Interval.String()
+	}
 	b.phase.Store("connecting")
 	if err := r.probe(ctx); err != nil {
 		return nil, err
@@ -137,6 +145,8 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 		err = r.exchanges(ctx)
 	case ModeIdle:
 		err = r.idle(ctx)
+	case ModeScale:
+		err = r.scale(ctx)
 	}
 	if err != nil {
 		return nil, err
@@ -166,6 +176,11 @@ type run struct {
 	// Samples of the server (when PID is set) and of this process.
 	before, cpuFrom, after samples
 	began, ended           time.Time // the measured phase
+
+	// The scale mode's ECHO latencies and server CPU time over its
+	// measured phases.
+	scaleTotal *histogram
+	scaleCPU   time.Duration
 }
 
 type samples struct {

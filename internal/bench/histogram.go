@@ -106,3 +106,28 @@ func (h *histogram) mean() time.Duration {
 	}
 	return h.sum / time.Duration(h.n)
 }
+
+// Histogram is a distribution of durations to about 1% (the log-linear
+// layout described at subBits), for load generators that keep their own
+// windows of latencies, as the soak does. The zero value is not usable:
+// make one with [NewHistogram]. It is not safe for concurrent use.
+type Histogram struct{ h *histogram }
+
+// NewHistogram returns an empty Histogram.
+func NewHistogram() *Histogram { return &Histogram{h: newHistogram()} }
+
+// Record adds d; a negative d counts as 0.
+func (h *Histogram) Record(d time.Duration) { h.h.record(d) }
+
+// Merge adds every value of o to h.
+func (h *Histogram) Merge(o *Histogram) { h.h.merge(o.h) }
+
+// Count returns how many values h holds.
+func (h *Histogram) Count() uint64 { return h.h.n }
+
+// Quantile returns the value at quantile q (0 < q ≤ 1), 0 for an empty
+// histogram.
+func (h *Histogram) Quantile(q float64) time.Duration { return h.h.quantile(q) }
+
+// Max returns the largest value recorded, exactly; 0 for none.
+func (h *Histogram) Max() time.Duration { return h.h.max }

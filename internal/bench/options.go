@@ -35,10 +35,23 @@ const (
 	// and holds them all open: it measures what an idle connection costs
 	// the server ([ServerStats.RSSPerConn]) and whether it holds that many.
 	ModeIdle Mode = "idle"
+	// ModeScale opens connections in steps, to each count of
+	// Options.Points in turn, while every open connection sends one ECHO
+	// of Options.Size bytes each Options.Interval. At each point it
+	// measures for Options.Duration: the server's memory per connection,
+	// its CPU time per second, the handshakes' latency while the point's
+	// connections opened and the ECHOs' latency at steady state. It shows
+	// how the server's cost grows with the number of players.
+	ModeScale Mode = "scale"
 )
 
 // Modes lists every mode, in the order help texts show them.
-func Modes() []Mode { return []Mode{ModeHandshake, ModeEcho, ModePipeline, ModeIdle} }
+func Modes() []Mode { return []Mode{ModeHandshake, ModeEcho, ModePipeline, ModeIdle, ModeScale} }
+
+// DefaultPoints are the connection counts of a scaling run: from a
+// thousand players to the most one server process holds here (its
+// open-file limit is 20,000).
+var DefaultPoints = []int{1000, 2000, 5000, 10000, 15000, 19000}
 
 // Defaults of [Options]; a zero field means its default.
 const (
@@ -50,6 +63,7 @@ const (
 	DefaultDialConcurrency = 64
 	DefaultTimeout         = 10 * time.Second
 	DefaultSettle          = 3 * time.Second
+	DefaultInterval        = time.Second
 )
 
 // Options configures a [Bench]. Mode and Addr are required; every other
@@ -85,8 +99,18 @@ type Options struct {
 
 	// Conns is the number of connections: held open at once in the echo,
 	// pipeline and idle modes, opened concurrently over and over in the
-	// handshake mode. Zero means DefaultConns (50).
+	// handshake mode. Zero means DefaultConns (50). The scale mode takes
+	// its counts from Points and needs Conns zero (it reports the largest
+	// point as Conns).
 	Conns int
+
+	// Points are the connection counts of the scale mode, in increasing
+	// order. Nil means DefaultPoints; other modes must leave it nil.
+	Points []int
+
+	// Interval is how often each connection of the scale mode sends an
+	// ECHO. Zero means DefaultInterval (1 s).
+	Interval time.Duration
 
 	// Depth is the number of ECHOs each connection writes at once in the
 	// pipeline mode. Zero means DefaultDepth (64); other modes use 1.
@@ -100,7 +124,8 @@ type Options struct {
 	// Duration bounds the measured phase; the run also ends after Count
 	// operations, whichever comes first. In the idle mode it is how long
 	// the connections are held after the last one opened (at least
-	// Settle). Zero means DefaultDuration (10 s).
+	// Settle); in the scale mode, how long each point is measured. Zero
+	// means DefaultDuration (10 s).
 	Duration time.Duration
 
 	// Count bounds the operations of the measured phase (ECHOs, or
@@ -127,9 +152,9 @@ type Options struct {
 	PID int
 
 	// Settle is how long after the last connection opened the idle mode
-	// samples the server's memory: long enough for the server to finish
-	// with handshakes and free their memory. Zero means DefaultSettle
-	// (3 s).
+	// samples the server's memory, and the scale mode starts measuring a
+	// point: long enough for the server to finish with handshakes and
+	// free their memory. Zero means DefaultSettle (3 s).
 	Settle time.Duration
 }
 
@@ -149,7 +174,7 @@ const (
 
 func (o Options) resolve() (Options, error) {
 	switch o.Mode {
-	case ModeHandshake, ModeEcho, ModePipeline, ModeIdle:
+	case ModeHandshake, ModeEcho, ModePipeline, ModeIdle, ModeScale:
 	case "":
 		return o, fmt.Errorf("no mode: want one of %v", Modes())
 	default:
@@ -166,6 +191,35 @@ func (o Options) resolve() (Options, error) {
 	}
 	if o.Mode != ModePipeline && o.Depth > 1 {
 		return o, fmt.Errorf("a depth of %d is for the pipeline mode, not %s", o.Depth, o.Mode)
+	}
+	if o.Mode == ModeScale {
+		if o.Conns != 0 {
+			return o, fmt.Errorf("the scale mode takes its connection counts from the points, not from a number of connections (%d)", o.Conns)
+		}
+		if o.Points == nil {
+			o.Points = DefaultPoints
+		}
+		if len(o.Points) == 0 {
+			return o, fmt.Errorf("the scale mode needs at least one point")
+		}
+		for i, p := range o.Points {
+			if p <= 0 {
+				return o, fmt.Errorf("point %d is not a positive number of connections", p)
+			}
+			if i > 0 && p <= o.Points[i-1] {
+				return o, fmt.Errorf("points must increase: %d after %d", p, o.Points[i-1])
+			}
+		}
+		o.Points = append([]int(nil), o.Points...)
+		o.Conns = o.Points[len(o.Points)-1]
+	} else if o.Points != nil {
+		return o, fmt.Errorf("points are for the scale mode, not %s", o.Mode)
+	}
+	if o.Interval == 0 {
+		o.Interval = DefaultInterval
+	}
+	if o.Interval < 0 {
+		return o, fmt.Errorf("interval %v is negative", o.Interval)
 	}
 	for _, v := range []struct {
 		name string

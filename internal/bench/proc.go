@@ -12,9 +12,13 @@ type ProcSample struct {
 	// RSS is the resident set size, VmRSS in /proc/PID/status, in bytes
 	// (the kernel reports whole KiB).
 	RSS int64
+	// FDs is the number of open file descriptors, the entries of
+	// /proc/PID/fd: sockets, files, the runtime's poller.
+	FDs int
 }
 
-// ReadProc reads the CPU time and resident set size of process pid from
-// /proc. It works on Linux only; elsewhere it returns an error wrapping
+// ReadProc reads the CPU time, resident set size and open file
+// descriptors of process pid from /proc (the descriptors of another user's
+// process need root). It works on Linux only; elsewhere it returns an error wrapping
 // [ErrNoProc].
 func ReadProc(pid int) (ProcSample, error) { return readProc(pid) }

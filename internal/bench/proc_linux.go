@@ -29,7 +29,11 @@ func readProc(pid int) (ProcSample, error) {
 	if err != nil {
 		return ProcSample{}, fmt.Errorf("reading the memory use of process %d: %w", pid, err)
 	}
-	return ProcSample{CPU: cpu, RSS: rss}, nil
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return ProcSample{}, fmt.Errorf("counting the open files of process %d: %w", pid, err)
+	}
+	return ProcSample{CPU: cpu, RSS: rss, FDs: len(fds)}, nil
 }
 
 // parseStatCPU returns utime+stime from the contents of /proc/PID/stat.

@@ -76,6 +76,25 @@ func TestReadProcSelf(t *testing.T) {
 	if after.RSS < 64<<20 {
 		t.Errorf("RSS %d bytes with 64 MiB touched, want more", after.RSS)
 	}
+	// Ten more open files are ten more descriptors.
+	var files []*os.File
+	for range 10 {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	opened, err := ReadProc(os.Getpid())
+	for _, f := range files {
+		f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opened.FDs-after.FDs != 10 {
+		t.Errorf("open descriptors went from %d to %d with 10 files opened, want +10", after.FDs, opened.FDs)
+	}
 	if _, err := ReadProc(1 << 30); err == nil {
 		t.Error("ReadProc of a process that does not exist succeeded")
 	}

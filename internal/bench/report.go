@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 )
 
 // Report is the result of a [Bench] run, as sc-client bench prints it and
@@ -20,6 +19,9 @@ type Report struct {
 	Conns  int    `json:"conns"`
 	Depth  int    `json:"depth"`
 	Size   int    `json:"size"`
+	// Interval is the scale mode's ECHO period per connection, as Go
+	// writes a duration ("1s").
+	Interval string `json:"interval,omitempty"`
 
 	// Elapsed is the measured phase in seconds: the whole run in the
 	// handshake, echo and pipeline modes (connections opened before it
@@ -49,8 +51,15 @@ type Report struct {
 	Handshakes int64   `json:"handshakes"`
 	Resumed    float64 `json:"resumed_fraction"`
 
-	// Held is the number of connections held open in the idle mode.
+	// Held is the number of connections held open in the idle mode, and
+	// at the end of the scale mode.
 	Held int `json:"held,omitempty"`
+
+	// Points are the scale mode's measurements, one per connection count.
+	// The report's own figures then sum up its measured phases: Elapsed,
+	// Ops and Latency are over the ECHOs of every point, Server.CPU their
+	// CPU time, Server.RSSAfter and RSSPerConn the last point's.
+	Points []ScalePoint `json:"points,omitempty"`
 
 	// Server is what /proc said about the server process (Options.PID),
 	// nil without it.
@@ -109,16 +118,18 @@ func (r *run) finish() *Report {
 	for i := range r.shards {
 		h.merge(r.shards[i].h)
 	}
-	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-	rep.Latency = Latency{
-		Of:    map[Mode]string{ModeHandshake: "handshake+echo", ModeEcho: "echo", ModePipeline: "batch", ModeIdle: "open"}[r.o.Mode],
-		Count: h.n,
-		P50:   us(h.quantile(0.50)),
-		P99:   us(h.quantile(0.99)),
-		P999:  us(h.quantile(0.999)),
-		Max:   us(h.max),
-		Mean:  us(h.mean()),
+	of := map[Mode]string{ModeHandshake: "handshake+echo", ModeEcho: "echo", ModePipeline: "batch", ModeIdle: "open", ModeScale: "echo"}[r.o.Mode]
+	if r.o.Mode == ModeScale {
+		h = r.scaleTotal
+		rep.Elapsed = 0
+		for _, p := range rep.Points {
+			rep.Elapsed += p.Seconds
+		}
+		if rep.Elapsed > 0 {
+			rep.OpsPerSecond = float64(rep.Ops) / rep.Elapsed
+		}
 	}
+	rep.Latency = latencyOf(h, of)
 	rep.Handshakes = r.handshakes.Load()
 	if rep.Handshakes > 0 {
 		rep.Resumed = float64(r.resumed.Load()) / float64(rep.Handshakes)
@@ -133,6 +144,9 @@ func (r *run) finish() *Report {
 			RSSBefore: r.before.server.RSS,
 			RSSAfter:  r.after.server.RSS,
 		}
+		if r.o.Mode == ModeScale {
+			s.CPU = r.scaleCPU.Seconds()
+		}
 		if s.CPU > 0 {
 			s.OpsPerCPUSecond = float64(rep.Ops) / s.CPU
 		}
@@ -140,7 +154,7 @@ func (r *run) finish() *Report {
 		switch r.o.Mode {
 		case ModeEcho, ModePipeline:
 			open = rep.Conns
-		case ModeIdle:
+		case ModeIdle, ModeScale:
 			open = rep.Held
 		}
 		if open > 0 {
@@ -166,9 +180,12 @@ func (rep *Report) WriteText(w io.Writer) error {
 		}
 	}
 	line("server", "%s, %s", rep.Addr, transport)
-	if rep.Mode == ModeIdle {
+	switch rep.Mode {
+	case ModeIdle:
 		line("opened", "%s of %d connections in %.2f s (%s/s), %s held", count(rep.Ops), rep.Conns, rep.Elapsed, rate(rep.OpsPerSecond), count(int64(rep.Held)))
-	} else {
+	case ModeScale:
+		line("ops", "%s ECHOs in %.2f s measured: %s/s", count(rep.Ops), rep.Elapsed, rate(rep.OpsPerSecond))
+	default:
 		line("ops", "%s in %.2f s: %s/s", count(rep.Ops), rep.Elapsed, rate(rep.OpsPerSecond))
 	}
 	line("errors", "%s", count(rep.Errors))
@@ -193,6 +210,19 @@ func (rep *Report) WriteText(w io.Writer) error {
 	if rep.ClientCPU > 0 {
 		line("client CPU", "%.2f s", rep.ClientCPU)
 	}
+	if len(rep.Points) > 0 {
+		b.WriteString("\n")
+		fmt.Fprintf(&b, "%8s %8s %10s %12s %10s %10s %12s %14s %7s\n",
+			"conns", "held", "open p99", "ECHO p50", "ECHO p99", "ECHO max", "server CPU/s", "RSS per conn", "errors")
+		for _, p := range rep.Points {
+			cpu, mem := "-", "-"
+			if s := p.Server; s != nil {
+				cpu, mem = fmt.Sprintf("%.3f", s.CPUPerSecond), kib(s.RSSPerConn)
+			}
+			fmt.Fprintf(&b, "%8s %8s %10s %12s %10s %10s %12s %14s %7d\n",
+				count(int64(p.Conns)), count(int64(p.Held)), micros(p.Handshake.P99), micros(p.Echo.P50), micros(p.Echo.P99), micros(p.Echo.Max), cpu, mem, p.Errors)
+		}
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -210,6 +240,12 @@ func (rep *Report) describe() string {
 		return s + fmt.Sprintf(" × %d pipelined ECHOs of %d bytes", rep.Depth, rep.Size)
 	case ModeIdle:
 		return s + fmt.Sprintf(", one ECHO of %d bytes each, then held", rep.Size)
+	case ModeScale:
+		var pts []string
+		for _, p := range rep.Points {
+			pts = append(pts, count(int64(p.Conns)))
+		}
+		return fmt.Sprintf("scale: %s connections, each sending an ECHO of %d bytes every %s", strings.Join(pts, ", "), rep.Size, rep.Interval)
 	}
 	return s + fmt.Sprintf(", ping-pong ECHOs of %d bytes", rep.Size)
 }

@@ -25,6 +25,7 @@ const DefaultServer = "127.0.0.1:4242"
 
 type benchOptions struct {
 	opts       bench.Options
+	points     []int
 	server     string
 	plaintext  bool
 	caFile     string
@@ -45,7 +46,7 @@ func NewCmd() *cobra.Command {
 	o := &benchOptions{}
 	cmd := &cobra.Command{
 		Use:   "bench MODE",
-		Short: "Load-test a server: handshakes, ECHO ping-pong, pipelined ECHOs or idle connections",
+		Short: "Load-test a server: handshakes, ECHO ping-pong, pipelined ECHOs, idle connections or a scaling run",
 		Long: `bench drives a Space Captain server and reports operations per second,
 latency (p50, p99, p99.9), errors, and the TLS version, suite, group and
 resumed fraction. Given the PID of a server on this machine (--pid, Linux),
@@ -66,10 +67,19 @@ Modes:
              one ECHO of --size bytes on each, then held for --duration.
              The server's memory is sampled --settle after the last one
              opened: (RSS with them open − RSS before) / connections.
+  scale      connections opened in steps, to each count of --points in
+             turn (default 1,000 to 19,000), while every open connection
+             sends an ECHO of --size bytes each --interval (default 1 s).
+             At each point, --settle after the last connection opened,
+             it measures for --duration: the server's CPU time per
+             second and memory per connection (with --pid), the latency
+             of the handshakes that opened the point's connections and
+             that of the ECHOs. How the server's cost grows with players.
 
 A run ends after --duration or --count operations, whichever comes first
-(idle opens --conns connections and holds them --duration). Connections
-opened before the measurement (echo, pipeline) are not counted in it.
+(idle opens --conns connections and holds them --duration; scale measures
+each point for --duration). Connections opened before the measurement
+(echo, pipeline, scale) are not counted in it.
 
 --udp measures DTLS 1.2 over UDP instead, against sc-server --dtls: the
 same modes, with the handshake mode's cookie exchange included.
@@ -92,26 +102,40 @@ the report if any operation failed.`,
   sc-client bench echo --conns 50 --size 64 --insecure --duration 10s
   sc-client bench pipeline --conns 50 --depth 64 --plaintext --json
   sc-client bench idle --conns 15000 --size 4096 --ca certs/ca.crt --pid 1234
+  sc-client bench scale --points 1000,5000,19000 --duration 20s --ca certs/ca.crt --pid 1234 --json
   sc-client bench handshake --udp --pin sha256//... --pid $(pidof sc-server)  # DTLS`,
-		Args:      cli.ExactArgs(1, "a MODE: handshake, echo, pipeline or idle"),
-		ValidArgs: []string{"handshake", "echo", "pipeline", "idle"},
+		Args:      cli.ExactArgs(1, "a MODE: handshake, echo, pipeline, idle or scale"),
+		ValidArgs: []string{"handshake", "echo", "pipeline", "idle", "scale"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.opts.Mode = bench.Mode(args[0])
+			if o.opts.Mode == bench.ModeScale {
+				if cmd.Flags().Changed("conns") {
+					return cli.Usagef("--conns is not for the scale mode: give the connection counts with --points")
+				}
+				o.opts.Conns = 0
+				if len(o.points) > 0 {
+					o.opts.Points = o.points
+				}
+			} else if cmd.Flags().Changed("points") || cmd.Flags().Changed("interval") {
+				return cli.Usagef("--points and --interval are for the scale mode, not %s", args[0])
+			}
 			return runBench(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
 		},
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.server, "server", DefaultServer, "server `HOST:PORT`")
 	fs.IntVar(&o.opts.Conns, "conns", bench.DefaultConns, "`N` connections: held at once (echo, pipeline, idle), or handshakes at a time")
+	fs.IntSliceVar(&o.points, "points", nil, "scale: connection `COUNTS` to measure at, increasing, comma-separated (default 1000,2000,5000,10000,15000,19000)")
+	fs.DurationVar(&o.opts.Interval, "interval", bench.DefaultInterval, "scale: how often each connection sends an ECHO")
 	fs.IntVar(&o.opts.Depth, "depth", 0, "`D` ECHOs each connection writes at once (pipeline) (default 64)")
 	fs.IntVar(&o.opts.Size, "size", bench.DefaultSize, "ECHO body size in `BYTES`")
-	fs.DurationVar(&o.opts.Duration, "duration", bench.DefaultDuration, "how long to measure (idle: how long to hold the connections)")
+	fs.DurationVar(&o.opts.Duration, "duration", bench.DefaultDuration, "how long to measure (idle: how long to hold the connections; scale: each point)")
 	fs.Int64Var(&o.opts.Count, "count", bench.DefaultCount, "stop after `N` operations (handshakes or ECHOs), if --duration has not ended the run first")
 	fs.BoolVar(&o.opts.Resume, "resume", false, "resume TLS sessions (handshake mode: every handshake after the first resumes)")
 	fs.IntVar(&o.opts.DialConcurrency, "dial-concurrency", bench.DefaultDialConcurrency, "at most `N` connections dialing and handshaking at once")
 	fs.DurationVar(&o.opts.Timeout, "timeout", bench.DefaultTimeout, "bound on each dial and handshake, and on an operation left running at the end")
 	fs.DurationVar(&o.opts.Wait, "wait", 0, "keep retrying the first connection this long while the server starts")
-	fs.DurationVar(&o.opts.Settle, "settle", bench.DefaultSettle, "idle: sample the server's memory this long after the last connection opened")
+	fs.DurationVar(&o.opts.Settle, "settle", bench.DefaultSettle, "idle: sample the server's memory this long after the last connection opened; scale: wait this long before measuring each point")
 	fs.IntVar(&o.opts.PID, "pid", 0, "`PID` of the server process on this machine: report its CPU seconds and memory (Linux /proc)")
 	fs.BoolVar(&o.plaintext, "plaintext", false, "speak plaintext, to a server started without TLS")
 	fs.StringVar(&o.caFile, "ca", "", "verify the server's chain against the CA certificates in `FILE`")
@@ -293,8 +317,11 @@ func progressLine(mode bench.Mode, p bench.Progress) string {
 	filled := int(p.Done * width)
 	bar := strings.Repeat("=", filled) + strings.Repeat(" ", width-filled)
 	what := "ops"
-	if mode == bench.ModeIdle {
+	switch mode {
+	case bench.ModeIdle:
 		what = "connections"
+	case bench.ModeScale:
+		what = "ECHOs measured"
 	}
 	rate := ""
 	if s := p.Elapsed.Seconds(); s > 0 && mode != bench.ModeIdle {

@@ -198,6 +198,10 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"bad pin", []string{"echo", "--pin", "sha256//nope"}, "--pin:"},
 		{"bad address", []string{"echo", "--insecure", "--server", "localhost"}, "want HOST:PORT"},
 		{"depth in echo", []string{"echo", "--plaintext", "--depth", "4"}, "pipeline mode"},
+		{"conns in scale", []string{"scale", "--plaintext", "--conns", "4"}, "give the connection counts with --points"},
+		{"points in echo", []string{"echo", "--plaintext", "--points", "4"}, "are for the scale mode, not echo"},
+		{"points decreasing", []string{"scale", "--plaintext", "--points", "5,4"}, "points must increase: 4 after 5"},
+		{"point zero", []string{"scale", "--plaintext", "--points", "0,4"}, "point 0 is not a positive number"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,6 +210,63 @@ func TestBenchUsageErrors(t *testing.T) {
 				t.Errorf("exit code %d, stderr:\n%s\nwant %d and %q", code, stderr, cli.ExitUsage, tt.want)
 			}
 		})
+	}
+}
+
+// Issue 18: the scaling run measures each point, with the server's figures
+// from --pid, and its connections keep sending ECHOs while the next
+// point's open.
+func TestBenchScale(t *testing.T) {
+	srv := mustServe(t, false)
+	args := []string{"scale", "--server", srv.addr, "--ca", srv.caFile, "--points", "3,8", "--interval", "50ms",
+		"--duration", "500ms", "--settle", "1ms", "--json"}
+	linux := runtime.GOOS == "linux"
+	if linux {
+		args = append(args, "--pid", strconv.Itoa(os.Getpid()))
+	}
+	stdout, stderr, code := runCmd(t, args...)
+	if code != 0 {
+		t.Fatalf("exit code %d, want 0; stderr:\n%s", code, stderr)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("stdout is not a JSON report: %v\n%s", err, stdout)
+	}
+	if rep.Mode != bench.ModeScale || rep.Conns != 8 || rep.Held != 8 || rep.Errors != 0 || rep.Interval != "50ms" {
+		t.Errorf("got mode %s, %d conns, %d held, %d errors, interval %q; want scale, 8, 8, 0, 50ms", rep.Mode, rep.Conns, rep.Held, rep.Errors, rep.Interval)
+	}
+	if len(rep.Points) != 2 {
+		t.Fatalf("got %d points, want 2: %+v", len(rep.Points), rep.Points)
+	}
+	var echoes uint64
+	for i, want := range []struct{ conns, opened int }{{3, 3}, {8, 5}} {
+		p := rep.Points[i]
+		if p.Conns != want.conns || p.Held != want.conns || p.Opened != want.opened || p.Errors != 0 {
+			t.Errorf("point %d: got %d conns, %d held, %d opened, %d errors; want %d, %d, %d, 0", i, p.Conns, p.Held, p.Opened, p.Errors, want.conns, want.conns, want.opened)
+		}
+		if p.Handshake.Count != uint64(want.opened) || p.Handshake.P99 <= 0 {
+			t.Errorf("point %d: handshake latency %+v, want %d timed", i, p.Handshake, want.opened)
+		}
+		// Every connection sends every 50 ms for 500 ms: about 10 each.
+		if min := uint64(want.conns * 5); p.Echo.Count < min || p.Echo.P99 <= 0 {
+			t.Errorf("point %d: ECHO latency %+v, want at least %d timed", i, p.Echo, min)
+		}
+		echoes += p.Echo.Count
+		if linux && (p.Server == nil || p.Server.RSS <= 0 || p.Server.FDs <= 0) {
+			t.Errorf("point %d: server figures %+v with --pid", i, p.Server)
+		}
+	}
+	if uint64(rep.Ops) != echoes || rep.Latency.Count != echoes {
+		t.Errorf("report: %d ops, %d timed; want the points' %d ECHOs", rep.Ops, rep.Latency.Count, echoes)
+	}
+	text, _, code := runCmd(t, "scale", "--server", srv.addr, "--ca", srv.caFile, "--points", "1,2", "--interval", "50ms", "--duration", "100ms", "--settle", "1ms")
+	if code != 0 {
+		t.Fatalf("text run: exit code %d", code)
+	}
+	for _, want := range []string{"scale: 1, 2 connections, each sending an ECHO of 64 bytes every 50ms", "conns     held   open p99"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text report lacks %q:\n%s", want, text)
+		}
 	}
 }
 
