@@ -1,0 +1,186 @@
+package soak
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Defaults of [Options]: the full run of scripts/soak.sh.
+const (
+	DefaultDuration        = 60 * time.Minute
+	DefaultConns           = 15000
+	DefaultPingPong        = 20
+	DefaultPingPongRate    = 100
+	DefaultNewRate         = 10
+	DefaultHeartbeat       = 10 * time.Second
+	DefaultSample          = 10 * time.Second
+	DefaultRotateEvery     = time.Minute
+	DefaultPlayers         = 64
+	DefaultCAEvery         = 5
+	DefaultDialConcurrency = 32
+	DefaultTimeout         = 10 * time.Second
+	DefaultFDDrift         = 50
+	DefaultLatencyLimit    = 50 * time.Millisecond
+
+	// fullRun is the shortest run judged as a full one: steady state from
+	// minute 5 and 10% RSS growth allowed, rather than from second 30 and
+	// 15%.
+	fullRun = 10 * time.Minute
+)
+
+// Options configures [Run]. Bin, Dir and Engine are required; a zero field
+// means its default.
+type Options struct {
+	// Bin is the directory holding the sc-server and sc-cert binaries.
+	// Required.
+	Bin string
+	// Dir is where the run keeps its files: the certificates, the
+	// players' known-hosts files and the server's log. Required; made if
+	// missing, and it must be empty if it exists.
+	Dir string
+	// Engine is sc-server's --engine. Required.
+	Engine string
+
+	// Duration is the length of the run. Default 60 minutes.
+	Duration time.Duration
+	// Conns is the number of held connections. Default 15,000.
+	Conns int
+	// PingPong is the number of ping-pong connections (default 20), each
+	// paced to PingPongRate ECHOs a second (default 100).
+	PingPong     int
+	PingPongRate float64
+	// NewRate is how many new connections a second open, do one ECHO and
+	// close. Default 10.
+	NewRate float64
+	// Heartbeat is each held connection's ECHO period. Default 10 s.
+	Heartbeat time.Duration
+	// Sample is the sampling period, and the window of the latency
+	// criterion. Default 10 s.
+	Sample time.Duration
+	// RotateEvery is the period of the rotations. Default 1 minute.
+	RotateEvery time.Duration
+
+	// Players is the number of trust-on-first-use players, each with a
+	// known-hosts file. Default 64.
+	Players int
+	// CAEvery makes every CAEvery-th connection trust the local CA rather
+	// than a player's known hosts. Default 5.
+	CAEvery int
+	// DialConcurrency bounds the held connections being opened at once.
+	// Default 32.
+	DialConcurrency int
+	// Timeout bounds each dial and handshake and each request. Default
+	// 10 s.
+	Timeout time.Duration
+
+	// SteadyAt is when the steady state starts, the reference of the RSS,
+	// descriptor and goroutine criteria: default minute 5 in a run of 10
+	// minutes or more, second 30 in a shorter one.
+	SteadyAt time.Duration
+	// RSSGrowth is the RSS growth allowed from SteadyAt to the end, as a
+	// fraction: default 0.10 in a run of 10 minutes or more, 0.15 in a
+	// shorter one.
+	RSSGrowth float64
+	// FDDrift is the change of open descriptors allowed from SteadyAt to
+	// the end. Default 50.
+	FDDrift int
+	// GoroutineDrift is the change of the server's goroutines allowed from
+	// SteadyAt to the end: default 200 for the epoll engine, 1% of Conns
+	// for the goroutine engine (one goroutine per connection).
+	GoroutineDrift int
+	// LatencyLimit bounds the heartbeat ECHOs' p99 in every window.
+	// Default 50 ms.
+	LatencyLimit time.Duration
+
+	// CSV receives a header, then one line per sample as it is taken. Nil
+	// means none.
+	CSV io.Writer
+	// Log receives a progress line per sample and one per rotation. Nil
+	// means none.
+	Log io.Writer
+}
+
+func (o Options) resolve() (Options, error) {
+	if o.Bin == "" || o.Dir == "" || o.Engine == "" {
+		return o, errors.New("the binaries' directory, a working directory and an engine are required")
+	}
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setDur(&o.Duration, DefaultDuration)
+	setDur(&o.Heartbeat, DefaultHeartbeat)
+	setDur(&o.Sample, DefaultSample)
+	setDur(&o.RotateEvery, DefaultRotateEvery)
+	setDur(&o.Timeout, DefaultTimeout)
+	setDur(&o.LatencyLimit, DefaultLatencyLimit)
+	full := o.Duration >= fullRun
+	if full {
+		setDur(&o.SteadyAt, 5*time.Minute)
+	} else {
+		setDur(&o.SteadyAt, 30*time.Second)
+	}
+	setInt := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	setInt(&o.Conns, DefaultConns)
+	setInt(&o.PingPong, DefaultPingPong)
+	setInt(&o.Players, DefaultPlayers)
+	setInt(&o.CAEvery, DefaultCAEvery)
+	setInt(&o.DialConcurrency, DefaultDialConcurrency)
+	setInt(&o.FDDrift, DefaultFDDrift)
+	if o.GoroutineDrift == 0 {
+		o.GoroutineDrift = 200
+		if o.Engine == "goroutine" {
+			o.GoroutineDrift = max(o.Conns/100, 1)
+		}
+	}
+	if o.PingPongRate == 0 {
+		o.PingPongRate = DefaultPingPongRate
+	}
+	if o.NewRate == 0 {
+		o.NewRate = DefaultNewRate
+	}
+	if o.RSSGrowth == 0 {
+		o.RSSGrowth = 0.15
+		if full {
+			o.RSSGrowth = 0.10
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"duration", o.Duration}, {"heartbeat", o.Heartbeat}, {"sample period", o.Sample}, {"rotation period", o.RotateEvery},
+		{"timeout", o.Timeout}, {"latency limit", o.LatencyLimit}, {"steady state start", o.SteadyAt}} {
+		if d.v < 0 {
+			return o, fmt.Errorf("%s %v is negative", d.name, d.v)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"connections", o.Conns}, {"ping-pong connections", o.PingPong}, {"players", o.Players}, {"CA share", o.CAEvery},
+		{"dial concurrency", o.DialConcurrency}, {"descriptor drift", o.FDDrift}, {"goroutine drift", o.GoroutineDrift}} {
+		if n.v < 0 {
+			return o, fmt.Errorf("%s %d is negative", n.name, n.v)
+		}
+	}
+	if o.PingPongRate < 0 || o.NewRate < 0 || o.RSSGrowth < 0 {
+		return o, errors.New("rates and the RSS growth allowed must not be negative")
+	}
+	if o.CAEvery < 2 {
+		return o, fmt.Errorf("CA share 1 in %d leaves no player: want 2 or more", o.CAEvery)
+	}
+	if o.SteadyAt+o.Sample > o.Duration {
+		return o, fmt.Errorf("the steady state starts at %v and the run lasts %v: no sample after it to compare with", o.SteadyAt, o.Duration)
+	}
+	if o.Sample%time.Second != 0 || o.SteadyAt%o.Sample != 0 || o.Duration%o.Sample != 0 {
+		return o, fmt.Errorf("the duration (%v) and the steady state start (%v) must be whole multiples of the sample period (%v), itself whole seconds", o.Duration, o.SteadyAt, o.Sample)
+	}
+	return o, nil
+}
