@@ -94,6 +94,10 @@ type Options struct {
 	// Default 50 ms.
 	LatencyLimit time.Duration
 
+	// Note is copied into the summary: what the person running it wants
+	// said with the results.
+	Note string
+
 	// CSV receives a header, then one line per sample as it is taken. Nil
 	// means none.
 	CSV io.Writer

@@ -36,7 +36,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	sum := &Summary{
 		Engine: o.Engine, Conns: o.Conns, PingPong: o.PingPong, PingPongRate: o.PingPongRate, NewRate: o.NewRate,
 		Heartbeat: o.Heartbeat.String(), Minutes: o.Duration.Minutes(), RotateEvery: o.RotateEvery.String(),
-		Players: o.Players, CAEvery: o.CAEvery,
+		Players: o.Players, CAEvery: o.CAEvery, Note: o.Note,
 		Started: time.Now().UTC().Truncate(time.Second), CPUs: runtime.NumCPU(), LoadBefore: loadAvg(),
 	}
 	logf := func(format string, args ...any) {

@@ -96,6 +96,10 @@ type Summary struct {
 	Players      int     `json:"players"`
 	CAEvery      int     `json:"ca_every"`
 
+	// Note is what the person who ran it said about the run (say, that
+	// the machine was busy), printed with its results.
+	Note string `json:"note,omitempty"`
+
 	Started time.Time `json:"started"`
 	// CPUs and the load averages (1, 5, 15 minutes) before and after the
 	// run: a machine shared with other work gives noisier figures.
