@@ -17,6 +17,18 @@
 #   scripts/bench.sh --smoke         # every mode once, seconds; checks the JSON
 #   scripts/bench.sh --runs 1 --duration 3s --only 'hs-|echo' --out /tmp/b.md
 #   scripts/bench.sh --engines goroutine
+#   scripts/bench.sh --scaling       # the scaling run alone (about 10 minutes), see below
+#
+# The scaling run (issue 18) is sc-client bench scale against each engine
+# and the reference server, a fresh server each: connections opened in
+# steps to 1,000, 2,000, 5,000, 10,000, 15,000 and 19,000 (--points), each
+# sending one 64-byte ECHO a second, every point measured for --duration
+# (20 s unless given). It writes docs/bench/scaling-SERVER.json, the chart
+# docs/bench/scaling.svg and the scaling section of docs/BENCHMARKS.md,
+# leaving the rest of the document alone (--out elsewhere for a trial:
+# the JSON and chart then go beside it). A full run also writes
+# docs/bench/handshakes.svg, the chart of the handshake rates per key type
+# and engine. Both need a quiet machine.
 #
 # Linux only (the server figures come from /proc).
 set -euo pipefail
@@ -28,14 +40,20 @@ cd "$(dirname "$0")/.."
 
 smoke=0
 runs=3
-duration=10s
+duration=""
 engines=""
 only=""
 out=docs/BENCHMARKS.md
 keep=""
+scaling=""
+points=1000,2000,5000,10000,15000,19000
+note=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--smoke) smoke=1 ;;
+	--scaling) scaling=1 ;;
+	--points) points=$2; shift ;;  # the scaling run's connection counts
+	--note) note=$2; shift ;;      # printed with the scaling results (say, "taken on a loaded machine")
 	--runs) runs=$2; shift ;;
 	--duration) duration=$2; shift ;;
 	--engines) engines=$2; shift ;;
@@ -58,7 +76,7 @@ trap 'rm -rf "$work"' EXIT
 bin=$work/bin
 
 echo "bench.sh: building into $bin" >&2
-go build -o "$bin/" ./cmd/sc-server ./cmd/sc-cert ./internal/bench/refserver ./internal/bench/suite
+go build -o "$bin/" ./cmd/sc-server ./cmd/sc-cert ./internal/bench/refserver ./internal/bench/suite ./internal/cmd/benchdoc
 
 # The load generator is sc-client bench; a tree whose sc-client does not
 # have it yet uses the same command built into the suite.
@@ -88,9 +106,29 @@ if [ "$smoke" = 1 ]; then
 		-certs-p256 "$work/certs-p256" -results "$results")
 	[ -n "$only" ] && exec_suite+=(-only "$only")
 	"${exec_suite[@]}"
-	exit $?
+	# The charts, from the smoke run's scaling reports: the pipeline
+	# works end to end.
+	mkdir -p "$work/charts"
+	cp "$results"/scaling-*.json "$work/charts/"
+	"$bin/benchdoc" scaling --dir "$work/charts"
+	exit 0
 fi
 
+if [ -n "$scaling" ]; then
+	duration=${duration:-20s}
+	echo "bench.sh: the scaling run: points $points, each measured $duration; load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+	"$bin/suite" -bin "$bin" -bench-cmd "$bench_cmd" -engines "$engines" -certs-p256 "$work/certs-p256" \
+		-scaling "$points" -duration "$duration" -results "$results"
+	docdir=$(dirname "$out")/bench
+	mkdir -p "$docdir"
+	cp "$results"/scaling-*.json "$docdir/"
+	"$bin/benchdoc" scaling --dir "$docdir" --doc "$out" --note "$note" \
+		--command "scripts/bench.sh --scaling --points $points --duration $duration"
+	echo "bench.sh: wrote $docdir/scaling.svg and the scaling section of $out" >&2
+	exit 0
+fi
+
+duration=${duration:-10s}
 echo "bench.sh: making an RSA-4096 layout (key generation takes a few seconds)" >&2
 certs "$work/certs-rsa4096" --key-type rsa-4096 --ca-key-type ecdsa-p256
 certs "$work/certs-ed25519" --key-type ed25519 --ca-key-type ecdsa-p256
@@ -111,4 +149,10 @@ suite=("$bin/suite" -bin "$bin" -bench-cmd "$bench_cmd" -engines "$engines"
 	-go-bench "$work/gobench.txt" -revision "$revision" -go-version "$(go version)")
 [ -n "$only" ] && suite+=(-only "$only")
 "${suite[@]}"
+if [ -f "$results/handshakes.json" ]; then
+	docdir=$(dirname "$out")/bench
+	mkdir -p "$docdir"
+	cp "$results/handshakes.json" "$docdir/handshakes.json"
+	"$bin/benchdoc" handshakes --in "$docdir/handshakes.json" --svg "$docdir/handshakes.svg" --doc "$out"
+fi
 echo "bench.sh: wrote $out" >&2

@@ -13,12 +13,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/bench"
+	"github.com/spacecaptain/spacecaptain/internal/bench/benchdoc"
 	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/internal/cli/benchcmd"
 	"github.com/spf13/cobra"
@@ -37,6 +39,7 @@ type config struct {
 	out       string // the markdown to write; empty for none
 	goBench   string // file with `go test -bench` output
 	smoke     bool
+	scaling   string // the scaling run's points; empty: the matrix
 	only      *regexp.Regexp
 	revision  string
 	goVersion string
@@ -63,6 +66,7 @@ func main() {
 	flag.StringVar(&c.out, "out", "", "markdown `FILE` to write (docs/BENCHMARKS.md)")
 	flag.StringVar(&c.goBench, "go-bench", "", "`FILE` with the output of go test -bench, included verbatim")
 	flag.BoolVar(&c.smoke, "smoke", false, "run each mode once with tiny counts and check the reports")
+	flag.StringVar(&c.scaling, "scaling", "", "run only the scaling run, at these connection `COUNTS` (comma-separated), each measured for -duration, once per server")
 	flag.StringVar(&only, "only", "", "run only the scenarios whose ID matches this `REGEXP`")
 	flag.StringVar(&c.revision, "revision", "", "the git revision measured, for the document")
 	flag.StringVar(&c.goVersion, "go-version", "", "the output of go version, for the document")
@@ -128,8 +132,11 @@ type commands struct {
 
 func run(ctx context.Context, c *config) error {
 	scenarios := fullScenarios(c.duration)
-	if c.smoke {
+	switch {
+	case c.smoke:
 		scenarios = smokeScenarios()
+	case c.scaling != "":
+		scenarios = []scenario{scalingScenario(c.scaling, c.duration)}
 	}
 	var picked []scenario
 	for _, sc := range scenarios {
@@ -182,8 +189,17 @@ func run(ctx context.Context, c *config) error {
 		}
 	}
 	load1 := loadAvg()
+	if err := writeScaling(c.resultDir, results); err != nil {
+		return err
+	}
 	if c.smoke {
 		return checkSmoke(results)
+	}
+	if c.scaling != "" {
+		return checkScaling(results)
+	}
+	if err := writeHandshakeRates(c, picked, results); err != nil {
+		return err
 	}
 	if c.out == "" {
 		return nil
@@ -194,7 +210,104 @@ func run(ctx context.Context, c *config) error {
 	}
 	var buf bytes.Buffer
 	doc.write(&buf)
-	return os.WriteFile(c.out, buf.Bytes(), 0o644)
+	out := buf.Bytes()
+	// The sections other scripts own (the soak's, the scaling run's, the
+	// handshake chart's) stay.
+	if prev, err := os.ReadFile(c.out); err == nil {
+		if out, err = benchdoc.KeepBlocks(prev, out); err != nil {
+			return fmt.Errorf("keeping the sections of %s that other scripts wrote: %w", c.out, err)
+		}
+	}
+	return os.WriteFile(c.out, out, 0o644)
+}
+
+// writeScaling writes each server's scaling report as
+// DIR/scaling-SERVER.json, which benchdoc scaling draws.
+func writeScaling(dir string, results []result) error {
+	for _, res := range results {
+		if res.Report == nil || res.Report.Mode != bench.ModeScale {
+			continue
+		}
+		data, err := json.MarshalIndent(res.Report, "", "  ")
+		if err != nil {
+			return err
+		}
+		name := "scaling-" + strings.ReplaceAll(res.Server, "/", "-") + ".json"
+		if err := os.WriteFile(filepath.Join(dir, name), append(data, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkScaling fails unless every server's scaling run gave a report
+// whose every point held its connections without errors.
+func checkScaling(results []result) error {
+	var bad []string
+	for _, res := range results {
+		switch {
+		case res.Report == nil:
+			bad = append(bad, fmt.Sprintf("%s: %s", res.Server, res.Err))
+		case res.Report.Errors > 0:
+			bad = append(bad, fmt.Sprintf("%s: %d errors %q", res.Server, res.Report.Errors, res.Report.ErrorSamples))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("scaling run failed:\n  %s", strings.Join(bad, "\n  "))
+	}
+	return nil
+}
+
+// handshakeCases are the handshake scenarios of the chart, by the words
+// its axis gives them.
+var handshakeCases = []struct{ id, label string }{
+	{hsP256, "P-256, hybrid group"},
+	{hsP256X25519, "P-256, X25519"},
+	{hsEd25519, "Ed25519, hybrid"},
+	{hsRSA, "RSA-4096, hybrid"},
+	{hsP256Resume, "P-256, resumed"},
+	{hsRSAResume, "RSA-4096, resumed"},
+}
+
+// writeHandshakeRates writes the medians of the TLS 1.3 handshake
+// scenarios, per server, as DIR/handshakes.json, which benchdoc
+// handshakes draws.
+func writeHandshakeRates(c *config, picked []scenario, results []result) error {
+	d := &document{config: c, scenarios: picked, results: results}
+	var rates []benchdoc.HandshakeRate
+	for _, hc := range handshakeCases {
+		i := slices.IndexFunc(picked, func(sc scenario) bool { return sc.ID == hc.id })
+		if i < 0 {
+			continue
+		}
+		for _, srv := range c.servers(picked[i]) {
+			if s, ok := d.stats(hc.id, srv.Name); ok {
+				rates = append(rates, benchdoc.HandshakeRate{Case: hc.label, Server: srv.Name, PerCPUSecond: s.perCPU, PerSecond: s.opsPerSec})
+			}
+		}
+	}
+	if len(rates) == 0 {
+		return nil
+	}
+	data, err := json.MarshalIndent(rates, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(c.resultDir, "handshakes.json"), append(data, '\n'), 0o644)
+}
+
+// scaleComplete reports whether every point of a scaling report held its
+// connections, timed ECHOs and has the server's figures.
+func scaleComplete(rep *bench.Report) bool {
+	if len(rep.Points) == 0 {
+		return false
+	}
+	for _, p := range rep.Points {
+		if p.Held != p.Conns || p.Echo.Count == 0 || p.Handshake.Count == 0 || p.Server == nil || p.Server.RSS <= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *config) runsOf(sc scenario) int {
@@ -237,6 +350,8 @@ func checkSmoke(results []result) error {
 			bad = append(bad, fmt.Sprintf("%s on %s: %d ops, %d errors %q", res.Scenario, res.Server, res.Report.Ops, res.Report.Errors, res.Report.ErrorSamples))
 		case res.Report.Server == nil || res.Report.Server.CPU < 0 || res.Report.Server.RSSAfter <= 0:
 			bad = append(bad, fmt.Sprintf("%s on %s: no server figures from --pid", res.Scenario, res.Server))
+		case res.Report.Mode == bench.ModeScale && !scaleComplete(res.Report):
+			bad = append(bad, fmt.Sprintf("%s on %s: points %+v, want each held with ECHOs timed and the server's figures", res.Scenario, res.Server, res.Report.Points))
 		}
 	}
 	if len(bad) > 0 {

@@ -50,7 +50,19 @@ const (
 	idle15k64    = "idle-15000x64B-tls13"
 	idle15k4096  = "idle-15000x4096B-tls13"
 	idle19k      = "idle-19000x64B-tls13"
+	scaling      = "scaling-1x64B-per-s-tls13"
+	smokeScale   = "smoke-scale"
 )
+
+// scalingScenario is the scaling run of scripts/bench.sh --scaling: points
+// are its connection counts, each measured for d.
+func scalingScenario(points string, d time.Duration) scenario {
+	return scenario{ID: scaling, Title: "scaling: " + points + " connections, one 64 B ECHO a second each, TLS 1.3", Cert: certP256, Ref: true, Runs: 1,
+		// Opening 19,000 connections and measuring six points takes about
+		// three minutes on 2 cores.
+		Timeout: 15*time.Minute + 6*d,
+		Args:    []string{"scale", "--tls", "1.3", "--points", points, "--size", "64", "--interval", "1s", "--settle", "3s", "--duration", d.String()}}
+}
 
 // fullScenarios is the matrix of a full run, each scenario timed by d.
 func fullScenarios(d time.Duration) []scenario {
@@ -117,5 +129,7 @@ func smokeScenarios() []scenario {
 			Args: []string{"echo", "--conns", "4", "--count", "400", "--duration", "20s"}},
 		{ID: "smoke-dtls-idle", Title: "idle DTLS sessions", Cert: certP256, DTLS: true,
 			Args: []string{"idle", "--conns", "50", "--settle", "200ms", "--duration", "200ms"}},
+		{ID: smokeScale, Title: "scaling", Cert: certP256, Ref: true,
+			Args: []string{"scale", "--points", "20,50", "--interval", "100ms", "--settle", "200ms", "--duration", "1s"}},
 	}
 }
