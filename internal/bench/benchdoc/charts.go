@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -43,9 +44,30 @@ func newPlot(title, x, y string) *plot.Plot {
 	p.X.Label.Text = x
 	p.Y.Label.Text = y
 	p.Add(plotter.NewGrid())
+	p.X.Tick.Marker, p.Y.Tick.Marker = plainTicks{}, plainTicks{}
 	p.Legend.Top = true
 	p.Legend.Left = true
 	return p
+}
+
+// plainTicks are gonum's default ticks labelled without trailing zeros,
+// thousands separated: "2,500" rather than "2500.00".
+type plainTicks struct{}
+
+func (plainTicks) Ticks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i, t := range ticks {
+		if t.Label == "" {
+			continue
+		}
+		switch v := t.Value; {
+		case math.Abs(v) >= 1000 && v == math.Trunc(v):
+			ticks[i].Label = thousands(int(v))
+		default:
+			ticks[i].Label = strconv.FormatFloat(v, 'f', -1, 64)
+		}
+	}
+	return ticks
 }
 
 // addLine draws xys on p in colour i of the palette, dashed if asked, and
@@ -284,8 +306,7 @@ type HandshakeRate struct {
 }
 
 // HandshakeChart draws handshakes per server CPU-second, grouped by case
-// (key type, group, resumption), one bar per server, on a log scale: RSA
-// and resumed handshakes differ by more than an order of magnitude.
+// (key type, group, resumption), one bar per server.
 func HandshakeChart(w io.Writer, rates []HandshakeRate) error {
 	var cases, servers []string
 	for _, r := range rates {
@@ -299,19 +320,16 @@ func HandshakeChart(w io.Writer, rates []HandshakeRate) error {
 	if len(cases) == 0 {
 		return fmt.Errorf("no handshake rates to draw")
 	}
-	p := newPlot("TLS 1.3 handshakes per server CPU-second (log scale)", "", "handshakes per CPU-second")
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p := newPlot("TLS 1.3 handshakes per server CPU-second", "", "handshakes per CPU-second")
 	width := vg.Points(60 / float64(len(servers)))
-	topv, lowv := 0.0, math.Inf(1)
+	top := 0.0
 	for i, srv := range servers {
 		vals := make(plotter.Values, len(cases))
 		for j, c := range cases {
-			vals[j] = 1 // log scale: an absent bar sits at the axis floor
 			for _, r := range rates {
-				if r.Server == srv && r.Case == c && r.PerCPUSecond > 0 {
+				if r.Server == srv && r.Case == c {
 					vals[j] = r.PerCPUSecond
-					topv, lowv = max(topv, r.PerCPUSecond), min(lowv, r.PerCPUSecond)
+					top = max(top, r.PerCPUSecond)
 				}
 			}
 		}
@@ -326,8 +344,7 @@ func HandshakeChart(w io.Writer, rates []HandshakeRate) error {
 		p.Legend.Add(srv, b)
 	}
 	p.NominalX(cases...)
-	p.Y.Min = math.Pow(10, math.Floor(math.Log10(lowv))-0.3)
-	p.Y.Max = math.Pow(10, math.Ceil(math.Log10(topv*1.5)))
+	p.Y.Min, p.Y.Max = 0, ceiling(1.3*top)
 	p.Legend.Left = false
 	return writeTiles(w, 10*vg.Inch, 4.5*vg.Inch, 1, 1, [][]*plot.Plot{{p}})
 }

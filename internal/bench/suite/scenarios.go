@@ -50,7 +50,7 @@ const (
 	idle15k64    = "idle-15000x64B-tls13"
 	idle15k4096  = "idle-15000x4096B-tls13"
 	idle19k      = "idle-19000x64B-tls13"
-	scaling      = "scaling-1x64B-per-s-tls13"
+	scaling      = "scale-1x64B-per-s-tls13"
 	smokeScale   = "smoke-scale"
 )
 
