@@ -80,10 +80,16 @@ func (w *scaleWindow) record(i int, d time.Duration) {
 	s.mu.Unlock()
 }
 
+// merged returns the window's latencies in one histogram. An ECHO that
+// ends after the window closed may still be recorded into it meanwhile:
+// the shards are locked, and such a late one is counted or not.
 func (w *scaleWindow) merged() *histogram {
 	h := newHistogram()
 	for i := range w.shards {
-		h.merge(w.shards[i].h)
+		s := &w.shards[i]
+		s.mu.Lock()
+		h.merge(s.h)
+		s.mu.Unlock()
 	}
 	return h
 }

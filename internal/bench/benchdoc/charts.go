@@ -344,8 +344,8 @@ func HandshakeChart(w io.Writer, rates []HandshakeRate) error {
 		p.Legend.Add(srv, b)
 	}
 	p.NominalX(cases...)
-	p.Y.Min, p.Y.Max = 0, ceiling(1.3*top)
-	p.Legend.Left = false
+	p.X.Min, p.X.Max = -0.6, float64(len(cases))-0.4
+	p.Y.Min, p.Y.Max = 0, ceiling(1.5*top)
 	return writeTiles(w, 10*vg.Inch, 4.5*vg.Inch, 1, 1, [][]*plot.Plot{{p}})
 }
 

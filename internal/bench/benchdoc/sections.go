@@ -67,9 +67,9 @@ func SoakSection(runs []SoakRun) Block {
 		}
 		p("")
 		t := s.Totals
-		p("Run %s: %s handshakes, %s heartbeat ECHOs, %s ping-pong ECHOs, %s new connections; %d errors, %d reconnects, %d lockouts; the players learned a next key %s times from KEYS (%d announcements skipped because the key changed between handshake and KEYS). The server counted %d failed handshakes, %d connections closed for an error and %d refused certificate reloads.",
+		p("Run %s: %s handshakes, %s heartbeat ECHOs, %s ping-pong ECHOs, %s new connections; %d errors, %d reconnects, %d lockouts; the players learned a next key %s times from KEYS (%d announcements skipped because the key changed between handshake and KEYS). The server counted %d failed handshakes, %d connections closed for an error and %d refused certificate reloads, and logged %d warnings and %d errors.",
 			verdict, thousands64(t.Handshakes), thousands64(t.Heartbeats), thousands64(t.PingPongs), thousands64(t.NewConns), t.Errors, t.Reconnects, t.Lockouts,
-			thousands64(t.KeysLearned), t.BadAnnouncements, t.ServerFailedHandshakes, t.ServerErrorCloses, t.ServerReloadsFailed)
+			thousands64(t.KeysLearned), t.BadAnnouncements, t.ServerFailedHandshakes, t.ServerErrorCloses, t.ServerReloadsFailed, t.ServerLogWarnings, t.ServerLogErrors)
 		p("")
 		p("%s", rotationLine(s.Rotations))
 		p("")
@@ -77,6 +77,14 @@ func SoakSection(runs []SoakRun) Block {
 			p("First errors:")
 			p("")
 			for _, e := range s.ErrorSamples {
+				p("- `%s`", strings.ReplaceAll(e, "`", "'"))
+			}
+			p("")
+		}
+		if len(s.ServerLogSamples) > 0 {
+			p("The server's first warnings and errors:")
+			p("")
+			for _, e := range s.ServerLogSamples {
 				p("- `%s`", strings.ReplaceAll(e, "`", "'"))
 			}
 			p("")

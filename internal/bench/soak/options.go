@@ -101,8 +101,8 @@ type Options struct {
 	// CSV receives a header, then one line per sample as it is taken. Nil
 	// means none.
 	CSV io.Writer
-	// Log receives a progress line per sample and one per rotation. Nil
-	// means none.
+	// Log receives a progress line per sample and one per rotation, one
+	// Write at a time. Nil means none.
 	Log io.Writer
 }
 

@@ -39,8 +39,11 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		Players: o.Players, CAEvery: o.CAEvery, Note: o.Note,
 		Started: time.Now().UTC().Truncate(time.Second), CPUs: runtime.NumCPU(), LoadBefore: loadAvg(),
 	}
+	var logMu sync.Mutex
 	logf := func(format string, args ...any) {
 		if o.Log != nil {
+			logMu.Lock()
+			defer logMu.Unlock()
 			fmt.Fprintf(o.Log, "soak: "+format+"\n", args...)
 		}
 	}
@@ -139,6 +142,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	t.Errors, t.Lockouts, t.Reconnects = l.tot.errors.Load(), l.tot.lockouts.Load(), l.tot.reconnects.Load()
 	t.KeysLearned, t.BadAnnouncements = l.tot.learned.Load(), l.tot.badAnnounced.Load()
 	sum.ErrorSamples = l.errSamples
+	t.ServerLogWarnings, t.ServerLogErrors, sum.ServerLogSamples = srv.logLevels()
 	if scrapeErr == nil {
 		t.ServerFailedHandshakes = int64(m1.failedHandshakes() - m0.failedHandshakes())
 		t.ServerErrorCloses = int64(m1.errorCloses() - m0.errorCloses())

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,6 +31,22 @@ type serverProc struct {
 	nextPin     string
 	exited      chan struct{} // closed once it has exited
 	exitErr     error
+
+	logMu    sync.Mutex
+	warnings int      // log lines at WARN
+	errors   int      // log lines at ERROR
+	notable  []string // the first few of them
+}
+
+// maxNotable bounds the warning and error lines a summary keeps.
+const maxNotable = 10
+
+// logLevels returns the counts of the server's warnings and errors so far,
+// and the first few of them.
+func (s *serverProc) logLevels() (warnings, errors int, notable []string) {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	return s.warnings, s.errors, append([]string(nil), s.notable...)
 }
 
 // serveTimeout bounds the wait for the server's "serving" log line.
@@ -57,6 +74,7 @@ func startServer(bin, dir, logPath string, args []string) (*serverProc, error) {
 	}
 	s := &serverProc{cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{})}
 	type serving struct {
+		Level       string `json:"level"`
 		Msg         string `json:"msg"`
 		Addr        string `json:"addr"`
 		Pin         string `json:"pin"`
@@ -73,11 +91,26 @@ func startServer(bin, dir, logPath string, args []string) (*serverProc, error) {
 			logFile.Write(sc.Bytes())
 			logFile.Write([]byte{'\n'})
 			var l serving
-			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "serving" {
+			if json.Unmarshal(sc.Bytes(), &l) != nil {
+				continue
+			}
+			if l.Msg == "serving" {
 				select {
 				case up <- l:
 				default:
 				}
+			}
+			if l.Level == "WARN" || l.Level == "ERROR" {
+				s.logMu.Lock()
+				if l.Level == "WARN" {
+					s.warnings++
+				} else {
+					s.errors++
+				}
+				if len(s.notable) < maxNotable {
+					s.notable = append(s.notable, sc.Text())
+				}
+				s.logMu.Unlock()
 			}
 		}
 		_, _ = io.Copy(logFile, pipe)

@@ -80,6 +80,11 @@ type Totals struct {
 	// ServerReloadsFailed counts the server's refused certificate
 	// reloads (the old certificate kept serving).
 	ServerReloadsFailed int64 `json:"server_reloads_failed"`
+	// ServerLogWarnings and ServerLogErrors count the server's log lines
+	// at those levels (a reload that kept the old certificate is a
+	// warning).
+	ServerLogWarnings int `json:"server_log_warnings"`
+	ServerLogErrors   int `json:"server_log_errors"`
 }
 
 // Summary is the outcome of a [Run], as scripts/soak.sh writes it beside
@@ -117,10 +122,12 @@ type Summary struct {
 	Steady Sample `json:"steady"`
 	End    Sample `json:"end"`
 	Totals Totals `json:"totals"`
-	// ErrorSamples are the first few distinct client errors.
-	ErrorSamples []string `json:"error_samples,omitempty"`
-	Checks       []Check  `json:"checks"`
-	Pass         bool     `json:"pass"`
+	// ErrorSamples are the first few client errors, ServerLogSamples the
+	// server's first few warnings and errors.
+	ErrorSamples     []string `json:"error_samples,omitempty"`
+	ServerLogSamples []string `json:"server_log_samples,omitempty"`
+	Checks           []Check  `json:"checks"`
+	Pass             bool     `json:"pass"`
 }
 
 // Failures returns the checks that failed.

@@ -91,7 +91,15 @@ func setBlock(doc string, b benchdoc.Block) error {
 // relTo returns path relative to the directory of doc, with slashes, for
 // a Markdown link.
 func relTo(doc, path string) (string, error) {
-	r, err := filepath.Rel(filepath.Dir(doc), path)
+	absDoc, err := filepath.Abs(doc)
+	if err != nil {
+		return "", err
+	}
+	absPath, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	r, err := filepath.Rel(filepath.Dir(absDoc), absPath)
 	if err != nil {
 		return "", err
 	}
