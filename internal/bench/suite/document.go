@@ -104,7 +104,7 @@ func (d *document) write(w io.Writer) {
 	p("# Benchmarks")
 	p("")
 	p("Written by `scripts/bench.sh` on %s; rerun it to replace this file (it took %.0f minutes here).", d.began.UTC().Format("2006-01-02 15:04 MST"), d.took.Minutes())
-	p("`scripts/bench.sh --smoke` runs every mode once in seconds and checks the reports (CI runs it).")
+	p("`scripts/bench.sh --smoke` runs every mode once in seconds and checks the reports (CI runs it). The sections between `BEGIN` and `END` marker comments are written by other scripts (`scripts/soak.sh --record`, `scripts/bench.sh --scaling`, and a full run's handshake chart) and kept when this file is rewritten.")
 	p("")
 	p("Every figure is the **median of %d run(s)**, each against a **fresh server process**; the runs of the servers being compared are interleaved, so that they share the machine's moods.", c.runs)
 	p("The load generator (`sc-client bench`) and the server are separate processes on 127.0.0.1 sharing the machine's cores, so **operations per server CPU-second** (the server's utime+stime from /proc/PID/stat over the measured phase) is the figure to compare servers by; ops/s also depends on the client.")
