@@ -62,6 +62,7 @@ func startServer(bin, dir, logPath string, args []string) (*serverProc, error) {
 	cmd := exec.Command(filepath.Join(bin, "sc-server"), args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "SC_KEY_PASSWORD=")
+	cmd.SysProcAttr = serverAttr()
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		logFile.Close()
