@@ -7,9 +7,10 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
 // CheckPair reports whether key is the private key of cert. A mismatch is
@@ -98,7 +99,8 @@ func (p *Pair) TLSCertificate() *tls.Certificate {
 // them: the key belongs to the leaf ([ErrKeyMismatch]), the leaf is valid
 // now ([*ExpiredError], [*NotYetValidError], [*ExpiresSoonError], with Path
 // set), RSA keys are at most [MaxRSABits]. Errors name the file and the
-// likely mistake, such as swapped paths. Unless opts.NoRecover is set, it
+// likely mistake, such as swapped paths. The chain is at most
+// [MaxChainCertificates] long ([ErrChainTooLong]). Unless opts.NoRecover is set, it
 // first runs [Recover] on the certificate's directory.
 func LoadPair(certPath, keyPath string, opts LoadOptions) (*Pair, error) {
 	if !opts.NoRecover {
@@ -106,16 +108,16 @@ func LoadPair(certPath, keyPath string, opts LoadOptions) (*Pair, error) {
 			return nil, err
 		}
 	}
-	certPEM, err := os.ReadFile(certPath)
+	certPEM, _, err := readFile(certPath, trustfile.Certificate)
 	if err != nil {
 		return nil, fmt.Errorf("reading certificate %q: %w", certPath, err)
 	}
-	if opts.Key.RequirePrivateFile {
-		if err := checkKeyFileMode(keyPath); err != nil {
-			return nil, err
-		}
+	// The certificate is parsed before the key is read: swapped paths are
+	// then reported as swapped, not as a key file with the wrong mode.
+	if _, err := ParseCertificatesPEM(certPEM); err != nil {
+		return nil, fmt.Errorf("reading certificate %q: %w", certPath, err)
 	}
-	keyPEM, err := os.ReadFile(keyPath)
+	keyPEM, _, err := readKey(keyPath, keyKind(trustfile.PrivateKey, opts.Key.RequirePrivateFile))
 	if err != nil {
 		return nil, fmt.Errorf("reading key %q: %w", keyPath, err)
 	}
@@ -134,6 +136,9 @@ func ParsePair(certPEM, keyPEM []byte, certName, keyName string, opts LoadOption
 func parsePair(certPEM, keyPEM []byte, certPath, keyPath string, opts LoadOptions) (*Pair, error) {
 	chain, err := ParseCertificatesPEM(certPEM)
 	if err != nil {
+		return nil, fmt.Errorf("reading certificate %q: %w", certPath, err)
+	}
+	if err := CheckChain(chain); err != nil {
 		return nil, fmt.Errorf("reading certificate %q: %w", certPath, err)
 	}
 	key, err := ParseKeyPEM(keyPEM, opts.Key)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
 // Sentinel errors. Functions wrap them with the file name and a diagnosis;
@@ -39,9 +41,31 @@ var (
 	// ErrKeyMismatch means a private key does not belong to a certificate.
 	ErrKeyMismatch = errors.New("the key belongs to another certificate")
 
-	// ErrKeyFilePermissions means a key file loaded for serving is readable
-	// by group or others ([KeyOptions.RequirePrivateFile]).
-	ErrKeyFilePermissions = errors.New("key file is readable by group or others")
+	// ErrKeyFilePermissions means a key file loaded for serving may be
+	// read or written by group or others ([KeyOptions.RequirePrivateFile]).
+	ErrKeyFilePermissions = trustfile.ErrAccess
+
+	// ErrFileOwner means a file that decides trust (a key, a ticket-key
+	// file), or a directory on its path, is owned by a user other than the
+	// process's or root: that user could have put it there.
+	ErrFileOwner = trustfile.ErrOwner
+
+	// ErrFileWritable means a file that decides trust, or a directory on
+	// its path, is writable by group or others (a sticky directory owned
+	// by root, such as a Kubernetes secret volume, is fine).
+	ErrFileWritable = trustfile.ErrWritable
+
+	// ErrNotRegularFile means a path names a FIFO, a device, a socket or a
+	// directory where a file was expected. Nothing is read from it.
+	ErrNotRegularFile = trustfile.ErrNotRegular
+
+	// ErrFileTooLarge means a file is larger than its kind may be (1 MiB
+	// for certificates and keys); it is refused before it is read.
+	ErrFileTooLarge = trustfile.ErrTooLarge
+
+	// ErrChainTooLong means a certificate chain to serve has more than
+	// [MaxChainCertificates] certificates or [MaxChainBytes] bytes.
+	ErrChainTooLong = errors.New("certificate chain too long")
 
 	// ErrNotIssuer means a certificate named as issuer did not sign the
 	// certificate being renewed, or its key does not match it.

@@ -9,9 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 
 	"github.com/spacecaptain/spacecaptain/atomicfile"
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 	"go.step.sm/crypto/pemutil"
 )
 
@@ -56,13 +56,23 @@ type KeyOptions struct {
 	// fail with [ErrPassphraseRequired].
 	Passphrase func() ([]byte, error)
 
-	// RequirePrivateFile makes [ReadKeyFile] refuse a key file that group
-	// or others may read, with [ErrKeyFilePermissions], as OpenSSH refuses
-	// such identity files. The one exception is PostgreSQL's: a root-owned
-	// file may be group-readable (mode 0640 or 0440) for a server that does
-	// not run as root, which is how Kubernetes mounts a Secret for a pod
-	// with an fsGroup. Set it when loading a key to serve with. It is
-	// ignored on Windows, whose ACLs have no such mode bits. Default false.
+	// RequirePrivateFile makes [ReadKeyFile] refuse, as OpenSSH's
+	// StrictModes refuses such identity files:
+	//   - a key file that group or others may read or write, with
+	//     [ErrKeyFilePermissions]. The one exception is PostgreSQL's: a
+	//     root-owned file may be group-readable (mode 0640 or 0440) for a
+	//     server that does not run as root, which is how Kubernetes mounts
+	//     a Secret for a pod with an fsGroup;
+	//   - a key file owned by a user other than the process's or root, with
+	//     [ErrFileOwner] (as root, only root's files): that user could have
+	//     planted it;
+	//   - a key in a directory, or reached through directories, that group
+	//     or others may write, with [ErrFileWritable], unless the directory
+	//     is sticky and owned by root (Kubernetes' secret volumes are).
+	// Set it when loading a key to serve or sign with. The owner and mode
+	// checks are skipped on Windows, whose ACLs have no such mode bits.
+	// Default false. Whatever it says, only a regular file of at most
+	// 1 MiB is read ([ErrNotRegularFile], [ErrFileTooLarge]).
 	RequirePrivateFile bool
 }
 
@@ -357,9 +367,15 @@ func EncodeKeyPEM(key crypto.Signer, passphrase []byte) ([]byte, error) {
 }
 
 // ReadCertificatesFile reads a PEM certificate or chain file, leaf first.
-// See [ParseCertificatesPEM] for the errors; they name the file.
+// See [ParseCertificatesPEM] for the errors; they name the file. Only a
+// regular file of at most 1 MiB is read ([ErrNotRegularFile],
+// [ErrFileTooLarge]).
 func ReadCertificatesFile(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
+	return readCertificatesFile(path, trustfile.Certificate)
+}
+
+func readCertificatesFile(path string, k trustfile.Kind) ([]*x509.Certificate, error) {
+	data, _, err := readFile(path, k)
 	if err != nil {
 		return nil, fmt.Errorf("reading certificate %q: %w", path, err)
 	}
@@ -381,42 +397,24 @@ func ReadCertificateFile(path string) (*x509.Certificate, error) {
 }
 
 // ReadKeyFile reads a private key file. See [ParseKeyPEM] for the formats
-// and errors, and [KeyOptions.RequirePrivateFile] for the permission check,
-// which fails with [ErrKeyFilePermissions] before the key is even read.
+// and errors, and [KeyOptions.RequirePrivateFile] for the owner and mode
+// checks, which fail before the key is parsed.
 func ReadKeyFile(path string, opts KeyOptions) (*Key, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading key %q: %w", path, err)
-	}
-	mode := fi.Mode().Perm()
-	if opts.RequirePrivateFile {
-		if err := checkKeyFileMode(path); err != nil {
-			return nil, err
-		}
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading key %q: %w", path, err)
-	}
-	k, err := ParseKeyPEM(data, opts)
-	if err != nil {
-		return nil, fmt.Errorf("reading key %q: %w", path, err)
-	}
-	k.Mode = mode
-	return k, nil
+	return readKeyFile(path, trustfile.PrivateKey, opts)
 }
 
-// checkKeyFileMode refuses a key file group or others may read; see
-// checkKeyFileInfo for the one exception.
-func checkKeyFileMode(path string) error {
-	fi, err := os.Stat(path)
+// readKeyFile is ReadKeyFile for a key of kind k (a next key, a CA key).
+func readKeyFile(path string, k trustfile.Kind, opts KeyOptions) (*Key, error) {
+	data, fi, err := readKey(path, keyKind(k, opts.RequirePrivateFile))
 	if err != nil {
-		return fmt.Errorf("reading key %q: %w", path, err)
+		return nil, fmt.Errorf("reading key %q: %w", path, err)
 	}
-	if err := checkKeyFileInfo(path, fi); err != nil {
-		return fmt.Errorf("reading key %q: %w", path, err)
+	key, err := ParseKeyPEM(data, opts)
+	if err != nil {
+		return nil, fmt.Errorf("reading key %q: %w", path, err)
 	}
-	return nil
+	key.Mode = fi.Mode().Perm()
+	return key, nil
 }
 
 // WriteKeyFile writes key to path as PKCS#8 PEM (encrypted when

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
 // Self-renewal defaults.
@@ -46,7 +48,7 @@ func expiryWarnings() [3]time.Duration {
 // certs/ca.key (or by its own key when self-signed).
 type RenewerOptions struct {
 	// CertPath and KeyPath are the certificate and its key, as in
-	// [RotateOptions]. Default certs/server.crt and server.key beside it.
+	// [RotateOptions]. Default certs/server.crt and [SiblingKeyPath] of it.
 	CertPath, KeyPath string
 
 	// IssuerCertPath and IssuerKeyPath name the CA, as in
@@ -122,7 +124,7 @@ func NewRenewer(opts RenewerOptions) (*Renewer, error) {
 		opts.CertPath = filepath.Join(DefaultDir, ServerCertFile)
 	}
 	if opts.KeyPath == "" {
-		opts.KeyPath = filepath.Join(filepath.Dir(opts.CertPath), ServerKeyFile)
+		opts.KeyPath = SiblingKeyPath(opts.CertPath)
 	}
 	if opts.RenewAfter == 0 {
 		opts.RenewAfter = DefaultRenewAfter
@@ -147,12 +149,35 @@ func NewRenewer(opts RenewerOptions) (*Renewer, error) {
 		return nil, err
 	}
 	r := &Renewer{opts: opts, log: opts.Logger}
-	// A CA key others may read is refused now rather than at the first
-	// renewal, months later, when Rotate would refuse it.
-	if err := r.canRenew(cert); !opts.Disabled && errors.Is(err, ErrKeyFilePermissions) {
-		return nil, fmt.Errorf("certificate renewal: %w", err)
+	if !opts.Disabled {
+		if err := r.loadIssuer(cert); err != nil {
+			return nil, fmt.Errorf("certificate renewal: %w", err)
+		}
 	}
 	return r, nil
+}
+
+// loadIssuer loads the issuing CA as a renewal would, so that a CA key
+// that cannot be used fails now rather than at the first renewal, months
+// later: one others may read or may have planted, one that does not
+// parse, one that is not the key of its certificate. A missing CA key, one
+// encrypted without a passphrase source, or a CA that did not issue the
+// certificate means no renewal, only warnings, as before.
+func (r *Renewer) loadIssuer(cert *x509.Certificate) error {
+	if IsSelfSigned(cert) && r.opts.IssuerCertPath == "" && r.opts.IssuerKeyPath == "" {
+		return nil
+	}
+	_, _, err := loadIssuer(cert, filepath.Dir(r.opts.CertPath), RotateOptions{
+		CertPath:            r.opts.CertPath,
+		IssuerCertPath:      r.opts.IssuerCertPath,
+		IssuerKeyPath:       r.opts.IssuerKeyPath,
+		IssuerKeyPassphrase: r.opts.IssuerKeyPassphrase,
+	})
+	switch {
+	case err == nil, errors.Is(err, ErrIssuerKeyMissing), errors.Is(err, ErrNotIssuer), errors.Is(err, ErrPassphraseRequired):
+		return nil
+	}
+	return err
 }
 
 // RenewAt returns when cert is due for renewal: RenewAfter of the way from
@@ -236,7 +261,10 @@ func (r *Renewer) canRenew(cert *x509.Certificate) error {
 	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("renewing %q needs the CA key %q: %w", r.opts.CertPath, keyPath, ErrIssuerKeyMissing)
 	}
-	return checkKeyFileMode(keyPath)
+	if _, _, err := readFile(keyPath, trustfile.CAKey); err != nil {
+		return fmt.Errorf("reading key %q: %w", keyPath, err)
+	}
+	return nil
 }
 
 func (r *Renewer) renew(ctx context.Context, cert *x509.Certificate) (*RotateResult, error) {

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
 // RotateOptions describes a re-issue of a certificate in place. The zero
@@ -24,7 +26,9 @@ type RotateOptions struct {
 	// certs/server.crt.
 	CertPath string
 
-	// KeyPath is its key. Default: server.key beside CertPath.
+	// KeyPath is its key. Default: [SiblingKeyPath](CertPath), the
+	// certificate's name with the extension .key (certs/server.key for
+	// certs/server.crt, game.key for game.crt).
 	KeyPath string
 
 	// NextKeyPath is the pre-generated next key. Default:
@@ -96,9 +100,11 @@ type RotateResult struct {
 // [ErrNotIssuer] when the named or default CA did not issue the
 // certificate, [ErrIssuerKeyMissing] when its key is not there (a server
 // should then warn before expiry instead of renewing),
-// [ErrKeyFilePermissions] when the key, the next key being promoted or the
-// CA key is readable by others (the rule of
-// [KeyOptions.RequirePrivateFile]), and the errors of [ReadKeyFile] and
+// [ErrKeyFilePermissions], [ErrFileOwner] or [ErrFileWritable] when the
+// key, the next key being promoted or the CA key may have been read or
+// planted by others (the rule of [KeyOptions.RequirePrivateFile]), an error
+// matching [fs.ErrNotExist] that says "no certificate at" or "no key at"
+// when a file is missing, and the errors of [ReadKeyFile] and
 // [CreateCertificate]. ctx bounds the wait for the lock.
 func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
 	if opts.CertPath == "" {
@@ -106,12 +112,19 @@ func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
 	}
 	dir := filepath.Dir(opts.CertPath)
 	if opts.KeyPath == "" {
-		opts.KeyPath = filepath.Join(dir, ServerKeyFile)
+		opts.KeyPath = SiblingKeyPath(opts.CertPath)
 	}
 	if opts.NextKeyPath == "" {
 		opts.NextKeyPath = NextKeyPath(opts.KeyPath)
 	}
 	keyPass := cachePassphrase(opts.KeyPassphrase)
+	// Missing files are said plainly, before the lock, whose file could
+	// not even be made in a directory that does not exist.
+	for _, f := range []struct{ what, path string }{{"certificate", opts.CertPath}, {"key", opts.KeyPath}} {
+		if _, err := os.Stat(f.path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no %s at %q: %w", f.what, f.path, fs.ErrNotExist)
+		}
+	}
 
 	unlock, err := lockDir(ctx, dir)
 	if err != nil {
@@ -122,7 +135,7 @@ func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
 		return nil, err
 	}
 
-	certData, err := os.ReadFile(opts.CertPath)
+	certData, _, err := readFile(opts.CertPath, trustfile.Certificate)
 	if err != nil {
 		return nil, fmt.Errorf("reading certificate %q: %w", opts.CertPath, err)
 	}
@@ -163,10 +176,7 @@ func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
 	var changes []change
 	newKey := key.Signer
 	if opts.PromoteNext {
-		if err := checkKeyFileMode(opts.NextKeyPath); err != nil {
-			return nil, fmt.Errorf("promoting next key: %w", err)
-		}
-		nextData, err := os.ReadFile(opts.NextKeyPath)
+		nextData, _, err := readKey(opts.NextKeyPath, trustfile.NextKey)
 		if err != nil {
 			return nil, fmt.Errorf("promoting next key: reading %q: %w", opts.NextKeyPath, err)
 		}
@@ -201,7 +211,7 @@ func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
 		changes = append(changes,
 			change{path: opts.KeyPath, data: nextData, perm: KeyFileMode},
 			change{path: opts.NextKeyPath, data: freshData, perm: KeyFileMode})
-	} else if next, err := os.ReadFile(opts.NextKeyPath); err == nil {
+	} else if next, _, err := readFile(opts.NextKeyPath, trustfile.NextKey); err == nil {
 		// Report the next pin without asking for a passphrase it may need.
 		if k, err := ParseKeyPEM(next, KeyOptions{}); err == nil {
 			res.NextKey = k.Signer.Public()
@@ -269,20 +279,21 @@ func loadIssuer(old *x509.Certificate, dir string, opts RotateOptions) (*x509.Ce
 	if keyPath == "" {
 		keyPath = filepath.Join(filepath.Dir(certPath), CAKeyFile)
 	}
-	issuer, err := ReadCertificateFile(certPath)
+	issuers, err := readCertificatesFile(certPath, trustfile.CACertificate)
 	if err != nil {
 		if !named && errors.Is(err, fs.ErrNotExist) {
 			return nil, nil, fmt.Errorf("%q is CA-issued but there is no %q beside it: name its CA with --issuer-cert and --issuer-key: %w", opts.CertPath, certPath, ErrIssuerKeyMissing)
 		}
 		return nil, nil, fmt.Errorf("reading issuer: %w", err)
 	}
+	issuer := issuers[0]
 	if err := old.CheckSignatureFrom(issuer); err != nil {
 		return nil, nil, fmt.Errorf("%q was not issued by %q (%v): %w; name its CA with --issuer-cert and --issuer-key", opts.CertPath, certPath, err, ErrNotIssuer)
 	}
 	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("renewing %q needs the CA key %q: %w (keep the CA key offline and name it with --issuer-key when renewing)", opts.CertPath, keyPath, ErrIssuerKeyMissing)
 	}
-	k, err := ReadKeyFile(keyPath, KeyOptions{Passphrase: opts.IssuerKeyPassphrase, RequirePrivateFile: true})
+	k, err := readKeyFile(keyPath, trustfile.CAKey, KeyOptions{Passphrase: opts.IssuerKeyPassphrase, RequirePrivateFile: true})
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading issuer key: %w", err)
 	}
@@ -296,7 +307,7 @@ func loadIssuer(old *x509.Certificate, dir string, opts RotateOptions) (*x509.Ce
 // certificate: the same bytes, or a self-signed certificate on the same
 // key (a copy left by an earlier re-issue).
 func isCopyOf(path string, certData []byte, old *x509.Certificate) bool {
-	data, err := os.ReadFile(path)
+	data, _, err := readFile(path, trustfile.Certificate)
 	if err != nil {
 		return false
 	}

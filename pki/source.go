@@ -10,12 +10,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
 // SourceOptions configures a [Source]. The zero value serves
@@ -26,7 +26,8 @@ type SourceOptions struct {
 	// certs/server.crt.
 	CertPath string
 
-	// KeyPath is its private key. Default: server.key beside CertPath.
+	// KeyPath is its private key. Default: [SiblingKeyPath](CertPath),
+	// e.g. certs/server.key.
 	KeyPath string
 
 	// NextKeyPath is the pre-generated next key, whose public key
@@ -190,7 +191,7 @@ func NewSource(opts SourceOptions) (*Source, error) {
 		opts.CertPath = filepath.Join(DefaultDir, ServerCertFile)
 	}
 	if opts.KeyPath == "" {
-		opts.KeyPath = filepath.Join(filepath.Dir(opts.CertPath), ServerKeyFile)
+		opts.KeyPath = SiblingKeyPath(opts.CertPath)
 	}
 	if opts.Debounce < 0 {
 		return nil, fmt.Errorf("certificate source: debounce %v is negative", opts.Debounce)
@@ -373,18 +374,29 @@ func (s *Source) loadPair(old *served) (pair *Pair, certSum, keySum fileSum, fai
 	if err := Recover(filepath.Dir(s.certPath)); err != nil {
 		return fail(filepath.Dir(s.certPath), err)
 	}
-	certData, certSum, err := readSummed(s.certPath, false)
+	certData, certSum, err := readSummed(s.certPath, trustfile.Certificate)
 	if err != nil {
 		return fail(s.certPath, fmt.Errorf("reading certificate %q: %w", s.certPath, err))
 	}
-	keyData, keySum, err := readSummed(s.keyPath, s.keyOpts.RequirePrivateFile)
+	keyData, keySum, err := readSummed(s.keyPath, keyKind(trustfile.PrivateKey, s.keyOpts.RequirePrivateFile))
 	if err != nil {
+		// Swapped paths are reported as such, as the certificate's parser
+		// says, rather than as a key with the wrong mode.
+		if _, cerr := ParseCertificatesPEM(certData); cerr != nil {
+			return fail(s.certPath, fmt.Errorf("reading certificate %q: %w", s.certPath, cerr))
+		}
+		if _, _, kerr := readKey(s.keyPath, keyKind(trustfile.PrivateKey, s.keyOpts.RequirePrivateFile)); kerr != nil {
+			err = kerr
+		}
 		return fail(s.keyPath, fmt.Errorf("reading key %q: %w", s.keyPath, err))
 	}
 	if old != nil && certSum == old.certSum && keySum == old.keySum {
 		return nil, certSum, keySum, "", nil
 	}
 	chain, err := ParseCertificatesPEM(certData)
+	if err == nil {
+		err = CheckChain(chain)
+	}
 	if err != nil {
 		return fail(s.certPath, fmt.Errorf("reading certificate %q: %w", s.certPath, err))
 	}
@@ -412,7 +424,7 @@ func (s *Source) loadPair(old *served) (pair *Pair, certSum, keySum fileSum, fai
 // loadNext reads the next key. changed is false when the file holds what
 // old announces.
 func (s *Source) loadNext(old *served) (changed bool, pub crypto.PublicKey, spki []byte, sum fileSum, err error) {
-	data, sum, err := readSummed(s.nextPath, s.keyOpts.RequirePrivateFile)
+	data, sum, err := readSummed(s.nextPath, keyKind(trustfile.NextKey, s.keyOpts.RequirePrivateFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		// No next key file: nothing to announce, a change only if there
 		// was one.
@@ -435,27 +447,20 @@ func (s *Source) loadNext(old *served) (changed bool, pub crypto.PublicKey, spki
 	return true, pub, spki, sum, nil
 }
 
-// readSummed reads a file (through any symlinks) and fingerprints it.
-// With privateFile it refuses a file that group or others may read, as
-// [ReadKeyFile] does, and the mode is part of the fingerprint so that a
-// chmod that fixes it counts as a change.
-func readSummed(path string, privateFile bool) ([]byte, fileSum, error) {
+// readSummed reads a file (through any symlinks) as a file of kind k and
+// fingerprints it. When k checks the mode, the mode is part of the
+// fingerprint, so that a chmod that makes a refused file acceptable counts
+// as a change.
+func readSummed(path string, k trustfile.Kind) ([]byte, fileSum, error) {
 	var sum fileSum
-	if privateFile && runtime.GOOS != "windows" {
-		fi, err := os.Stat(path)
-		if err != nil {
-			return nil, sum, err
-		}
-		sum.mode = fi.Mode().Perm()
-		if err := checkKeyFileInfo(path, fi); err != nil {
-			return nil, sum, err
-		}
-	}
-	data, err := os.ReadFile(path)
+	data, fi, err := readFile(path, k)
 	if err != nil {
 		return nil, sum, err
 	}
 	sum.present, sum.sum = true, sha256.Sum256(data)
+	if k.Checks != 0 {
+		sum.mode = fi.Mode().Perm()
+	}
 	return data, sum, nil
 }
 

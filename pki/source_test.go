@@ -359,7 +359,7 @@ func TestSourceBadRotations(t *testing.T) {
 			})
 			mustNoErr(t, os.WriteFile(d.l.ServerCert, data, 0o644))
 		}},
-		{name: "unreadable file (a directory in its place)", wantErr: "is a directory", bad: func(t *testing.T, d *certDir) {
+		{name: "unreadable file (a directory in its place)", wantErr: "not a regular file but a directory", bad: func(t *testing.T, d *certDir) {
 			mustNoErr(t, os.Remove(d.l.ServerCert))
 			mustNoErr(t, os.Mkdir(d.l.ServerCert, 0o755))
 		}, undo: func(t *testing.T, d *certDir) {
@@ -368,7 +368,7 @@ func TestSourceBadRotations(t *testing.T) {
 		{name: "missing key", wantErr: "no such file", bad: func(t *testing.T, d *certDir) {
 			mustNoErr(t, os.Remove(d.l.ServerKey))
 		}},
-		{name: "key readable by others", wantErr: "readable by group or others",
+		{name: "key readable by others", wantErr: "others may read it; fix: chmod 600",
 			opts: func(o *SourceOptions) { o.Key.RequirePrivateFile = true },
 			bad: func(t *testing.T, d *certDir) {
 				mustNoErr(t, os.Chmod(d.l.ServerKey, 0o644))

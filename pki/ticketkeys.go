@@ -11,13 +11,13 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/atomicfile"
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
 // Session-ticket key parameters.
@@ -111,7 +111,9 @@ type TicketKeyFileOptions struct {
 // RotateTicketKeyFile puts a new random key first in the ticket-key file
 // at path, keeps the newest Keep-1 keys already there, and replaces the
 // file atomically with mode 0600; a missing file is created. A file that
-// does not parse is left alone and the error says why.
+// does not parse, or that others may read or could have planted (the rule
+// of [KeyOptions.RequirePrivateFile]), is left alone and the error says
+// why.
 //
 // Servers loading the file ([TicketKeysOptions.File]) encrypt with the new
 // key once they reload it and keep accepting tickets under the others. Run
@@ -127,7 +129,9 @@ func RotateTicketKeyFile(path string, opts TicketKeyFileOptions) error {
 		return fmt.Errorf("rotating ticket keys %q: keep %d keys: want 1 to %d", path, keep, MaxTicketKeys)
 	}
 	var old [][32]byte
-	data, err := os.ReadFile(path)
+	// The keys kept must be ones nobody else could have planted: they
+	// decrypt, and so let whoever knows them forge, session tickets.
+	data, _, err := readFile(path, trustfile.TicketKeys)
 	switch {
 	case err == nil:
 		if old, err = ParseTicketKeys(data); err != nil {
@@ -174,8 +178,10 @@ type TicketKeysOptions struct {
 	// memory) or left the file. Default [DefaultTicketKeyRotation].
 	Rotation time.Duration
 
-	// RequirePrivateFile refuses a File that group or others may read, as
-	// [KeyOptions.RequirePrivateFile] does for keys. Default false.
+	// RequirePrivateFile refuses a File that group or others may read or
+	// write, or that another user could have planted, as
+	// [KeyOptions.RequirePrivateFile] does for keys. Default false. Only a
+	// regular file of at most 64 KiB is read, whatever it says.
 	RequirePrivateFile bool
 
 	// Interval and Debounce are as in [SourceOptions]; they apply to File.
@@ -402,7 +408,7 @@ func (k *TicketKeys) reload(ctx context.Context, t Trigger) (recheck bool, err e
 			}
 		}
 	} else {
-		data, sum, rerr := readSummed(k.file, k.privateFile)
+		data, sum, rerr := readSummed(k.file, ticketKeysKind(k.privateFile))
 		failSum = sum
 		switch {
 		case rerr != nil:
@@ -482,4 +488,13 @@ func (k *TicketKeys) all() [][32]byte {
 		out = append(out, k.retired[i].key)
 	}
 	return out
+}
+
+// ticketKeysKind is the kind of a ticket-key file, with the owner and mode
+// checks when strict.
+func ticketKeysKind(strict bool) trustfile.Kind {
+	if strict {
+		return trustfile.TicketKeys
+	}
+	return trustfile.TicketKeys.Without(trustfile.CheckPrivate | trustfile.CheckOwner)
 }

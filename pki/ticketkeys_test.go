@@ -363,7 +363,7 @@ func TestNewTicketKeysErrors(t *testing.T) {
 			name    string
 			opts    TicketKeysOptions
 			wantErr string
-		}{"file readable by others", TicketKeysOptions{File: open, RequirePrivateFile: true}, "readable by group or others"})
+		}{"file readable by others", TicketKeysOptions{File: open, RequirePrivateFile: true}, "others may read it; fix: chmod 600"})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

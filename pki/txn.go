@@ -15,6 +15,7 @@ import (
 
 	"github.com/gofrs/flock"
 	"github.com/spacecaptain/spacecaptain/atomicfile"
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
 // Names of the bookkeeping files in a certificate directory.
@@ -134,10 +135,33 @@ func Recover(dir string) error {
 	return recoverLocked(dir)
 }
 
-// recoverLocked is Recover with the lock held.
+// Pending reports whether dir holds the journal of a multi-file change
+// that was interrupted (or is running in another process right now),
+// which [Recover] would complete or undo. It only looks: it writes
+// nothing and takes no lock, so a read-only check (sc-server --check,
+// sc-cert verify) can say so instead of judging a half-changed set.
+func Pending(dir string) (bool, error) {
+	_, err := os.Lstat(filepath.Join(dir, JournalFileName))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, err
+}
+
+// recoverLocked is Recover with the lock held. It also removes the
+// temporary files of journal writes that a crash interrupted, which no
+// journal lists.
 func recoverLocked(dir string) error {
 	jpath := filepath.Join(dir, JournalFileName)
-	data, err := os.ReadFile(jpath)
+	if temps, _ := filepath.Glob(filepath.Join(dir, "."+globEscape(JournalFileName)+".tmp-*")); len(temps) > 0 {
+		for _, tmp := range temps {
+			os.Remove(tmp)
+		}
+	}
+	data, _, err := readFile(jpath, trustfile.Journal)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -208,7 +232,7 @@ func globEscape(s string) string {
 }
 
 func fileSHA256(path string) (string, error) {
-	data, err := os.ReadFile(path)
+	data, _, err := readFile(path, trustfile.Journal)
 	if err != nil {
 		return "", err
 	}

@@ -71,7 +71,7 @@ func checkInfo(path string, fi fs.FileInfo, k Kind) error {
 
 func tooLarge(path string, size int64, k Kind) error {
 	return &Error{Path: path, Err: ErrTooLarge,
-		Detail: fmt.Sprintf("%s is larger than a %s may be (%s, at most %s): is it the right file?", path, k.Name, formatSize(size), formatSize(k.MaxSize))}
+		Detail: fmt.Sprintf("larger than a %s may be (%s, at most %s): is it the right file?", k.Name, formatSize(size), formatSize(k.MaxSize))}
 }
 
 func describeType(m fs.FileMode) string {

@@ -40,7 +40,7 @@ func checkOwnerMode(path string, fi fs.FileInfo, checks Check) error {
 				fix += " (a root-owned file may be 0640 or 0440 for a process that is not root)"
 			}
 			return &Error{Path: path, Err: ErrAccess, Fix: fix,
-				Detail: fmt.Sprintf("%s is mode %04o: %s", path, mode, describeAccess(mode))}
+				Detail: fmt.Sprintf("mode %04o: %s", mode, describeAccess(mode))}
 		}
 	}
 	if checks&CheckOwner == 0 {
@@ -51,11 +51,14 @@ func checkOwnerMode(path string, fi fs.FileInfo, checks Check) error {
 	}
 	if mode&0o022 != 0 {
 		return &Error{Path: path, Err: ErrWritable, Fix: "chmod go-w " + shellQuote(path),
-			Detail: fmt.Sprintf("%s is mode %04o: %s, who could replace what it says", path, mode, describeAccess(mode&0o022))}
+			Detail: fmt.Sprintf("mode %04o: %s, who could replace what it says", mode, describeAccess(mode&0o022))}
 	}
 	return nil
 }
 
+// ownerError is the error for a file (what "") or a directory (what
+// "directory ") owned by someone else; only a directory is named in the
+// detail, the caller names the file.
 func ownerError(path, what string, owner, me int) error {
 	who := "root"
 	fix := "chown root " + shellQuote(path)
@@ -64,7 +67,7 @@ func ownerError(path, what string, owner, me int) error {
 		fix = fmt.Sprintf("chown %d %s", me, shellQuote(path))
 	}
 	return &Error{Path: path, Err: ErrOwner, Fix: fix,
-		Detail: fmt.Sprintf("%s%s is owned by uid %d, not by %s: another user could have put it there", what, path, owner, who)}
+		Detail: fmt.Sprintf("%sowned by uid %d, not by %s: another user could have put it there", what, owner, who)}
 }
 
 // describeAccess says in words who besides the owner may do what.
@@ -132,7 +135,7 @@ func checkDirs(path string) error {
 		}
 		owner, mode := ownerOf(fi), fi.Mode()
 		if owner != me && owner != 0 {
-			return ownerError(d, "directory ", owner, me)
+			return ownerError(d, "directory "+d+" (on the way to "+path+") is ", owner, me)
 		}
 		if mode.Perm()&0o022 != 0 && mode&fs.ModeSticky == 0 {
 			return &Error{Path: d, Err: ErrWritable, Fix: "chmod go-w " + shellQuote(d),
