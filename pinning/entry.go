@@ -311,7 +311,8 @@ func splitFields(line string) []string {
 
 // canonicalHost returns "host:port" in one spelling per server, so that a
 // host is found however it was typed: a lower-case DNS name without a
-// trailing dot, or a normalized IP address (IPv6 in brackets), and a decimal
+// trailing dot, or a normalized IP address (an IPv4-mapped IPv6 address as
+// its IPv4 address, IPv6 in brackets), and a decimal
 // port without leading zeros.
 func canonicalHost(hostport string) (string, error) {
 	host, port, err := net.SplitHostPort(hostport)
@@ -323,6 +324,9 @@ func canonicalHost(hostport string) (string, error) {
 		return "", fmt.Errorf("host %q: port %q: want a number from 1 to 65535", hostport, port)
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
+		// An IPv4-mapped IPv6 address (::ffff:127.0.0.1) is the IPv4
+		// address: the same host must find the same line.
+		ip = ip.Unmap()
 		if !validHostName(strings.ToLower(ip.Zone())) && ip.Zone() != "" {
 			return "", fmt.Errorf("host %q: IPv6 zone %q: want letters, digits, '-', '_' and '.'", hostport, ip.Zone())
 		}

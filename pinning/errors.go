@@ -1,11 +1,31 @@
 package pinning
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
+)
+
+// Errors about the files this package reads (the known hosts store, pin
+// files); test for them with [errors.Is]. The error names the fix.
+var (
+	// ErrNotRegularFile means a path names a FIFO, a device, a socket or a
+	// directory; nothing is read from it.
+	ErrNotRegularFile = trustfile.ErrNotRegular
+	// ErrFileTooLarge means a file is larger than its kind may be (16 MiB
+	// for the known hosts store, 1 MiB for a pin file).
+	ErrFileTooLarge = trustfile.ErrTooLarge
+	// ErrFileOwner means the known hosts store, or its directory, is owned
+	// by a user other than this one or root.
+	ErrFileOwner = trustfile.ErrOwner
+	// ErrFileWritable means the known hosts store, or its directory, is
+	// writable by group or others.
+	ErrFileWritable = trustfile.ErrWritable
 )
 
 // ErrNoPeerCertificate means the server presented no certificate, so there is
@@ -47,6 +67,21 @@ type KeyError struct {
 	// zero when the pins were configured rather than stored.
 	Path string
 	Line int
+	// Leaf is the certificate the server presented, when known.
+	Leaf *x509.Certificate
+}
+
+// WantsCertificateFingerprint reports whether one of the pins in Want is
+// the SHA-256 fingerprint of the presented certificate (what openssl x509
+// -fingerprint -sha256 prints) rather than of its key: a pin given by
+// mistake, not a changed key.
+func (e *KeyError) WantsCertificateFingerprint() bool {
+	for _, w := range e.Want {
+		if e.Leaf != nil && w.Pin.IsFingerprintOf(e.Leaf) {
+			return true
+		}
+	}
+	return false
 }
 
 // Error returns a one-line description naming the host, the pins, where

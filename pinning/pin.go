@@ -9,8 +9,9 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"os"
 	"strings"
+
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
 // pinPrefix is the scheme prefix of the textual pin form. curl's
@@ -64,6 +65,9 @@ func ParsePin(s string) (Pin, error) {
 		if err := p.setBase64(s[len(pinPrefix):]); err != nil {
 			return Pin{}, fmt.Errorf("parsing pin %q: %w", s, err)
 		}
+	case hasOtherAlgorithm(s):
+		alg, _, _ := strings.Cut(s, "//")
+		return Pin{}, fmt.Errorf("parsing pin %q: only sha256// pins are supported (SHA-256 of the key's SubjectPublicKeyInfo, as curl --pinnedpubkey and HPKP use), not %s//", s, alg)
 	case looksHex(s):
 		b, err := hex.DecodeString(strings.ReplaceAll(s, ":", ""))
 		if err != nil || len(b) != sha256.Size {
@@ -99,6 +103,21 @@ func (p *Pin) setBase64(s string) error {
 	}
 	copy(p.sum[:], b)
 	return nil
+}
+
+// hasOtherAlgorithm reports whether s is written ALG//VALUE with an
+// algorithm other than sha256, such as sha1// or sha384//.
+func hasOtherAlgorithm(s string) bool {
+	alg, _, ok := strings.Cut(s, "//")
+	if !ok || alg == "" || len(alg) > 16 {
+		return false
+	}
+	for _, c := range alg {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // looksHex reports whether s is plausibly a hex pin: only hex digits and
@@ -153,6 +172,18 @@ func (p Pin) Equal(q Pin) bool {
 	return subtle.ConstantTimeCompare(p.sum[:], q.sum[:]) == 1
 }
 
+// IsFingerprintOf reports whether p holds the SHA-256 digest of cert's
+// whole DER encoding — its certificate fingerprint, as openssl x509
+// -fingerprint -sha256 prints it — rather than of its key. Such a value
+// names one certificate and changes at every re-issue; it is not a pin.
+func (p Pin) IsFingerprintOf(cert *x509.Certificate) bool {
+	if p.IsZero() || cert == nil {
+		return false
+	}
+	sum := sha256.Sum256(cert.Raw)
+	return subtle.ConstantTimeCompare(p.sum[:], sum[:]) == 1
+}
+
 // MarshalText implements [encoding.TextMarshaler] with the [Pin.String] form.
 func (p Pin) MarshalText() ([]byte, error) {
 	return []byte(p.String()), nil
@@ -169,8 +200,10 @@ func (p *Pin) UnmarshalText(text []byte) error {
 }
 
 // ReadPinFile returns the pin of the key in a PEM file; see [ParsePinPEM].
+// Only a regular file of at most 1 MiB is read ([ErrNotRegularFile],
+// [ErrFileTooLarge]).
 func ReadPinFile(path string) (Pin, error) {
-	data, err := os.ReadFile(path)
+	data, _, err := trustfile.Read(path, trustfile.PinFile)
 	if err != nil {
 		return Pin{}, fmt.Errorf("reading pin from %q: %w", path, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/spacecaptain/spacecaptain/atomicfile"
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
 // DefaultLockTimeout is how long a [Store] waits for another process's lock
@@ -25,10 +25,6 @@ const DefaultLockTimeout = 10 * time.Second
 // before a handshake rewrites it. Without it every connection would rewrite
 // (and fsync) the file; a load test makes thousands a second.
 const lastSeenResolution = time.Minute
-
-// maxStoreSize bounds the file a [Store] reads, so that a runaway or hostile
-// file cannot exhaust memory on every handshake.
-const maxStoreSize = 16 << 20
 
 // storeHeader starts a store file this package creates.
 const storeHeader = `# Space Captain known hosts: the keys of TLS servers this user trusts.
@@ -66,6 +62,14 @@ type StoreOptions struct {
 // byte for byte; a line that cannot be parsed is reported with its line
 // number ([*LineError]) and makes its host fail closed, but never erases
 // anything.
+//
+// The file decides whom this user trusts, so it is read only when it is a
+// regular file of at most 16 MiB (a runaway or hostile file cannot exhaust
+// memory on every handshake), owned by this user or root, and neither it nor
+// its directory is writable by group or others: another local user who
+// could write it could make any server trusted. Such a file is refused
+// with an error wrapping [ErrFileOwner], [ErrFileWritable],
+// [ErrNotRegularFile] or [ErrFileTooLarge] that names the fix.
 //
 // A Store holds no state besides its options: every call reads the file.
 // Make one with [NewStore].
@@ -398,22 +402,17 @@ func (s *Store) readFile(path string) (*storeFile, error) {
 	return parseStore(s.path, data), nil
 }
 
-// readData returns the file's content, nil if there is no file.
+// readData returns the file's content, nil if there is no file. The file
+// goes through the hardened reader every trust file does: a regular file of
+// at most 16 MiB, owned by this user or root and writable by nobody else,
+// in a directory nobody else may write to (see [Store]).
 func (s *Store) readData(path string) ([]byte, error) {
-	fh, err := os.Open(path)
+	data, _, err := trustfile.Read(path, trustfile.KnownHosts)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading the known hosts file: %w", err)
-	}
-	defer fh.Close()
-	data, err := io.ReadAll(io.LimitReader(fh, maxStoreSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading the known hosts file: %w", err)
-	}
-	if len(data) > maxStoreSize {
-		return nil, fmt.Errorf("reading the known hosts file %q: larger than %d MiB; is it the right file?", s.path, maxStoreSize>>20)
+		return nil, fmt.Errorf("reading the known hosts file %q: %w", s.path, err)
 	}
 	if data == nil {
 		data = []byte{}

@@ -292,10 +292,10 @@ func (t *Trust) verifyPeer(certs []*x509.Certificate, chains [][]*x509.Certifica
 				}
 			}
 		}
-		return t.pinError(host, pin)
+		return t.pinError(host, pin, leaf)
 	case ModePin:
 		if !t.pins.Contains(pin) {
-			return t.pinError(host, pin)
+			return t.pinError(host, pin, leaf)
 		}
 		return t.checkValidity(host, pin, leaf)
 	case ModeInsecure:
@@ -317,7 +317,9 @@ func (t *Trust) verifyTOFU(pin Pin, leaf *x509.Certificate) error {
 	}
 	if found {
 		if !e.Set().Contains(pin) {
-			return e.keyError(t.store.Path(), pin)
+			ke := e.keyError(t.store.Path(), pin)
+			ke.Leaf = leaf
+			return ke
 		}
 		return t.checkValidity(t.host, pin, leaf)
 	}
@@ -500,12 +502,12 @@ func (t *Trust) checkValidity(host string, pin Pin, leaf *x509.Certificate) erro
 	return nil
 }
 
-func (t *Trust) pinError(host string, got Pin) *KeyError {
+func (t *Trust) pinError(host string, got Pin, leaf *x509.Certificate) *KeyError {
 	want := make([]PinRecord, t.pins.Len())
 	for i, p := range t.pins.pins {
 		want[i] = PinRecord{Pin: p, Current: i == 0}
 	}
-	return &KeyError{Host: host, Want: want, Got: got}
+	return &KeyError{Host: host, Want: want, Got: got, Leaf: leaf}
 }
 
 // hostName names the server in messages.
