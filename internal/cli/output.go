@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime/debug"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
 
@@ -58,4 +59,10 @@ func Version() string {
 		return "(devel) " + rev + modified
 	}
 	return "(devel)"
+}
+
+// CompleteValues makes shell completion offer values for the flag of cmd
+// that takes one of them (an enum flag such as --key-type or --engine).
+func CompleteValues(cmd *cobra.Command, flag string, values ...string) {
+	_ = cmd.RegisterFlagCompletionFunc(flag, cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp))
 }

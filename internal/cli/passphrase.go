@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +51,12 @@ type Passphrase struct {
 	// IsTerminal reports whether Stdin is a terminal. Nil means checking
 	// it with golang.org/x/term.
 	IsTerminal func() bool
+
+	// Context ends a prompt: when it is done (SIGINT or SIGTERM, through
+	// signal.NotifyContext in main), the terminal is restored and the
+	// prompt fails at once with the context's error, which exits 130.
+	// Nil means a prompt that only input ends.
+	Context context.Context
 
 	once sync.Once
 	pass []byte
@@ -128,7 +136,7 @@ func (p *Passphrase) read(what string, confirm bool) ([]byte, error) {
 	}
 	readPw := p.ReadPassword
 	if readPw == nil {
-		readPw = func() ([]byte, error) { return term.ReadPassword(int(stdin.Fd())) }
+		readPw = func() ([]byte, error) { return readPasswordContext(p.Context, int(stdin.Fd())) }
 	}
 	out := p.Prompt
 	if out == nil {
@@ -150,14 +158,85 @@ func (p *Passphrase) read(what string, confirm bool) ([]byte, error) {
 	if len(pw) == 0 {
 		return nil, errors.New("empty passphrase")
 	}
-	if confirm {
+	if !confirm {
+		return pw, nil
+	}
+	// As ssh-keygen does, a mismatch asks again, up to three times.
+	for try := 1; ; try++ {
 		again, err := ask("Again, to confirm: ")
 		if err != nil {
 			return nil, err
 		}
-		if !bytes.Equal(pw, again) {
-			return nil, errors.New("the two passphrases differ")
+		if bytes.Equal(pw, again) {
+			return pw, nil
+		}
+		if try == confirmTries {
+			return nil, fmt.Errorf("the passphrases did not match %d times", confirmTries)
+		}
+		fmt.Fprintln(out, "The passphrases do not match. Try again.")
+		if pw, err = ask(fmt.Sprintf("Passphrase for %s: ", what)); err != nil {
+			return nil, err
+		}
+		if len(pw) == 0 {
+			return nil, errors.New("empty passphrase")
 		}
 	}
-	return pw, nil
+}
+
+// confirmTries is how many times a new passphrase is asked for before a
+// mismatch is an error.
+const confirmTries = 3
+
+// readPasswordContext reads a line without echo from the terminal fd, as
+// term.ReadPassword does, but returns as soon as ctx is done, after
+// restoring the terminal: a signal at the prompt must not leave the
+// terminal without echo, nor wait for a line nobody will type.
+func readPasswordContext(ctx context.Context, fd int) ([]byte, error) {
+	if ctx == nil {
+		return term.ReadPassword(fd)
+	}
+	state, err := term.GetState(fd)
+	if err != nil {
+		return nil, err
+	}
+	type result struct {
+		pw  []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		pw, err := term.ReadPassword(fd)
+		done <- result{pw, err}
+	}()
+	select {
+	case r := <-done:
+		return r.pw, r.err
+	case <-ctx.Done():
+		// The reader goroutine stays blocked in read(2) until the
+		// process exits, which it is about to.
+		_ = term.Restore(fd, state)
+		return nil, ctx.Err()
+	}
+}
+
+// ReadLine reads one line from r, as bufio.Reader.ReadString('\n') does,
+// but returns at once with ctx's error when ctx is done first (SIGINT or
+// SIGTERM at a question such as "[y/N]"). The read that was waiting is
+// abandoned: call it only where the command then ends.
+func ReadLine(ctx context.Context, r *bufio.Reader) (string, error) {
+	type result struct {
+		line string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		line, err := r.ReadString('\n')
+		done <- result{line, err}
+	}()
+	select {
+	case res := <-done:
+		return res.line, res.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
 }

@@ -72,30 +72,6 @@ func TestFlagParsing(t *testing.T) {
 	}
 }
 
-func TestParseDuration(t *testing.T) {
-	tests := []struct {
-		in   string
-		want time.Duration
-	}{
-		{"90d", 90 * 24 * time.Hour},
-		{"10y", 10 * 365 * 24 * time.Hour},
-		{"1.5d", 36 * time.Hour},
-		{"36h", 36 * time.Hour},
-		{"1h30m", 90 * time.Minute},
-	}
-	for _, tt := range tests {
-		got, err := parseDuration(tt.in)
-		if err != nil || got != tt.want {
-			t.Errorf("parseDuration(%q): got %v, %v; want %v", tt.in, got, err, tt.want)
-		}
-	}
-	for _, bad := range []string{"", "d", "-1d", "0", "1w"} {
-		if _, err := parseDuration(bad); err == nil {
-			t.Errorf("parseDuration(%q): want an error", bad)
-		}
-	}
-}
-
 // Running init in process: the options reach pki (the key type, the names,
 // the validity) and --json is valid JSON with the pins.
 func TestInitInProcess(t *testing.T) {

@@ -50,13 +50,14 @@ atomically; existing files are left alone unless --force is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.pass.Prompt, o.issuerPass.Prompt = cmd.ErrOrStderr(), cmd.ErrOrStderr()
+			o.pass.Context, o.issuerPass.Context = cmd.Context(), cmd.Context()
 			return runCreate(cmd.OutOrStdout(), cmd.ErrOrStderr(), env, o)
 		},
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.certPath, "cert", "", "certificate `FILE` to write (default server.crt, or ca.crt with --ca)")
 	fs.StringVar(&o.keyPath, "key", "", "key `FILE` to write (default server.key, or ca.key with --ca)")
-	fs.Var(keyTypeValue{&o.keyType}, "key-type", "key `type`: "+keyTypeNames()+" (default ecdsa-p256)")
+	fs.Var(keyTypeValue{&o.keyType}, "key-type", "key `type` of a new key: "+keyTypeNames()+" (default ecdsa-p256)")
 	o.san.add(fs)
 	o.validity.add(fs, "90d, or 10y with --ca")
 	fs.Var(timeValue{&o.notBefore}, "not-before", "start of validity as an RFC 3339 `TIME` (default: now minus 5 minutes)")
@@ -70,6 +71,7 @@ atomically; existing files are left alone unless --force is given.`,
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	cmd.MarkFlagsMutuallyExclusive("validity", "not-after")
 	cmd.MarkFlagsRequiredTogether("issuer-cert", "issuer-key")
+	cli.CompleteValues(cmd, "key-type", keyTypeList()...)
 	return cmd
 }
 

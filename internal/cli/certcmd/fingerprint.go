@@ -22,6 +22,10 @@ type fingerprintOptions struct {
 	pass       *cli.Passphrase
 }
 
+// fingerprintFormats are the --format values, each named for what it is
+// a digest of: the key (pin, pin-hex, base64) or the certificate.
+var fingerprintFormats = []string{"pin", "pin-hex", "base64", "cert-sha256"}
+
 func newFingerprintCmd(env *Env) *cobra.Command {
 	o := &fingerprintOptions{pass: env.passphrase()}
 	cmd := &cobra.Command{
@@ -29,55 +33,77 @@ func newFingerprintCmd(env *Env) *cobra.Command {
 		Short: "Print the pin or fingerprint of a certificate, key or server",
 		Long: `fingerprint prints one line for the first certificate of FILE (the leaf of a
 chain), for a private key, or for the certificate a server presents at
-HOST:PORT (read as HOST:PORT when no file of that name exists; fetched
-without verification).
+HOST:PORT (read as HOST:PORT when no file of that name exists).
+
+A server's pin is fetched without checking who the server is: it is NOT
+VERIFIED (the output says so, on standard error, and in --json as
+"verified": false), so compare it out of band before trusting it. A server
+that cannot prove it holds the key of the certificate it presents (its
+handshake signature fails) is an error, not a pin.
 
 Formats:
-  pin     sha256//BASE64 of the SHA-256 of the key's SubjectPublicKeyInfo: the
-          pin curl --pinnedpubkey, HPKP and sc-client take (the default).
-          Pins name keys, so they survive re-issues on the same key.
-  base64  the same digest, bare standard base64 (HPKP's pin-sha256 value).
-  hex     the certificate's SHA-256 fingerprint in colon hex, exactly as
-          openssl x509 -noout -fingerprint -sha256 prints it. It names one
-          certificate and changes at every re-issue; a key has none.`,
+  pin          sha256//BASE64 of the SHA-256 of the key's SubjectPublicKeyInfo:
+               the pin curl --pinnedpubkey, HPKP and sc-client take (the
+               default). Pins name keys, so they survive re-issues on the
+               same key.
+  pin-hex      the same key digest as 64 hex digits, which --pin also takes.
+  base64       the same key digest, bare standard base64 (HPKP's pin-sha256).
+  cert-sha256  the certificate's SHA-256 fingerprint in colon hex, exactly as
+               openssl x509 -noout -fingerprint -sha256 prints it. It names
+               one certificate and changes at every re-issue; it is NOT a
+               pin, and a key has none. (hex is an old name for it.)`,
 		Example: `  sc-cert fingerprint certs/server.crt
-  sc-cert fingerprint --format hex certs/server.crt
+  sc-cert fingerprint --format pin-hex certs/server.crt
+  sc-cert fingerprint --format cert-sha256 certs/server.crt
   sc-cert fingerprint certs/server.next.key      # the pin to hand out ahead of a rollover
   sc-cert fingerprint localhost:4242 --json`,
 		Args: cli.ExactArgs(1, "one FILE or HOST:PORT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.pass.Prompt = cmd.ErrOrStderr()
-			return runFingerprint(cmd.Context(), cmd.OutOrStdout(), args[0], o)
+			o.pass.Prompt, o.pass.Context = cmd.ErrOrStderr(), cmd.Context()
+			return runFingerprint(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.format, "format", "pin", "output `FORMAT`: pin, base64 or hex")
+	fs.StringVar(&o.format, "format", "pin", "output `FORMAT`: "+strings.Join(fingerprintFormats, ", "))
 	fs.StringVar(&o.serverName, "server-name", "", "TLS server `NAME` (SNI) to ask for (default: the host of HOST:PORT)")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for a server to connect and handshake")
+	cli.PositiveDurationVar(fs, &o.timeout, "timeout", 10*time.Second, "how long to wait for a server to connect and handshake")
 	addUDPFlag(fs, &o.udp)
 	o.pass.AddFlags(fs)
 	fs.BoolVar(&o.json, "json", false, "print all formats as JSON")
-	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"pin", "base64", "hex"}, cobra.ShellCompDirectiveNoFileComp))
+	cli.CompleteValues(cmd, "format", fingerprintFormats...)
 	return cmd
 }
 
 type fingerprintJSON struct {
-	Source string `json:"source"`
-	Pin    string `json:"pin"`
-	Base64 string `json:"base64"`
-	Hex    string `json:"hex,omitempty"`
+	Source     string `json:"source"`
+	Pin        string `json:"pin"`
+	PinHex     string `json:"pin_hex"`
+	Base64     string `json:"base64"`
+	CertSHA256 string `json:"cert_sha256,omitempty"`
+	// Hex is CertSHA256 under its old name, kept for scripts.
+	Hex string `json:"hex,omitempty"`
+	// Verified is set for a server: false, since nothing checked who it
+	// is.
+	Verified *bool `json:"verified,omitempty"`
 }
 
-func runFingerprint(ctx context.Context, stdout io.Writer, arg string, o *fingerprintOptions) error {
+func runFingerprint(ctx context.Context, stdout, stderr io.Writer, arg string, o *fingerprintOptions) error {
 	format := strings.ToLower(o.format)
 	switch format {
-	case "pin", "base64", "hex":
+	case "pin", "pin-hex", "base64", "cert-sha256":
+	case "hex":
+		fmt.Fprintln(stderr, "sc-cert: note: --format hex is the certificate's fingerprint, not a pin; call it cert-sha256 (or use pin-hex for the key's digest in hex)")
+		format = "cert-sha256"
 	default:
-		return cli.Usagef("--format %q: want pin, base64 or hex", o.format)
+		return cli.Usagef("--format %q: want %s", o.format, strings.Join(fingerprintFormats, ", "))
 	}
 	src, err := loadSource(ctx, arg, sourceOptions{serverName: o.serverName, timeout: o.timeout, pass: o.pass, udp: o.udp})
 	if err != nil {
 		return err
+	}
+	if src.handshakeErr != nil {
+		return cli.WithHint(fmt.Errorf("%s presented a certificate but did not complete the handshake, so it has not proved it holds that key; no pin printed: %w", arg, src.handshakeErr),
+			"a server whose handshake signature fails may be an impostor replaying another server's certificate; sc-cert inspect "+arg+" shows what it presented")
 	}
 	var out fingerprintJSON
 	out.Source = src.name
@@ -88,23 +114,32 @@ func runFingerprint(ctx context.Context, stdout io.Writer, arg string, o *finger
 		}
 	} else {
 		pin = pinning.PinOf(src.certs[0])
-		out.Hex = pki.Fingerprint(src.certs[0])
+		out.CertSHA256 = pki.Fingerprint(src.certs[0])
+		out.Hex = out.CertSHA256
 	}
 	out.Pin, out.Base64 = pin.String(), pin.Base64()
+	out.PinHex = pin.Hex()
+	if src.state != nil {
+		f := false
+		out.Verified = &f
+		fmt.Fprintf(stderr, "sc-cert: note: NOT VERIFIED: the key %s presented, fetched without checking who the server is; compare the pin out of band before trusting it\n", arg)
+	}
 	if o.json {
 		return cli.PrintJSON(stdout, out)
 	}
 	switch format {
 	case "pin":
 		fmt.Fprintln(stdout, out.Pin)
+	case "pin-hex":
+		fmt.Fprintln(stdout, out.PinHex)
 	case "base64":
 		fmt.Fprintln(stdout, out.Base64)
-	case "hex":
-		if out.Hex == "" {
+	case "cert-sha256":
+		if out.CertSHA256 == "" {
 			return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s is a private key: it has no certificate fingerprint", arg),
-				"use --format pin or base64 for a key, or give its certificate")
+				"use --format pin, pin-hex or base64 for a key, or give its certificate")
 		}
-		fmt.Fprintln(stdout, out.Hex)
+		fmt.Fprintln(stdout, out.CertSHA256)
 	}
 	return nil
 }

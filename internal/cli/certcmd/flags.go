@@ -3,53 +3,14 @@ package certcmd
 import (
 	"fmt"
 	"net"
-	"strconv"
+
 	"strings"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/pki"
 	"github.com/spf13/pflag"
 )
-
-// durationValue is a flag for durations that also takes days and years,
-// which certificate lifetimes are counted in: "90d", "10y", "36h", "1h30m".
-type durationValue struct{ d *time.Duration }
-
-func (v durationValue) String() string {
-	if v.d == nil || *v.d == 0 {
-		return ""
-	}
-	return formatDuration(*v.d)
-}
-
-func (v durationValue) Set(s string) error {
-	d, err := parseDuration(s)
-	if err != nil {
-		return err
-	}
-	*v.d = d
-	return nil
-}
-
-func (durationValue) Type() string { return "duration" }
-
-func parseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "y": 365 * 24 * time.Hour} {
-		if n, ok := strings.CutSuffix(s, suffix); ok {
-			f, err := strconv.ParseFloat(n, 64)
-			if err != nil || f <= 0 {
-				return 0, fmt.Errorf("invalid duration %q (want e.g. 90d, 10y, 36h)", s)
-			}
-			return time.Duration(f * float64(unit)), nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("invalid duration %q (want e.g. 90d, 10y, 36h)", s)
-	}
-	return d, nil
-}
 
 // formatDuration prints a duration in days and hours (to the nearest hour)
 // when it is a day or more.
@@ -101,7 +62,9 @@ func (timeValue) Type() string { return "time" }
 // keyTypeValue is a flag for a pki.KeyType.
 type keyTypeValue struct{ t *pki.KeyType }
 
-func (v keyTypeValue) String() string { return v.t.String() }
+// String is empty for an unset type, so that help shows no made-up
+// default: each flag's usage says what unset means.
+func (v keyTypeValue) String() string { return string(*v.t) }
 
 func (v keyTypeValue) Set(s string) error {
 	t, err := pki.ParseKeyType(s)
@@ -114,13 +77,40 @@ func (v keyTypeValue) Set(s string) error {
 
 func (keyTypeValue) Type() string { return "type" }
 
-func keyTypeNames() string {
+func keyTypeNames() string { return strings.Join(keyTypeList(), ", ") }
+
+func keyTypeList() []string {
 	var s []string
 	for _, t := range pki.KeyTypes() {
 		s = append(s, string(t))
 	}
-	return strings.Join(s, ", ")
+	return s
 }
+
+// ipListValue is a flag of IP addresses, repeated or comma-separated. Its
+// String is empty when none were given, so help shows no "(default [])".
+type ipListValue struct{ ips *[]net.IP }
+
+func (v ipListValue) String() string {
+	var s []string
+	for _, ip := range *v.ips {
+		s = append(s, ip.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func (v ipListValue) Set(s string) error {
+	for _, f := range strings.Split(s, ",") {
+		ip := net.ParseIP(strings.TrimSpace(f))
+		if ip == nil {
+			return fmt.Errorf("%q is not an IP address (a host name goes in --dns)", f)
+		}
+		*v.ips = append(*v.ips, ip)
+	}
+	return nil
+}
+
+func (ipListValue) Type() string { return "ip" }
 
 // sanFlags are the subject alternative name flags of init and create.
 type sanFlags struct {
@@ -131,8 +121,20 @@ type sanFlags struct {
 
 func (f *sanFlags) add(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.dns, "dns", nil, "DNS `NAME` for the certificate (can be repeated; default localhost and the host name, plus IPs 127.0.0.1 and ::1, when no --dns or --ip is given)")
-	fs.IPSliceVar(&f.ips, "ip", nil, "IP `ADDRESS` for the certificate (can be repeated)")
+	fs.Var(ipListValue{&f.ips}, "ip", "IP `ADDRESS` for the certificate (can be repeated)")
 	fs.StringVar(&f.cn, "cn", "", "subject common `NAME`, for people only (default: the first DNS name)")
+}
+
+// validate refuses an IP address given as a DNS name: clients check IP
+// addresses against the certificate's IP names, never its DNS names, so
+// such a certificate would not be valid for the address.
+func (f *sanFlags) validate() error {
+	for _, d := range f.dns {
+		if ip := net.ParseIP(strings.Trim(d, "[]")); ip != nil {
+			return cli.Usagef("--dns %s is an IP address: give it with --ip %s (clients check an address against the certificate's IP names, not its DNS names)", d, ip)
+		}
+	}
+	return nil
 }
 
 // validityFlags are --validity and --not-after.
@@ -142,6 +144,6 @@ type validityFlags struct {
 }
 
 func (f *validityFlags) add(fs *pflag.FlagSet, def string) {
-	fs.Var(durationValue{&f.validity}, "validity", "how long the certificate is valid, as a `DURATION` such as 90d, 10y or 36h (default "+def+")")
+	cli.PositiveDurationVar(fs, &f.validity, "validity", 0, "how long the certificate is valid, as a `DURATION` such as 90d, 10y or 36h (default "+def+")")
 	fs.Var(timeValue{&f.notAfter}, "not-after", "expiry as an RFC 3339 `TIME`, e.g. 2027-01-31T00:00:00Z (instead of --validity)")
 }

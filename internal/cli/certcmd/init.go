@@ -57,7 +57,7 @@ Existing files are left alone unless --force is given.`,
   SC_KEY_PASSWORD=... sc-cert init --encrypt-key --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.pass.Prompt = cmd.ErrOrStderr()
+			o.pass.Prompt, o.pass.Context = cmd.ErrOrStderr(), cmd.Context()
 			return runInit(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), env, o)
 		},
 	}
@@ -69,7 +69,7 @@ Existing files are left alone unless --force is given.`,
 	fs.Var(keyTypeValue{&o.caKeyType}, "ca-key-type", "CA key `type` (default: --key-type)")
 	o.san.add(fs)
 	o.validity.add(fs, "90d")
-	fs.Var(durationValue{&o.caValidity}, "ca-validity", "how long the CA is valid, as a `DURATION` (default 10y)")
+	cli.PositiveDurationVar(fs, &o.caValidity, "ca-validity", 0, "how long the CA is valid, as a `DURATION` (default 10y)")
 	fs.BoolVar(&o.encrypt, "encrypt-key", false, "encrypt server.key and server.next.key with a passphrase (PKCS#8, PBES2); the server then needs it to start")
 	o.pass.AddFlags(fs)
 	fs.BoolVar(&o.force, "force", false, "replace existing files")
@@ -77,6 +77,8 @@ Existing files are left alone unless --force is given.`,
 	cmd.MarkFlagsMutuallyExclusive("validity", "not-after")
 	cmd.MarkFlagsMutuallyExclusive("self-signed", "ca-key-type")
 	cmd.MarkFlagsMutuallyExclusive("self-signed", "ca-validity")
+	cli.CompleteValues(cmd, "key-type", keyTypeList()...)
+	cli.CompleteValues(cmd, "ca-key-type", keyTypeList()...)
 	return cmd
 }
 

@@ -47,13 +47,13 @@ pin to trust.`,
   sc-cert inspect --server-name game.example 192.0.2.10:4242 --json`,
 		Args: cli.ExactArgs(1, "one FILE or HOST:PORT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.pass.Prompt = cmd.ErrOrStderr()
+			o.pass.Prompt, o.pass.Context = cmd.ErrOrStderr(), cmd.Context()
 			return runInspect(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), env, args[0], o)
 		},
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.serverName, "server-name", "", "TLS server `NAME` (SNI) to ask for (default: the host of HOST:PORT)")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "how long to wait for a server to connect and handshake")
+	cli.PositiveDurationVar(fs, &o.timeout, "timeout", 10*time.Second, "how long to wait for a server to connect and handshake")
 	addUDPFlag(fs, &o.udp)
 	o.pass.AddFlags(fs)
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")

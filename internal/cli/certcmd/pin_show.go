@@ -65,7 +65,7 @@ handing them out. Nothing is ever written to the known hosts file.`,
   curl --pinnedpubkey "$(sc-cert pin show certs/ --next --json | jq -r .pins)" ...`,
 		Args: cli.ExactArgs(1, "one FILE, DIR or HOST:PORT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.pass.Prompt = cmd.ErrOrStderr()
+			o.pass.Prompt, o.pass.Context = cmd.ErrOrStderr(), cmd.Context()
 			return runPinShow(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), env, args[0], o)
 		},
 	}
@@ -73,7 +73,7 @@ handing them out. Nothing is ever written to the known hosts file.`,
 	fs.BoolVar(&o.next, "next", false, "also show the next key's pin, to hand out ahead of the rollover")
 	fs.StringVar(&o.nextKey, "next-key", "", "the next key `FILE`, with --next and a FILE or DIR (default: server.next.key beside FILE, or in DIR)")
 	fs.StringVar(&o.serverName, "server-name", "", "TLS server `NAME` (SNI) to ask for, with HOST:PORT (default: the host of HOST:PORT)")
-	fs.DurationVar(&o.timeout, "timeout", client.DefaultTimeout, "how long to wait for a server to connect and handshake, and then for its KEYS reply")
+	cli.PositiveDurationVar(fs, &o.timeout, "timeout", client.DefaultTimeout, "how long to wait for a server to connect and handshake, and then for its KEYS reply")
 	o.pass.AddFlags(fs)
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	return cmd

@@ -53,6 +53,7 @@ it) take turns through a lock file there.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.pass.Prompt, o.issuerPass.Prompt = cmd.ErrOrStderr(), cmd.ErrOrStderr()
+			o.pass.Context, o.issuerPass.Context = cmd.Context(), cmd.Context()
 			return runRotate(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), env, o)
 		},
 	}
@@ -64,7 +65,7 @@ it) take turns through a lock file there.`,
 	fs.StringVar(&o.issuerKey, "issuer-key", "", "key `FILE` of that CA (default: ca.key beside --issuer-cert)")
 	o.validity.add(fs, "the current certificate's lifetime")
 	fs.BoolVar(&o.promoteNext, "promote-next", false, "make the next key current and make a fresh next key")
-	fs.DurationVar(&o.timeout, "lock-timeout", 30*time.Second, "how long to wait for another rotation of the same directory")
+	cli.PositiveDurationVar(fs, &o.timeout, "lock-timeout", 30*time.Second, "how long to wait for another rotation of the same directory")
 	o.pass.AddFlags(fs)
 	fs.StringVar(&o.issuerPass.File, "issuer-password-file", "", "read the CA key's passphrase from `FILE` (else $SC_KEY_PASSWORD, else a prompt)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
@@ -26,6 +27,10 @@ type source struct {
 	key   *pki.Key
 	state *tls.ConnectionState // set for HOST:PORT
 	dtls  bool                 // fetched over DTLS (--udp)
+	// handshakeErr is set for a server whose handshake failed after it
+	// presented its certificates: it did not prove it holds the key (a
+	// failed CertificateVerify), or it wanted a client certificate.
+	handshakeErr error
 }
 
 type sourceOptions struct {
@@ -56,13 +61,15 @@ func loadSource(ctx context.Context, arg string, o sourceOptions) (*source, erro
 		return nil, cli.WithHint(fmt.Errorf("fetching the certificate of %s: %w", arg, err),
 			fmt.Sprintf("is a TLS server listening on %s? (no file named %q exists, so it was read as HOST:PORT)", arg, arg))
 	}
-	return &source{name: arg, certs: certs, state: &state}, nil
+	return &source{name: arg, certs: certs, state: &state, handshakeErr: err}, nil
 }
 
 func loadFile(path string, o sourceOptions) (*source, error) {
-	data, err := os.ReadFile(path)
+	// Looking is not trusting: no owner or mode checks, but still only a
+	// regular file of a sane size.
+	data, _, err := trustfile.Read(path, trustfile.PrivateKey.Without(trustfile.CheckPrivate|trustfile.CheckOwner))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading %q: %w", path, err)
 	}
 	// A file with a private key block is a key file; anything else is read
 	// as certificates, whose parser explains what it found instead.

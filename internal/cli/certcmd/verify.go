@@ -49,7 +49,7 @@ key check is skipped.`,
   sc-cert verify --cert certs/server.crt --pin sha256//AAAA... --pin sha256//BBBB... --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.pass.Prompt = cmd.ErrOrStderr()
+			o.pass.Prompt, o.pass.Context = cmd.ErrOrStderr(), cmd.Context()
 			return runVerify(cmd.OutOrStdout(), env, o)
 		},
 	}
@@ -59,7 +59,7 @@ key check is skipped.`,
 	fs.StringArrayVar(&o.pins, "pin", nil, "accepted `PIN` of the certificate's key, sha256//BASE64 or hex (can be repeated; any match passes)")
 	fs.StringVar(&o.caPath, "ca", "", "CA certificate(s) `FILE` the certificate must verify against")
 	fs.StringVar(&o.dnsName, "dns", "", "host `NAME` or IP the certificate must be valid for (with --ca)")
-	fs.Var(durationValue{&o.checkExpiry}, "check-expiry", "fail (exit 5) if the certificate expires within `DURATION`, e.g. 30d")
+	cli.PositiveDurationVar(fs, &o.checkExpiry, "check-expiry", 0, "fail (exit 5) if the certificate expires within `DURATION`, e.g. 30d")
 	o.pass.AddFlags(fs)
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON")
 	_ = cmd.MarkFlagRequired("cert")

@@ -61,8 +61,8 @@ until interrupted).`,
 	fs.StringVar(&co.typ, "type", "echo", "request `TYPE` for each line: echo, reverse or time")
 	fs.BoolVar(&co.random, "random", false, "send random requests with random pauses, like the original client, instead of reading standard input")
 	fs.IntVar(&co.count, "count", 10, "with --random: how many requests (0: no limit)")
-	fs.DurationVar(&co.duration, "duration", 0, "with --random: stop after this long (0: no limit)")
-	fs.DurationVar(&co.maxDelay, "max-delay", time.Second, "with --random: the longest pause between requests")
+	cli.DurationVar(fs, &co.duration, "duration", 0, "with --random: stop after this long (0: no limit)")
+	cli.DurationVar(fs, &co.maxDelay, "max-delay", time.Second, "with --random: the longest pause between requests")
 	fs.Uint64Var(&co.seed, "seed", 0, "with --random: seed of the random choices, to repeat a run (0: a random seed)")
 	return cmd
 }

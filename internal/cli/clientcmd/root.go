@@ -161,6 +161,7 @@ func NewRootCmd(env Env) *cobra.Command {
 	} {
 		o.addFlags(c.Flags())
 		o.addHostFlags(c.Flags())
+		cli.CompleteValues(c, "tofu", "prompt", "auto", "off")
 		root.AddCommand(c)
 	}
 	root.AddCommand(newConfigCmd(o, &env))
@@ -187,7 +188,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.insecure, "insecure", false, "trust ANY server, checking nothing (tests only)")
 	fs.StringVar(&o.serverName, "server-name", "", "`NAME` to send as SNI and, with --ca, to check the certificate for (default the host of --server)")
 	fs.BoolVar(&o.plaintext, "plaintext", false, "talk WITHOUT TLS, to a sc-server --plaintext (comparison runs only)")
-	fs.DurationVar(&o.timeout, "timeout", client.DefaultTimeout, "longest wait to connect (TCP and TLS handshake), and for each reply")
+	cli.DurationVar(fs, &o.timeout, "timeout", client.DefaultTimeout, "longest wait to connect (TCP and TLS handshake), and for each reply")
 	fs.BoolVar(&o.nul, "nul", false, "send NUL-terminated strings, as the original C client does (the NUL is not printed)")
 	fs.IntVar(&o.maxMessage, "max-message", proto.DefaultMaxBody, "largest request or reply body, in `BYTES` (the server's --max-message)")
 	fs.BoolVar(&o.json, "json", false, "print results, and errors, as JSON on standard output")

@@ -144,7 +144,13 @@ func (o *options) promptFirstUse(ctx context.Context, st *streams, store *pinnin
 	fmt.Fprintf(w, "Compare the pin with the one the server's operator gave you (sc-server prints it\n")
 	fmt.Fprintf(w, "on its first run; sc-cert fingerprint certs/server.crt shows it).\n")
 	fmt.Fprintf(w, "Trust this key and record it? [y/N] ")
-	answer, err := st.stdin.ReadString('\n')
+	// A signal at the question ends the command at once (exit 130); the
+	// line it waited for is abandoned.
+	answer, err := cli.ReadLine(ctx, st.stdin)
+	if ctx.Err() != nil {
+		fmt.Fprintln(w)
+		return pinning.Pin{}, ctx.Err()
+	}
 	if err != nil && err != io.EOF {
 		return pinning.Pin{}, fmt.Errorf("reading the answer: %w", err)
 	}

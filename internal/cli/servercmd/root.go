@@ -221,7 +221,7 @@ func NewRootCmd(env Env) *cobra.Command {
 			if print, _ := cmd.Flags().GetBool("print-config"); print {
 				return s.print(cmd.OutOrStdout(), cmd.Flags())
 			}
-			o.pass.Prompt = cmd.ErrOrStderr()
+			o.pass.Prompt, o.pass.Context = cmd.ErrOrStderr(), cmd.Context()
 			return run(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), &env, o)
 		},
 	}
@@ -236,7 +236,7 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.StringVar(&o.nextKey, "next-key", "", "next key `FILE`, whose pin KEYS announces when it exists (default: --key with .next before its extension, e.g. "+pki.NextKeyPath(defaultKey)+")")
 	fs.StringVar(&o.pass.File, "key-password-file", "", "read the passphrase of encrypted keys from the first line of `FILE` (else $"+cli.PassphraseEnv+", else a terminal prompt)")
 	fs.StringVar(&o.ticketKeys, "ticket-keys", "", "session-ticket key `FILE` shared by several servers, so a session from one resumes on another; reloaded on change (default: keys made in memory, replaced every "+pki.DefaultTicketKeyRotation.String()+")")
-	fs.DurationVar(&o.ticketKeyRotation, "ticket-key-rotation", pki.DefaultTicketKeyRotation, "how often in-memory ticket keys are replaced, and how long a key that left --ticket-keys still decrypts tickets (so a session resumes for at most about twice this)")
+	cli.DurationVar(fs, &o.ticketKeyRotation, "ticket-key-rotation", pki.DefaultTicketKeyRotation, "how often in-memory ticket keys are replaced, and how long a key that left --ticket-keys still decrypts tickets (so a session resumes for at most about twice this)")
 	fs.BoolVar(&o.autoRenew, "auto-renew", true, "renew the certificate on the same key (same pin) two thirds into its lifetime, when the CA key (or, self-signed, its own key) is at hand; false only warns before expiry")
 	fs.BoolVar(&o.plaintext, "plaintext", false, "serve WITHOUT TLS: no encryption, no server authentication (comparison runs only)")
 	fs.Var(tlsVersionValue{&o.minTLS}, "min-tls", "lowest TLS `VERSION` accepted: 1.2 or 1.3")
@@ -246,10 +246,10 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.Float64Var(&o.srv.SourceHandshakeRate, "source-handshake-rate", server.DefaultSourceHandshakeRate, "most new connections (TLS handshakes) per second from one client address (`RATE`; an IPv6 /64 counts as one), with a burst of twice as many after a quiet spell; more are refused before any handshake work; 0 turns the limit off (for load tests from one machine)")
 	fs.Var(prefixesValue{&o.srv.ProxyProtocolFrom}, "proxy-protocol-from", "trust PROXY protocol headers (v1 and v2) from these load balancers, comma-separated `CIDR`s or addresses (can be repeated): their connections must begin with one, and the client address in it is what logs and the per-source limits see; headers from anyone else are never honoured (default: none, off)")
 	fs.IntVar(&o.srv.MaxMessage, "max-message", proto.DefaultMaxBody, fmt.Sprintf("largest request body accepted, in `BYTES` (at most %d); a longer one gets an ERROR reply and the connection is closed", server.MaxMessageLimit))
-	fs.DurationVar(&o.srv.HandshakeTimeout, "handshake-timeout", server.DefaultHandshakeTimeout, "longest a TLS handshake may take, from accept to done")
-	fs.DurationVar(&o.srv.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "longest wait for the next request (or the rest of one) before the connection is closed")
-	fs.DurationVar(&o.srv.WriteTimeout, "write-timeout", server.DefaultWriteTimeout, "longest a client may take to accept a reply before it is cut (one that never reads)")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "longest graceful drain after SIGINT/SIGTERM before open connections are cut")
+	cli.DurationVar(fs, &o.srv.HandshakeTimeout, "handshake-timeout", server.DefaultHandshakeTimeout, "longest a TLS handshake may take, from accept to done")
+	cli.DurationVar(fs, &o.srv.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "longest wait for the next request (or the rest of one) before the connection is closed")
+	cli.DurationVar(fs, &o.srv.WriteTimeout, "write-timeout", server.DefaultWriteTimeout, "longest a client may take to accept a reply before it is cut (one that never reads)")
+	cli.DurationVar(fs, &o.shutdownTimeout, "shutdown-timeout", DefaultShutdownTimeout, "longest graceful drain after SIGINT/SIGTERM before open connections are cut")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log `FORMAT`: text (for people) or json (for machines); logs go to standard error")
 	fs.Var(levelValue{&o.logLevel}, "log-level", "lowest log `LEVEL`: debug (every connection), info, warn or error")
 	fs.StringVar(&o.srv.Engine, "engine", server.Engines()[0], "connection `ENGINE`: "+strings.Join(server.Engines(), ", "))
@@ -258,6 +258,11 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.BoolVar(&o.check, "check", false, "check the flags, the certificate, key, next key and ticket-key files, print what was found and exit (0: usable); listens on nothing and makes nothing")
 	configFlags(fs)
 	cmd.MarkFlagsMutuallyExclusive("check", "print-config")
+	cli.CompleteValues(cmd, "log-format", "text", "json")
+	cli.CompleteValues(cmd, "log-level", "debug", "info", "warn", "error")
+	cli.CompleteValues(cmd, "engine", server.Engines()...)
+	cli.CompleteValues(cmd, "min-tls", "1.2", "1.3")
+	cli.CompleteValues(cmd, "groups", cli.GroupNames()...)
 	for _, f := range []string{"cert", "key", "next-key", "key-password-file", "min-tls", "ticket-keys", "ticket-key-rotation", "auto-renew"} {
 		cmd.MarkFlagsMutuallyExclusive("plaintext", f)
 	}
