@@ -77,6 +77,13 @@ type SourceOptions struct {
 	// distinct failure) and retries (Debug). Nil means slog.Default().
 	Logger *slog.Logger
 
+	// NoRecover skips [Recover] before each load, for a look that must
+	// write nothing (sc-server --check); see [Pending] to tell that a
+	// change is pending. Default false: an interrupted rotation in the
+	// certificate's directory is completed or undone first, so that the
+	// pair loaded is never half old, half new.
+	NoRecover bool
+
 	// Now returns the current time, for the validity check and
 	// [SourceState.ChangedAt]. Nil means time.Now.
 	Now func() time.Time
@@ -151,6 +158,7 @@ type SourceState struct {
 type Source struct {
 	certPath, keyPath, nextPath string
 	keyOpts                     KeyOptions
+	noRecover                   bool
 	accept                      func(*x509.Certificate) error
 	onReload                    func(ReloadEvent)
 	log                         *slog.Logger
@@ -209,14 +217,15 @@ func NewSource(opts SourceOptions) (*Source, error) {
 		opts.Now = time.Now
 	}
 	s := &Source{
-		certPath: opts.CertPath,
-		keyPath:  opts.KeyPath,
-		nextPath: opts.NextKeyPath,
-		keyOpts:  opts.Key,
-		accept:   opts.Accept,
-		onReload: opts.OnReload,
-		log:      opts.Logger,
-		now:      opts.Now,
+		certPath:  opts.CertPath,
+		keyPath:   opts.KeyPath,
+		nextPath:  opts.NextKeyPath,
+		keyOpts:   opts.Key,
+		noRecover: opts.NoRecover,
+		accept:    opts.Accept,
+		onReload:  opts.OnReload,
+		log:       opts.Logger,
+		now:       opts.Now,
 	}
 	files := []string{s.certPath, s.keyPath}
 	if s.nextPath != "" {
@@ -371,8 +380,10 @@ func (s *Source) loadPair(old *served) (pair *Pair, certSum, keySum fileSum, fai
 	// An interrupted "sc-cert rotate" in the certificate's directory is
 	// finished or undone first; one in progress is waited for, so the pair
 	// read is never half old, half new.
-	if err := Recover(filepath.Dir(s.certPath)); err != nil {
-		return fail(filepath.Dir(s.certPath), err)
+	if !s.noRecover {
+		if err := Recover(filepath.Dir(s.certPath)); err != nil {
+			return fail(filepath.Dir(s.certPath), err)
+		}
 	}
 	certData, certSum, err := readSummed(s.certPath, trustfile.Certificate)
 	if err != nil {

@@ -10,10 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/internal/server"
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
 
@@ -29,13 +31,12 @@ const minCheckRSABits = 2048
 const expiryNotice = 30 * 24 * time.Hour
 
 // runCheck is --check: it loads everything the server would serve with,
-// through the same loaders and rules as a start (the certificate source,
-// the ticket keys, the server core's option checks), prints what it found
-// to stdout and returns nil, or returns the first problem with what to do.
-// It listens on nothing and creates nothing: a missing certificate is an
-// error, not a first run. Like a start, it completes a certificate change
-// that a crash interrupted (pki.Recover), so that it judges the files the
-// server would serve.
+// through the very function a start uses (prepare), prints what it found
+// to stdout (JSON with --json) and returns nil, or returns the first
+// problem with what to do. It listens on nothing and writes nothing: a
+// missing certificate is an error, not a first run, and a certificate
+// change that a crash interrupted is reported, not completed — the start
+// completes it.
 func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 	quiet := slog.New(slog.DiscardHandler)
 	var lines [][2]string
@@ -69,9 +70,28 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 				"--check makes nothing; without it, sc-server makes the default layout there on its first run",
 				"or make it now: sc-cert init --dir "+filepath.Dir(o.cert))
 		}
-		src, err := newCertSource(o, quiet, now, nil)
+		dir := filepath.Dir(o.cert)
+		pending, err := pki.Pending(dir)
 		if err != nil {
-			return loadHint(err, o)
+			return err
+		}
+		// The very functions a start uses, writing nothing.
+		src, _, err := newServing(o, quiet, now, nil, true)
+		if err == nil {
+			_, err = newTicketKeys(o, quiet, now)
+		}
+		var cfg *tls.Config
+		if err == nil {
+			cfg, err = newTLSConfig(o.minTLS, o.groups, src.GetCertificate)
+		}
+		if err != nil {
+			if pending {
+				return pendingError(dir, o, err)
+			}
+			return err
+		}
+		if pending {
+			add("warning", pendingMessage(dir))
 		}
 		st := src.src.State()
 		leaf := st.Certificate
@@ -90,14 +110,7 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 			add("next key", fmt.Sprintf("%s: pin %s", o.nextKey, info.NextPin))
 		}
 		add("renewal", renewalLine(o, leaf, left, now))
-		if _, err := newTicketKeys(o, quiet, now); err != nil {
-			return err
-		}
 		add("ticket keys", ticketKeysLine(o))
-		cfg, err := newTLSConfig(o.minTLS, o.groups, src.GetCertificate)
-		if err != nil {
-			return err
-		}
 		srvOpts.TLSConfig, srvOpts.Keys = cfg, src.Keys
 		add("tls", "TLS 1.3 preferred, at least "+tls.VersionName(o.minTLS))
 		if len(o.groups) > 0 {
@@ -110,11 +123,41 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 	if _, err := server.New(srvOpts); err != nil {
 		return err
 	}
+	if o.json {
+		out := struct {
+			OK     bool              `json:"ok"`
+			Checks map[string]string `json:"checks"`
+			// Warnings are the "warning" lines, which JSON keys cannot
+			// repeat.
+			Warnings []string `json:"warnings"`
+		}{OK: true, Checks: map[string]string{}, Warnings: []string{}}
+		for _, l := range lines {
+			if l[0] == "warning" {
+				out.Warnings = append(out.Warnings, l[1])
+				continue
+			}
+			out.Checks[strings.ReplaceAll(l[0], " ", "_")] = l[1]
+		}
+		return cli.PrintJSON(stdout, out)
+	}
 	fmt.Fprintln(stdout, "sc-server: configuration OK")
 	for _, l := range lines {
 		fmt.Fprintf(stdout, "  %-12s %s\n", l[0]+":", l[1])
 	}
 	return nil
+}
+
+// pendingMessage says that dir holds an interrupted certificate change.
+func pendingMessage(dir string) string {
+	return fmt.Sprintf("an interrupted rotation is pending in %s; it will be completed at start (or run sc-cert rotate --recover)", dir)
+}
+
+// pendingError is --check's error when the files do not load while a
+// change is pending: the start completes the change first, so what the
+// files say now is not what the start would judge.
+func pendingError(dir string, o *options, err error) error {
+	return cli.WithHint(fmt.Errorf("%s (the files as they are now: %w)", pendingMessage(dir), err),
+		fmt.Sprintf("complete it now with: sc-cert rotate --recover --cert %s --key %s, then run --check again", o.cert, o.key))
 }
 
 // checkKeySize refuses an RSA key that clients would refuse.
@@ -162,7 +205,7 @@ func ticketKeysLine(o *options) string {
 		return fmt.Sprintf("in memory, replaced every %v (only this process resumes its sessions)", o.ticketKeyRotation)
 	}
 	n := 0
-	if data, err := os.ReadFile(o.ticketKeys); err == nil {
+	if data, _, err := trustfile.Read(o.ticketKeys, trustfile.TicketKeys); err == nil {
 		if keys, err := pki.ParseTicketKeys(data); err == nil {
 			n = len(keys)
 		}

@@ -127,7 +127,7 @@ func TestCheckFails(t *testing.T) {
 				t.Fatal(err)
 			}
 			return nil
-		}, 1, "readable by group or others"},
+		}, 1, "others may read it; fix: chmod 600"},
 		{"mismatched key", func(t *testing.T, l pki.Layout) []string {
 			copyFile(t, l.NextKey, l.ServerKey)
 			return nil

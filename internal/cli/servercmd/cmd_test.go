@@ -276,7 +276,7 @@ func TestReload(t *testing.T) {
 	if err != nil || cur != promoted.String() || len(next) != 1 || next[0] != newNext.String() {
 		t.Errorf("after the reload: KEYS %q, %q, %v; want current %s, next %s", cur, next, err, promoted, newNext)
 	}
-	if !strings.Contains(r.stderr.String(), "reloaded certificate") {
+	if !strings.Contains(r.stderr.String(), `msg="certificate reloaded"`) {
 		t.Errorf("no reload in the log:\n%s", r.stderr)
 	}
 

@@ -42,6 +42,7 @@ type running struct {
 	addr           string
 	stdout, stderr *syncBuffer
 	reload         chan os.Signal
+	reloaded       chan struct{}
 	cancel         context.CancelFunc
 	done           chan int // the exit code
 }
@@ -50,10 +51,11 @@ type running struct {
 // process and waits until it listens. The test's end stops it.
 func startServer(t *testing.T, env Env, args ...string) *running {
 	t.Helper()
-	r := &running{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, reload: make(chan os.Signal), done: make(chan int, 1)}
+	r := &running{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, reload: make(chan os.Signal), reloaded: make(chan struct{}, 16), done: make(chan int, 1)}
 	listening := make(chan net.Addr, 1)
 	env.Listening = func(a net.Addr) { listening <- a }
 	env.Reload = r.reload
+	env.Reloaded = func() { r.reloaded <- struct{}{} }
 	if env.Getenv == nil {
 		env.Getenv = func(string) string { return "" }
 	}
@@ -96,12 +98,19 @@ func (r *running) stop() int {
 	return -1
 }
 
-// requestReload asks for a reload and returns once it has been handled:
-// the channel is unbuffered, so the second send is taken only after the
-// server's loop has finished the first.
+// requestReload asks for a reload and returns once one has run after it.
 func (r *running) requestReload() {
+	r.t.Helper()
+	// Drain reloads that ran before this request.
+	for len(r.reloaded) > 0 {
+		<-r.reloaded
+	}
 	r.reload <- os.Interrupt
-	r.reload <- os.Interrupt
+	select {
+	case <-r.reloaded:
+	case <-time.After(30 * time.Second):
+		r.t.Fatalf("no reload ran within 30s of the request:\n%s", r.stderr)
+	}
 }
 
 // mustInit makes the default layout in a new directory and returns it.

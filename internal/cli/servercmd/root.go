@@ -41,6 +41,10 @@ type Env struct {
 	// Reload delivers requests to reload the certificate. Nil means
 	// SIGHUP.
 	Reload <-chan os.Signal
+	// Reloaded, when set, is called after each reload that Reload asked
+	// for has run (tests wait on it: reloads run apart from the signal
+	// loop, and several requests may make one reload).
+	Reloaded func()
 	// Listening, when set, is called with the bound address once the
 	// server listens (tests listen on port 0).
 	Listening func(net.Addr)
@@ -104,6 +108,8 @@ type options struct {
 	// check validates the flags and the files, reports, and exits
 	// without listening or making anything. Default false.
 	check bool
+	// json prints --check's result as JSON. Default false.
+	json bool
 	// settings are where the values above came from: the command line,
 	// SC_SERVER_* variables, the configuration file, defaults.
 	settings *settings
@@ -212,6 +218,11 @@ func NewRootCmd(env Env) *cobra.Command {
 				return err
 			}
 			o.settings = s
+			if given(cmd, s, "cert") && !given(cmd, s, "key") {
+				// The key that goes with --cert game.crt is game.key,
+				// not certs/server.key.
+				o.key = pki.SiblingKeyPath(o.cert)
+			}
 			if err := o.validate(); err != nil {
 				return s.annotate(err)
 			}
@@ -232,7 +243,7 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.SortFlags = false
 	fs.StringVar(&o.listen, "listen", DefaultListen, "TCP `ADDRESS` to listen on, HOST:PORT (port 0 picks a free port; the log says which)")
 	fs.StringVar(&o.cert, "cert", defaultCert, "certificate (chain) `FILE` to serve; with --key missing too, the default layout is made in its directory")
-	fs.StringVar(&o.key, "key", defaultKey, "private key `FILE` of --cert")
+	fs.StringVar(&o.key, "key", defaultKey, "private key `FILE` of --cert (with --cert alone: its name with .key, e.g. game.key for game.crt)")
 	fs.StringVar(&o.nextKey, "next-key", "", "next key `FILE`, whose pin KEYS announces when it exists (default: --key with .next before its extension, e.g. "+pki.NextKeyPath(defaultKey)+")")
 	fs.StringVar(&o.pass.File, "key-password-file", "", "read the passphrase of encrypted keys from the first line of `FILE` (else $"+cli.PassphraseEnv+", else a terminal prompt)")
 	fs.StringVar(&o.ticketKeys, "ticket-keys", "", "session-ticket key `FILE` shared by several servers, so a session from one resumes on another; reloaded on change (default: keys made in memory, replaced every "+pki.DefaultTicketKeyRotation.String()+")")
@@ -255,7 +266,8 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.StringVar(&o.srv.Engine, "engine", server.Engines()[0], "connection `ENGINE`: "+strings.Join(server.Engines(), ", "))
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz on `ADDRESS`, HOST:PORT, apart from --listen (default: off)")
 	addDTLSFlags(fs, &o.dtls)
-	fs.BoolVar(&o.check, "check", false, "check the flags, the certificate, key, next key and ticket-key files, print what was found and exit (0: usable); listens on nothing and makes nothing")
+	fs.BoolVar(&o.check, "check", false, "check the flags, the certificate, key, next key and ticket-key files, print what was found and exit (0: usable); listens on nothing and writes nothing")
+	fs.BoolVar(&o.json, "json", false, "with --check, print the result as JSON")
 	configFlags(fs)
 	cmd.MarkFlagsMutuallyExclusive("check", "print-config")
 	cli.CompleteValues(cmd, "log-format", "text", "json")
@@ -271,8 +283,13 @@ func NewRootCmd(env Env) *cobra.Command {
 
 // validate checks what flag parsing cannot, naming the flags at fault.
 func (o *options) validate() error {
-	if _, _, err := net.SplitHostPort(o.listen); err != nil {
+	if _, port, err := net.SplitHostPort(o.listen); err != nil {
 		return cli.Usagef("--listen %q: want HOST:PORT, e.g. :4242 or 127.0.0.1:4242", o.listen)
+	} else if err := checkPort(port); err != nil {
+		return cli.Usagef("--listen %q: %v", o.listen, err)
+	}
+	if o.json && !o.check {
+		return cli.Usagef("--json is for --check; the server's own log is JSON with --log-format json")
 	}
 	if o.metricsListen != "" {
 		if err := validateMetricsListen(o.metricsListen, o.listen); err != nil {
@@ -344,6 +361,25 @@ func validateMetricsListen(metrics, game string) error {
 	}
 	if mhost == ghost || anyHost(mhost) || anyHost(ghost) {
 		return cli.Usagef("--metrics-listen %s is the game port (--listen %s): give the metrics listener a port of its own, e.g. 127.0.0.1:9242", metrics, game)
+	}
+	return nil
+}
+
+// given reports whether a setting was given (command line, environment or
+// configuration file) rather than left at its default.
+func given(cmd *cobra.Command, s *settings, name string) bool {
+	return cmd.Flags().Changed(name) || (s != nil && s.origins[name].kind != fromDefault)
+}
+
+// checkPort refuses a port number out of range, which net.Listen would
+// report as a lookup failure; a service name is left to it.
+func checkPort(port string) error {
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return nil
+	}
+	if n < 0 || n > 65535 {
+		return fmt.Errorf("port %d: want 0 to 65535 (0 picks a free port)", n)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -72,7 +73,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 		if err != nil {
 			return err
 		}
-		src, renewer, err = newServing(o, log, now, obs)
+		src, renewer, err = newServing(o, log, now, obs, false)
 		if err != nil {
 			return err
 		}
@@ -106,16 +107,39 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 	}
 	addr := ln.Addr()
 
-	// The watchers (certificate files, ticket keys, renewal) run until the
-	// server has drained.
+	// The watchers (certificate files, ticket keys, renewal) and the
+	// SIGHUP reloader run until the server has drained. Whatever they are
+	// doing then (a reload waiting for another process's rotation lock,
+	// say), the process does not wait for them past --shutdown-timeout.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBG()
+	var reloader sync.WaitGroup
+	shutdownBy := time.Time{} // set when the drain starts
+	defer func() {
+		stopBG()
+		if shutdownBy.IsZero() {
+			shutdownBy = time.Now().Add(o.shutdownTimeout)
+		}
+		var all sync.WaitGroup
+		all.Go(reloader.Wait)
+		all.Go(live.stop)
+		if !waitUntil(&all, shutdownBy) {
+			log.WarnContext(ctx, "a certificate reload was still running at --shutdown-timeout; exiting without waiting for it")
+		}
+	}()
+	hup := make(chan struct{}, 1)
 	if live != nil {
 		live.bg = bg
 		live.swapSource(src, renewer)
 		live.swapTickets(tickets)
-		defer live.stop()
 	}
+	reloader.Go(func() {
+		reloadOnSignal(bg, log, o, live, hup, env.Reloaded, func() {
+			// The configuration file first: it may name other files.
+			rereadConfig(bg, log, o, level, live,
+				func(o *options) (*certSource, *pki.Renewer, error) { return newServing(o, log, now, obs, false) },
+				func(o *options) (*pki.TicketKeys, error) { return newTicketKeys(o, log, now) })
+		})
+	})
 
 	dt, err := startDTLS(ctx, log, o, src, obs, addr)
 	if err != nil {
@@ -150,30 +174,20 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 		case err := <-dt.errs():
 			return fmt.Errorf("serving DTLS on %s: %w", dt.addr, err)
 		case <-reload:
-			// The configuration file first: it may name other files.
-			rereadConfig(ctx, log, o, level, live,
-				func(o *options) (*certSource, *pki.Renewer, error) { return newServing(o, log, now, obs) },
-				func(o *options) (*pki.TicketKeys, error) { return newTicketKeys(o, log, now) })
-			if live == nil {
-				log.InfoContext(ctx, "reload requested; nothing to reload in plaintext")
-				continue
-			}
-			src, tickets := live.source(), live.ticketKeys()
-			// The source logs what changed; a refusal is ours to log.
-			if err := src.Reload(); err != nil {
-				log.WarnContext(ctx, "reload failed; still serving the previous certificate", "err", err)
-			} else {
-				logCert(ctx, log, "reloaded certificate", src.Info())
-			}
-			if err := tickets.Reload(); err != nil {
-				log.WarnContext(ctx, "ticket keys not reloaded; keeping the ones in use", "path", o.ticketKeys, "err", err)
+			// The reload runs on its own goroutine, so that this loop
+			// always hears SIGTERM; signals that arrive while one runs
+			// make one more reload, not one each.
+			select {
+			case hup <- struct{}{}:
+			default:
 			}
 		case <-ctx.Done():
 			// Not ready first, so that a load balancer probing /readyz
 			// sends no new players while the connections drain; the
 			// metrics listener goes last, so the drain shows in it.
 			obs.setListening(false)
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownTimeout)
+			shutdownBy = time.Now().Add(o.shutdownTimeout)
+			sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), shutdownBy)
 			dtlsDone := make(chan struct{})
 			go func() { defer close(dtlsDone); dt.shutdown(sctx, log) }()
 			err := srv.Shutdown(sctx)
@@ -217,10 +231,6 @@ func logStart(ctx context.Context, log *slog.Logger, addr net.Addr, o *options, 
 	log.InfoContext(ctx, "serving", attrs...)
 }
 
-func logCert(ctx context.Context, log *slog.Logger, msg string, info certInfo) {
-	log.InfoContext(ctx, msg, certAttrs(info)...)
-}
-
 func certAttrs(info certInfo) []any {
 	attrs := []any{"serial", info.Serial, "not_after", info.NotAfter.UTC().Format(time.RFC3339), "pin", info.Pin.String()}
 	if !info.NextPin.IsZero() {
@@ -230,16 +240,21 @@ func certAttrs(info certInfo) []any {
 }
 
 // newServing loads the pair to serve (o.cert, o.key, o.nextKey) and makes
-// the renewer that keeps it from expiring; neither runs until started.
-func newServing(o *options, log *slog.Logger, now func() time.Time, obs *observer) (*certSource, *pki.Renewer, error) {
-	src, err := newCertSource(o, log, now, obs.metrics())
+// the renewer that keeps it from expiring; neither runs until started. It
+// is the one validation behind a start and --check, so that --check fails
+// exactly when a start would (issue 12: a 0644 ca.key passed --check and
+// failed the start). readOnly makes it write nothing: an interrupted
+// rotation is then left for the start to complete (--check says so).
+func newServing(o *options, log *slog.Logger, now func() time.Time, obs *observer, readOnly bool) (*certSource, *pki.Renewer, error) {
+	src, err := newCertSource(o, log, now, obs.metrics(), readOnly)
 	if err != nil {
 		return nil, nil, loadHint(err, o)
 	}
 	// It runs even with --auto-renew=false: it then only warns, 30 and 7
 	// days before expiry and at expiry (the metric
 	// spacecaptain_cert_not_after_timestamp_seconds is the other half of
-	// that warning).
+	// that warning). With renewal on it loads the CA key now, so that a CA
+	// key that could never renew fails here, not months later.
 	renewer, err := pki.NewRenewer(pki.RenewerOptions{
 		CertPath:      o.cert,
 		KeyPath:       o.key,
@@ -252,9 +267,79 @@ func newServing(o *options, log *slog.Logger, now func() time.Time, obs *observe
 		Now:     now,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, loadHint(err, o)
 	}
 	return src, renewer, nil
+}
+
+// reloadOnSignal runs a reload each time hup fires (SIGHUP), until ctx
+// ends: first reread (the configuration file, which may name other files),
+// then the certificate and the ticket keys in force. The source logs what
+// changed; a refusal is logged here, once per distinct reason, and the
+// signals themselves at most once a second, so that a flood of SIGHUPs
+// cannot flood the log (issue 12: 4,636 signals wrote 4,631 lines). done,
+// when set, is called after each reload.
+func reloadOnSignal(ctx context.Context, log *slog.Logger, o *options, live *liveCerts, hup <-chan struct{}, done func(), reread func()) {
+	var (
+		lastLog             time.Time
+		unlogged            int
+		lastCertErr, lastTK string
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		unlogged++
+		if now := time.Now(); now.Sub(lastLog) >= time.Second {
+			log.InfoContext(ctx, "reload requested", "signals", unlogged)
+			lastLog, unlogged = now, 0
+		}
+		reread()
+		if live == nil {
+			log.DebugContext(ctx, "nothing to reload in plaintext")
+		} else {
+			if err := live.source().Reload(); err != nil {
+				if err.Error() != lastCertErr {
+					log.WarnContext(ctx, "reload failed; still serving the previous certificate", "err", err)
+				}
+				lastCertErr = err.Error()
+			} else {
+				lastCertErr = ""
+			}
+			if err := live.ticketKeys().Reload(); err != nil {
+				if err.Error() != lastTK {
+					log.WarnContext(ctx, "ticket keys not reloaded; keeping the ones in use", "path", o.ticketKeys, "err", err)
+				}
+				lastTK = err.Error()
+			} else {
+				lastTK = ""
+			}
+		}
+		if done != nil {
+			done()
+		}
+	}
+}
+
+// waitUntil waits for wg until deadline and reports whether wg finished.
+func waitUntil(wg *sync.WaitGroup, deadline time.Time) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	default:
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // newTicketKeys loads --ticket-keys, or starts in-memory keys.
@@ -279,7 +364,7 @@ func loadHint(err error, o *options) error {
 	case errors.Is(err, pki.ErrIncorrectPassphrase):
 		return cli.WithHint(err, "check --key-password-file or $"+cli.PassphraseEnv)
 	case errors.Is(err, pki.ErrKeyFilePermissions):
-		return cli.WithHint(err, "make the file private (chmod 600); if others could read it, treat the key as leaked: docs/ROTATION.md, emergency replacement (a server key: sc-cert rotate --promote-next; the CA key: sc-cert init --force)")
+		return cli.WithHint(err, fmt.Sprintf("make the file private (chmod 600); if others could read it, treat the key as leaked: docs/ROTATION.md, emergency replacement (a server key: sc-cert rotate --promote-next --cert %s --key %s; the CA key: sc-cert init --force)", o.cert, o.key))
 	}
 	return err
 }

@@ -44,7 +44,7 @@ type certSource struct {
 // nil (no --metrics-listen); when it is not, it already holds the initial
 // load when newCertSource returns, because pki.NewSource reports that load
 // to OnReload from inside the constructor.
-func newCertSource(o *options, log *slog.Logger, now func() time.Time, m *metrics.Metrics) (*certSource, error) {
+func newCertSource(o *options, log *slog.Logger, now func() time.Time, m *metrics.Metrics, readOnly bool) (*certSource, error) {
 	s := &certSource{m: m, now: now}
 	src, err := pki.NewSource(pki.SourceOptions{
 		CertPath:    o.cert,
@@ -55,13 +55,15 @@ func newCertSource(o *options, log *slog.Logger, now func() time.Time, m *metric
 			// load, on the main goroutine; cli.Passphrase remembers it,
 			// so reloads never prompt.
 			Passphrase: o.pass.Source("the server key " + o.key),
-			// A key readable by others is refused, as OpenSSH refuses
-			// such identity files: it may have leaked.
+			// A key others may read is refused, as OpenSSH refuses such
+			// identity files: it may have leaked. So is one another user
+			// could have planted (its owner, a writable directory).
 			RequirePrivateFile: true,
 		},
-		OnReload: s.onReload,
-		Logger:   log,
-		Now:      now,
+		OnReload:  s.onReload,
+		Logger:    log,
+		Now:       now,
+		NoRecover: readOnly,
 	})
 	if err != nil {
 		return nil, err
