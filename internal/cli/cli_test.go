@@ -119,7 +119,9 @@ func TestPassphraseSources(t *testing.T) {
 		{"no terminal", &Passphrase{Getenv: env(""), IsTerminal: no}, false, "", "not a terminal"},
 		{"prompt", &Passphrase{Getenv: env(""), IsTerminal: yes, ReadPassword: reader("typed"), Prompt: &bytes.Buffer{}}, false, "typed", ""},
 		{"prompt new key confirmed", &Passphrase{Getenv: env(""), IsTerminal: yes, ReadPassword: reader("a", "a"), Prompt: &bytes.Buffer{}}, true, "a", ""},
-		{"prompt new key mismatch", &Passphrase{Getenv: env(""), IsTerminal: yes, ReadPassword: reader("a", "b"), Prompt: &bytes.Buffer{}}, true, "", "differ"},
+		// issue 12: a mismatch asks again, like ssh-keygen, three times.
+		{"prompt new key mismatch then match", &Passphrase{Getenv: env(""), IsTerminal: yes, ReadPassword: reader("a", "b", "c", "c"), Prompt: &bytes.Buffer{}}, true, "c", ""},
+		{"prompt new key mismatch three times", &Passphrase{Getenv: env(""), IsTerminal: yes, ReadPassword: reader("a", "b", "c", "d", "e", "f"), Prompt: &bytes.Buffer{}}, true, "", "did not match 3 times"},
 		{"missing file", &Passphrase{File: filepath.Join(dir, "nope")}, false, "", "nope"},
 	}
 	for _, tt := range tests {

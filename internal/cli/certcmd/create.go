@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -30,7 +31,10 @@ func newCreateCmd(env *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Make one key and certificate: a server certificate or a CA, self-signed or issued",
-		Long: `create makes a new key and a certificate for it.
+		Long: `create makes a certificate, and a new key for it — or, when --key names a
+key that exists, a certificate for that key: the key is used as it is and
+never overwritten, so every pin of it stays valid (--force then replaces
+only the certificate).
 
 By default the certificate is a self-signed server certificate (CA:FALSE,
 digitalSignature, serverAuth) valid 90 days, for localhost, 127.0.0.1, ::1
@@ -46,7 +50,8 @@ atomically; existing files are left alone unless --force is given.`,
   sc-cert create --ca --cert ca.crt --key ca.key --cn "Game CA" --key-type ecdsa-p384
   sc-cert create --cert s.crt --key s.key --issuer-cert ca.crt --issuer-key ca.key --validity 30d
   sc-cert create --cert s.crt --key s.key --key-type rsa-4096 --not-after 2027-01-31T00:00:00Z
-  sc-cert create --cert s.crt --key s.key --password-file pw.txt   # encrypted key`,
+  sc-cert create --cert s.crt --key s.key --password-file pw.txt   # encrypted key
+  sc-cert create --key certs/server.key --cert certs/game.crt      # a certificate for an existing key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.pass.Prompt, o.issuerPass.Prompt = cmd.ErrOrStderr(), cmd.ErrOrStderr()
@@ -56,7 +61,7 @@ atomically; existing files are left alone unless --force is given.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.certPath, "cert", "", "certificate `FILE` to write (default server.crt, or ca.crt with --ca)")
-	fs.StringVar(&o.keyPath, "key", "", "key `FILE` to write (default server.key, or ca.key with --ca)")
+	fs.StringVar(&o.keyPath, "key", "", "key `FILE`: a new key is written there; an existing one is used as it is, never replaced (default server.key, or ca.key with --ca)")
 	fs.Var(keyTypeValue{&o.keyType}, "key-type", "key `type` of a new key: "+keyTypeNames()+" (default ecdsa-p256)")
 	o.san.add(fs)
 	o.validity.add(fs, "90d, or 10y with --ca")
@@ -67,7 +72,7 @@ atomically; existing files are left alone unless --force is given.`,
 	fs.BoolVar(&o.encrypt, "encrypt-key", false, "encrypt the new key with a passphrase (PKCS#8, PBES2); implied by --password-file")
 	o.pass.AddFlags(fs)
 	fs.StringVar(&o.issuerPass.File, "issuer-password-file", "", "read the issuer key's passphrase from `FILE` (else $SC_KEY_PASSWORD, else a prompt)")
-	fs.BoolVar(&o.force, "force", false, "replace existing files")
+	fs.BoolVar(&o.force, "force", false, "replace an existing certificate (an existing key is always kept)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	cmd.MarkFlagsMutuallyExclusive("validity", "not-after")
 	cmd.MarkFlagsRequiredTogether("issuer-cert", "issuer-key")
@@ -89,6 +94,9 @@ type createJSON struct {
 	Pin         string    `json:"pin"`
 	Fingerprint string    `json:"sha256_fingerprint"`
 	Encrypted   bool      `json:"encrypted"`
+	// KeyExisted is set when --key named an existing key, which was used
+	// as it is.
+	KeyExisted bool `json:"key_existed"`
 }
 
 func runCreate(stdout, stderr io.Writer, env *Env, o *createOptions) error {
@@ -101,7 +109,29 @@ func runCreate(stdout, stderr io.Writer, env *Env, o *createOptions) error {
 	if filepath.Clean(o.certPath) == filepath.Clean(o.keyPath) {
 		return cli.Usagef("--cert and --key name the same file %q", o.certPath)
 	}
-	if err := checkAbsent(o.force, o.certPath, o.keyPath); err != nil {
+	if err := o.san.validate(); err != nil {
+		return err
+	}
+	// An existing key is used, never replaced: a certificate for it keeps
+	// every pin of it (issue 12: the only way was --force, which made a
+	// new key and changed the pin).
+	var existing *pki.Key
+	if _, err := os.Stat(o.keyPath); err == nil {
+		k, err := pki.ReadKeyFile(o.keyPath, pki.KeyOptions{Passphrase: o.pass.Source(o.keyPath), RequirePrivateFile: true})
+		if err != nil {
+			return keyHint(err, o.certPath, o.keyPath)
+		}
+		if o.keyType != "" {
+			if kt, err := pki.KeyTypeOf(k.Signer.Public()); err == nil && kt != o.keyType {
+				return cli.Usagef("--key-type %s, but the existing key %s is %s: drop --key-type to use it, or name a new key file", o.keyType, o.keyPath, kt)
+			}
+		}
+		if o.encrypt || (o.pass.File != "" && !k.Encrypted) {
+			return cli.Usagef("--key %s exists and is used as it is: --encrypt-key and --password-file apply to a new key only", o.keyPath)
+		}
+		existing = k
+	}
+	if err := checkAbsent(o.force, o.certPath); err != nil {
 		return cli.WithHint(err, existHint(err, "--force"))
 	}
 	var issuer *x509.Certificate
@@ -115,20 +145,26 @@ func runCreate(stdout, stderr io.Writer, env *Env, o *createOptions) error {
 		issuer, issuerKey = pair.Leaf(), pair.Key.Signer
 	}
 	var pass []byte
-	if o.encrypt || o.pass.File != "" {
+	if existing == nil && (o.encrypt || o.pass.File != "") {
 		var err error
 		if pass, err = o.pass.ForNewKey(o.keyPath); err != nil {
 			return err
 		}
 	}
-	stop := func() {}
-	if o.keyType == pki.KeyRSA4096 {
-		stop = cli.StartSpinner(stderr, "generating an RSA-4096 key")
-	}
-	key, err := pki.GenerateKey(o.keyType)
-	stop()
-	if err != nil {
-		return err
+	var key crypto.Signer
+	if existing != nil {
+		key = existing.Signer
+	} else {
+		stop := func() {}
+		if o.keyType == pki.KeyRSA4096 {
+			stop = cli.StartSpinner(stderr, "generating an RSA-4096 key")
+		}
+		var err error
+		key, err = pki.GenerateKey(o.keyType)
+		stop()
+		if err != nil {
+			return err
+		}
 	}
 	if issuerKey == nil {
 		issuerKey = key
@@ -149,9 +185,11 @@ func runCreate(stdout, stderr io.Writer, env *Env, o *createOptions) error {
 		return err
 	}
 	// The key first: a certificate without its key is useless, a key
-	// without a certificate harmless.
-	if err := pki.WriteKeyFile(o.keyPath, key, pki.WriteOptions{Passphrase: pass, Overwrite: o.force}); err != nil {
-		return cli.WithHint(err, existHint(err, "--force"))
+	// without a certificate harmless. An existing key is never written.
+	if existing == nil {
+		if err := pki.WriteKeyFile(o.keyPath, key, pki.WriteOptions{Passphrase: pass}); err != nil {
+			return cli.WithHint(err, existHint(err, "--force"))
+		}
 	}
 	if err := pki.WriteCertificatesFile(o.certPath, []*x509.Certificate{cert}, pki.WriteOptions{Overwrite: o.force}); err != nil {
 		return cli.WithHint(err, existHint(err, "--force"))
@@ -161,7 +199,8 @@ func runCreate(stdout, stderr io.Writer, env *Env, o *createOptions) error {
 		SelfSigned: issuer == nil, Serial: pki.SerialHex(cert.SerialNumber),
 		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
 		DNSNames: nonNil(cert.DNSNames), IPs: ipStrings(cert.IPAddresses),
-		Pin: pinOfCert(cert), Fingerprint: pki.Fingerprint(cert), Encrypted: len(pass) > 0,
+		Pin: pinOfCert(cert), Fingerprint: pki.Fingerprint(cert), Encrypted: len(pass) > 0 || (existing != nil && existing.Encrypted),
+		KeyExisted: existing != nil,
 	}
 	if o.json {
 		return cli.PrintJSON(stdout, out)
@@ -179,7 +218,11 @@ func runCreate(stdout, stderr io.Writer, env *Env, o *createOptions) error {
 	if out.Encrypted {
 		enc = ", encrypted"
 	}
-	fmt.Fprintf(stdout, "Created %s (private key, mode 0600%s)\n", o.keyPath, enc)
+	if existing != nil {
+		fmt.Fprintf(stdout, "Used the existing key %s as it is (its pin is unchanged)\n", o.keyPath)
+	} else {
+		fmt.Fprintf(stdout, "Created %s (private key, mode 0600%s)\n", o.keyPath, enc)
+	}
 	fmt.Fprintf(stdout, "Pin: %s\nSHA-256 fingerprint: %s\n", out.Pin, out.Fingerprint)
 	return nil
 }

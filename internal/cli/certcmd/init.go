@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -100,6 +101,9 @@ type fileRef struct {
 }
 
 func runInit(ctx context.Context, stdout, stderr io.Writer, env *Env, o *initOptions) error {
+	if err := o.san.validate(); err != nil {
+		return err
+	}
 	opts := pki.InitOptions{
 		Dir:         o.dir,
 		SelfSigned:  o.selfSigned,
@@ -151,7 +155,7 @@ func runInit(ctx context.Context, stdout, stderr io.Writer, env *Env, o *initOpt
 		fmt.Fprintf(stderr, "sc-cert: removed %s: the self-signed layout has no CA\n", res.RemovedCAKey)
 	}
 	if res.SelfSigned {
-		fmt.Fprintf(stderr, "sc-cert: warning: %s is a copy of the self-signed %s: CA-file clients need the new copy after every re-issue (sc-cert rotate); pin and TOFU clients keep working\n", l.CACert, l.ServerCert)
+		fmt.Fprintf(stderr, "sc-cert: warning: %s is a copy of the self-signed %s: CA-file clients need the new copy after every re-issue (sc-cert rotate --cert %s --key %s); pin and TOFU clients keep working\n", l.CACert, l.ServerCert, l.ServerCert, l.ServerKey)
 	}
 	if o.json {
 		return cli.PrintJSON(stdout, out)
@@ -167,12 +171,33 @@ func runInit(ctx context.Context, stdout, stderr io.Writer, env *Env, o *initOpt
 	names := append(append([]string{}, out.DNSNames...), out.IPs...)
 	fmt.Fprintf(stdout, "\nThe server certificate is for %s and valid until %s.\n", strings.Join(names, ", "), res.Server.NotAfter.Format(time.RFC3339))
 	fmt.Fprintf(stdout, "\nPin (server key): %s\nPin (next key):   %s\n", out.Pin, out.NextPin)
-	fmt.Fprintf(stdout, "\nNext:\n")
-	fmt.Fprintf(stdout, "  - serve %s with the key %s\n", l.ServerCert, l.ServerKey)
-	fmt.Fprintf(stdout, "  - CA-file clients trust %s, e.g. curl --cacert %s https://localhost:4242/\n", l.CACert, l.CACert)
-	fmt.Fprintf(stdout, "  - pin clients use both pins, e.g. curl --pinnedpubkey '%s;%s'\n", out.Pin, out.NextPin)
-	fmt.Fprintf(stdout, "  - renew before %s: sc-cert rotate --cert %s --key %s\n", res.Server.NotAfter.Format("2006-01-02"), l.ServerCert, l.ServerKey)
+	printNext(stdout, res, out)
 	return nil
+}
+
+// printNext says what to do with the new layout: the commands that serve
+// it and connect to it as each kind of client, with the names the
+// certificate is valid for. (The server speaks the Space Captain protocol,
+// not HTTP, so an https:// URL would fail whatever the trust.)
+func printNext(w io.Writer, res *pki.InitResult, out initJSON) {
+	l := res.Layout
+	host := "localhost"
+	switch {
+	case len(out.DNSNames) > 0:
+		host = out.DNSNames[0]
+	case len(out.IPs) > 0:
+		host = out.IPs[0]
+	}
+	server := net.JoinHostPort(host, "4242")
+	serve := "sc-server"
+	if filepath.Clean(l.Dir) != pki.DefaultDir {
+		serve = fmt.Sprintf("sc-server --cert %s --key %s", l.ServerCert, l.ServerKey)
+	}
+	fmt.Fprintf(w, "\nNext:\n")
+	fmt.Fprintf(w, "  - serve it: %s\n", serve)
+	fmt.Fprintf(w, "  - CA-file clients trust %s:\n      sc-client echo hello --server %s --ca %s\n", l.CACert, server, l.CACert)
+	fmt.Fprintf(w, "  - pin clients take both pins (current, then next):\n      sc-client echo hello --server %s --pin '%s' --pin '%s'\n", server, out.Pin, out.NextPin)
+	fmt.Fprintf(w, "  - renew before %s: sc-cert rotate --cert %s --key %s\n", res.Server.NotAfter.Format("2006-01-02"), l.ServerCert, l.ServerKey)
 }
 
 func ipStrings(ips []net.IP) []string {

@@ -170,8 +170,12 @@ func showFile(arg string, fi fs.FileInfo, o *pinShowOptions) (*pinShowJSON, erro
 	}
 	next, _, err := readPin(nextPath, o.pass)
 	if errors.Is(err, fs.ErrNotExist) {
+		certPath, keyPath := out.CurrentFrom, pki.SiblingKeyPath(out.CurrentFrom)
+		if kind == "private key" {
+			certPath, keyPath = strings.TrimSuffix(out.CurrentFrom, filepath.Ext(out.CurrentFrom))+".crt", out.CurrentFrom
+		}
 		return nil, cli.WithHint(fmt.Errorf("there is no next key to show: %w", err),
-			"sc-cert init makes server.next.key with the layout, and sc-cert rotate --promote-next makes a fresh one; name another file with --next-key FILE")
+			fmt.Sprintf("sc-cert init makes server.next.key with the layout, and sc-cert rotate --promote-next --cert %s --key %s makes a fresh one; name another file with --next-key FILE", certPath, keyPath))
 	}
 	if err != nil {
 		return nil, err
@@ -196,7 +200,7 @@ func readPin(path string, pass *cli.Passphrase) (pinning.Pin, string, error) {
 	case bytes.Contains(data, []byte("PRIVATE KEY-----")):
 		key, err := pki.ReadKeyFile(path, pki.KeyOptions{Passphrase: pass.Source(path)})
 		if err != nil {
-			return pinning.Pin{}, "", keyHint(err)
+			return pinning.Pin{}, "", keyHint(err, "", path)
 		}
 		pin, err := pinning.PinOfPublicKey(key.Signer.Public())
 		if err != nil {

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
@@ -18,6 +20,7 @@ type rotateOptions struct {
 	issuerCert, issuerKey          string
 	validity                       validityFlags
 	promoteNext                    bool
+	recover                        bool
 	timeout                        time.Duration
 	json                           bool
 	pass, issuerPass               *cli.Passphrase
@@ -45,11 +48,17 @@ next pin ahead of time keep working.
 
 All files change together or not at all, even if the machine crashes
 halfway, and concurrent rotations of one directory (several servers sharing
-it) take turns through a lock file there.`,
+it) take turns through a lock file there. A rotation interrupted by a crash
+is completed (or undone) by the next command that takes that lock, by
+sc-server at start, or by --recover alone.
+
+The key defaults to the certificate's name with .key: certs/server.key for
+certs/server.crt, game.key for game.crt.`,
 		Example: `  sc-cert rotate
   sc-cert rotate --cert certs/server.crt --key certs/server.key --validity 30d
   sc-cert rotate --promote-next
-  sc-cert rotate --issuer-cert /mnt/offline/ca.crt --issuer-key /mnt/offline/ca.key --json`,
+  sc-cert rotate --issuer-cert /mnt/offline/ca.crt --issuer-key /mnt/offline/ca.key --json
+  sc-cert rotate --recover --cert certs/server.crt --key certs/server.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.pass.Prompt, o.issuerPass.Prompt = cmd.ErrOrStderr(), cmd.ErrOrStderr()
@@ -59,18 +68,38 @@ it) take turns through a lock file there.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.certPath, "cert", filepath.Join(pki.DefaultDir, pki.ServerCertFile), "certificate `FILE` to re-issue")
-	fs.StringVar(&o.keyPath, "key", "", "its key `FILE` (default: server.key beside --cert)")
+	fs.StringVar(&o.keyPath, "key", "", "its key `FILE` (default: --cert's name with .key, e.g. certs/server.key)")
 	fs.StringVar(&o.nextKeyPath, "next-key", "", "the next key `FILE` (default: --key with .next before its extension, e.g. server.next.key)")
 	fs.StringVar(&o.issuerCert, "issuer-cert", "", "CA certificate `FILE` that signs (default: ca.crt beside --cert when CA-issued)")
 	fs.StringVar(&o.issuerKey, "issuer-key", "", "key `FILE` of that CA (default: ca.key beside --issuer-cert)")
 	o.validity.add(fs, "the current certificate's lifetime")
 	fs.BoolVar(&o.promoteNext, "promote-next", false, "make the next key current and make a fresh next key")
+	fs.BoolVar(&o.recover, "recover", false, "only complete (or undo) a rotation a crash interrupted in --cert's directory, and exit")
 	cli.PositiveDurationVar(fs, &o.timeout, "lock-timeout", 30*time.Second, "how long to wait for another rotation of the same directory")
 	o.pass.AddFlags(fs)
 	fs.StringVar(&o.issuerPass.File, "issuer-password-file", "", "read the CA key's passphrase from `FILE` (else $SC_KEY_PASSWORD, else a prompt)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	cmd.MarkFlagsMutuallyExclusive("validity", "not-after")
 	return cmd
+}
+
+// runRecover is rotate --recover: it completes or undoes an interrupted
+// rotation in the certificate's directory, and says which.
+func runRecover(stdout io.Writer, o *rotateOptions) error {
+	dir := filepath.Dir(o.certPath)
+	pending, err := pki.Pending(dir)
+	if err != nil {
+		return err
+	}
+	if !pending {
+		fmt.Fprintf(stdout, "Nothing to recover in %s: no rotation was interrupted there\n", dir)
+		return nil
+	}
+	if err := pki.Recover(dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Recovered %s: the interrupted rotation is completed (or undone, if it had not reached its commit); every file is from one set\n", dir)
+	return nil
 }
 
 type rotateJSON struct {
@@ -95,6 +124,12 @@ func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotat
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
+	if o.keyPath == "" {
+		o.keyPath = pki.SiblingKeyPath(o.certPath)
+	}
+	if o.recover {
+		return runRecover(stdout, o)
+	}
 	res, err := pki.Rotate(ctx, pki.RotateOptions{
 		CertPath:            o.certPath,
 		KeyPath:             o.keyPath,
@@ -114,8 +149,10 @@ func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotat
 			return cli.WithHint(err, "name the CA with --issuer-cert FILE --issuer-key FILE")
 		case errors.Is(err, context.DeadlineExceeded):
 			return cli.WithHint(err, "another rotation holds the lock; wait for it or raise --lock-timeout")
+		case errors.Is(err, fs.ErrNotExist) && strings.HasPrefix(err.Error(), "no "):
+			return cli.WithHint(err, fmt.Sprintf("run sc-cert init (for the default layout), or pass the certificate and its key: sc-cert rotate --cert FILE --key FILE (here --cert %s --key %s)", o.certPath, o.keyPath))
 		}
-		return keyHint(err)
+		return keyHint(err, o.certPath, o.keyPath)
 	}
 	out := rotateJSON{
 		Cert:        o.certPath,

@@ -10,7 +10,9 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
@@ -82,18 +84,23 @@ func loadFile(path string, o sourceOptions) (*source, error) {
 	}
 	key, err := pki.ReadKeyFile(path, pki.KeyOptions{Passphrase: o.pass.Source(path)})
 	if err != nil {
-		return nil, keyHint(err)
+		return nil, keyHint(err, "", path)
 	}
 	return &source{name: path, key: key}, nil
 }
 
-// keyHint adds the passphrase hint to key errors that need one.
-func keyHint(err error) error {
+// keyHint adds what to do to key errors: the passphrase flags, or for a
+// key others could read, the emergency replacement, naming the certificate
+// and key in question (certPath "" means the certificate beside keyPath).
+func keyHint(err error, certPath, keyPath string) error {
 	switch {
 	case errors.Is(err, pki.ErrIncorrectPassphrase):
 		return cli.WithHint(err, "check --password-file or $"+cli.PassphraseEnv)
 	case errors.Is(err, pki.ErrKeyFilePermissions):
-		return cli.WithHint(err, "a key others could read may have leaked: docs/ROTATION.md, emergency replacement (a server key: sc-cert rotate --promote-next; the CA key: sc-cert init --force)")
+		if certPath == "" {
+			certPath = strings.TrimSuffix(keyPath, filepath.Ext(keyPath)) + ".crt"
+		}
+		return cli.WithHint(err, fmt.Sprintf("a key others could read may have leaked: docs/ROTATION.md, emergency replacement (a server key: sc-cert rotate --promote-next --cert %s --key %s; the CA key: sc-cert init --force)", certPath, keyPath))
 	}
 	return err
 }

@@ -3,15 +3,16 @@ package certcmd
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 	"github.com/spacecaptain/spacecaptain/pki"
 	"github.com/spf13/cobra"
 )
 
 type ticketKeysOptions struct {
 	keep int
+	json bool
 }
 
 func newTicketKeysCmd(*Env) *cobra.Command {
@@ -41,6 +42,7 @@ decrypt the recorded TLS 1.2 sessions of every server that uses it.`,
 		},
 	}
 	cmd.Flags().IntVar(&o.keep, "keep", pki.DefaultTicketKeysKeep, fmt.Sprintf("how many keys the file holds afterwards, the new one included (`N`, 1 to %d)", pki.MaxTicketKeys))
+	cmd.Flags().BoolVar(&o.json, "json", false, "print the result as JSON (never the keys)")
 	return cmd
 }
 
@@ -51,13 +53,20 @@ func runTicketKeys(stdout io.Writer, path string, o *ticketKeysOptions) error {
 	if err := pki.RotateTicketKeyFile(path, pki.TicketKeyFileOptions{Keep: o.keep}); err != nil {
 		return cli.WithHint(err, "the file must hold only ticket keys, one per line as 64 hex digits; move it away to start afresh")
 	}
-	data, err := os.ReadFile(path)
+	data, _, err := trustfile.Read(path, trustfile.TicketKeys)
 	if err != nil {
 		return err
 	}
 	keys, err := pki.ParseTicketKeys(data)
 	if err != nil {
 		return err
+	}
+	if o.json {
+		return cli.PrintJSON(stdout, struct {
+			File string `json:"file"`
+			Keys int    `json:"keys"`
+			Mode string `json:"mode"`
+		}{path, len(keys), "0600"})
 	}
 	fmt.Fprintf(stdout, "Wrote %s: a new key first, %d in all (mode 0600). Servers using it pick it up on their own.\n", path, len(keys))
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -27,7 +28,7 @@ type verifyOptions struct {
 func newVerifyCmd(env *Env) *cobra.Command {
 	o := &verifyOptions{pass: env.passphrase()}
 	cmd := &cobra.Command{
-		Use:   "verify --cert FILE [--key FILE] [--pin PIN]... [--ca FILE] [--check-expiry DURATION]",
+		Use:   "verify CERT|--cert CERT [--key FILE] [--pin PIN]... [--ca FILE] [--check-expiry DURATION]",
 		Short: "Check a certificate: its key, its validity, pins and chain",
 		Long: `verify runs every check that applies and prints one line per check, then
 exits with the code of the first that failed:
@@ -39,22 +40,37 @@ exits with the code of the first that failed:
   chain    it verifies against --ca for server auth (and     exit 7
            for --dns NAME when given)
 
-Any other error (unreadable file, wrong passphrase) exits 1. Pins are in
-the sha256//BASE64 form or hex, as sc-cert fingerprint prints them; any
-one matching is a match (the current pin plus backups). Without --key the
-key check is skipped.`,
-		Example: `  sc-cert verify --cert certs/server.crt --key certs/server.key
+The certificate is the argument, or --cert. Any other error exits 1: an
+unreadable file, a wrong passphrase, a key the server would refuse to
+serve (one others may read, or that another user could have planted: the
+same rule as sc-server), or a rotation a crash interrupted in the
+certificate's directory (the files may be half old, half new; the error
+names the command that completes it). Pins are in the sha256//BASE64 form
+or 64 hex digits, as sc-cert fingerprint prints them with --format pin or
+pin-hex; any one matching is a match (the current pin plus backups). A
+certificate's fingerprint (--format cert-sha256) is not a pin, and verify
+says so when it is given as one. Without --key the key check is skipped.`,
+		Example: `  sc-cert verify certs/server.crt --key certs/server.key
   sc-cert verify --cert certs/server.crt --ca certs/ca.crt --dns localhost
   sc-cert verify --cert certs/server.crt --check-expiry 30d || sc-cert rotate
   sc-cert verify --cert certs/server.crt --pin sha256//AAAA... --pin sha256//BBBB... --json`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			o.pass.Prompt, o.pass.Context = cmd.ErrOrStderr(), cmd.Context()
+			if len(args) == 1 {
+				if o.certPath != "" && o.certPath != args[0] {
+					return cli.Usagef("the certificate is given twice: %s and --cert %s", args[0], o.certPath)
+				}
+				o.certPath = args[0]
+			}
+			if o.certPath == "" {
+				return cli.WithHint(cli.Usagef("verify: which certificate? give it as the argument or with --cert"), "run 'sc-cert verify --help' for usage")
+			}
 			return runVerify(cmd.OutOrStdout(), env, o)
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.certPath, "cert", "", "certificate (chain) `FILE` to check (required)")
+	fs.StringVar(&o.certPath, "cert", "", "certificate (chain) `FILE` to check (or give it as the argument)")
 	fs.StringVar(&o.keyPath, "key", "", "private key `FILE` that should belong to the certificate")
 	fs.StringArrayVar(&o.pins, "pin", nil, "accepted `PIN` of the certificate's key, sha256//BASE64 or hex (can be repeated; any match passes)")
 	fs.StringVar(&o.caPath, "ca", "", "CA certificate(s) `FILE` the certificate must verify against")
@@ -62,7 +78,6 @@ key check is skipped.`,
 	cli.PositiveDurationVar(fs, &o.checkExpiry, "check-expiry", 0, "fail (exit 5) if the certificate expires within `DURATION`, e.g. 30d")
 	o.pass.AddFlags(fs)
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON")
-	_ = cmd.MarkFlagRequired("cert")
 	return cmd
 }
 
@@ -92,6 +107,19 @@ func runVerify(stdout io.Writer, env *Env, o *verifyOptions) error {
 		}
 		pins = append(pins, p)
 	}
+	// A rotation a crash interrupted leaves a mismatched pair until it is
+	// completed: say that, not "the key belongs to another certificate".
+	dir := filepath.Dir(o.certPath)
+	if pending, err := pki.Pending(dir); err != nil {
+		return err
+	} else if pending {
+		keyFlag := ""
+		if o.keyPath != "" {
+			keyFlag = " --key " + o.keyPath
+		}
+		return cli.WithHint(fmt.Errorf("an interrupted rotation is pending in %s (its journal %s is there): the files may be half old, half new", dir, filepath.Join(dir, pki.JournalFileName)),
+			"complete it, then verify again: sc-cert rotate --recover --cert "+o.certPath+keyFlag+" (sc-server completes it too, at start)")
+	}
 	chain, err := pki.ReadCertificatesFile(o.certPath)
 	if err != nil {
 		return err
@@ -108,9 +136,10 @@ func runVerify(stdout io.Writer, env *Env, o *verifyOptions) error {
 	}
 
 	if o.keyPath != "" {
-		key, err := pki.ReadKeyFile(o.keyPath, pki.KeyOptions{Passphrase: o.pass.Source(o.keyPath)})
+		// The rule sc-server serves by: a key it would refuse fails here.
+		key, err := pki.ReadKeyFile(o.keyPath, pki.KeyOptions{Passphrase: o.pass.Source(o.keyPath), RequirePrivateFile: true})
 		if err != nil {
-			return keyHint(err)
+			return keyHint(err, o.certPath, o.keyPath)
 		}
 		err = pki.CheckPair(leaf, key.Signer)
 		if err != nil {
@@ -141,6 +170,11 @@ func runVerify(stdout io.Writer, env *Env, o *verifyOptions) error {
 		}
 		if !matched {
 			err = fmt.Errorf("the certificate's key is %s, which is none of the %d pin(s) given", got, len(pins))
+			for _, p := range pins {
+				if p.IsFingerprintOf(leaf) {
+					err = fmt.Errorf("a --pin given is this certificate's fingerprint, not a key pin; use %s (sc-cert fingerprint --format pin, or pin-hex for hex)", got)
+				}
+			}
 		}
 		add("pin", err, ExitPinMismatch, "key pin "+got.String()+" matches")
 	}
@@ -200,15 +234,19 @@ func runVerify(stdout io.Writer, env *Env, o *verifyOptions) error {
 			failed = append(failed, c.Name)
 		}
 	}
-	return cli.WithCode(first.code, fmt.Errorf("%s: %s check failed", o.certPath, strings.Join(failed, ", ")), verifyHint(first.Name))
+	return cli.WithCode(first.code, fmt.Errorf("%s: %s check failed", o.certPath, strings.Join(failed, ", ")), verifyHint(first.Name, o))
 }
 
-func verifyHint(check string) string {
+func verifyHint(check string, o *verifyOptions) string {
 	switch check {
 	case "key":
 		return "is it the key of another certificate (server.next.key?), or are --cert and --key from different runs?"
 	case "valid", "expiry":
-		return "renew it on the same key with: sc-cert rotate"
+		key := o.keyPath
+		if key == "" {
+			key = pki.SiblingKeyPath(o.certPath)
+		}
+		return fmt.Sprintf("renew it on the same key with: sc-cert rotate --cert %s --key %s", o.certPath, key)
 	case "pin":
 		return "clients pinning the old key must be given the new pin; sc-cert fingerprint prints it"
 	case "chain":

@@ -91,7 +91,7 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 			return err
 		}
 		if pending {
-			add("warning", pendingMessage(dir))
+			add("warning", pendingMessage(dir, o))
 		}
 		st := src.src.State()
 		leaf := st.Certificate
@@ -148,15 +148,15 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 }
 
 // pendingMessage says that dir holds an interrupted certificate change.
-func pendingMessage(dir string) string {
-	return fmt.Sprintf("an interrupted rotation is pending in %s; it will be completed at start (or run sc-cert rotate --recover)", dir)
+func pendingMessage(dir string, o *options) string {
+	return fmt.Sprintf("an interrupted rotation is pending in %s; it will be completed at start (or run sc-cert rotate --recover --cert %s --key %s)", dir, o.cert, o.key)
 }
 
 // pendingError is --check's error when the files do not load while a
 // change is pending: the start completes the change first, so what the
 // files say now is not what the start would judge.
 func pendingError(dir string, o *options, err error) error {
-	return cli.WithHint(fmt.Errorf("%s (the files as they are now: %w)", pendingMessage(dir), err),
+	return cli.WithHint(fmt.Errorf("%s (the files as they are now: %w)", pendingMessage(dir, o), err),
 		fmt.Sprintf("complete it now with: sc-cert rotate --recover --cert %s --key %s, then run --check again", o.cert, o.key))
 }
 

@@ -66,7 +66,7 @@ func TestCheckWritesNothing(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errOut)
 	}
-	want := "an interrupted rotation is pending in " + l.Dir + "; it will be completed at start (or run sc-cert rotate --recover)"
+	want := "an interrupted rotation is pending in " + l.Dir + "; it will be completed at start (or run sc-cert rotate --recover --cert " + l.ServerCert + " --key " + l.ServerKey + ")"
 	if !strings.Contains(out, want) {
 		t.Errorf("output lacks %q:\n%s", want, out)
 	}
