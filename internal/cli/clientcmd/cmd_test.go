@@ -91,7 +91,7 @@ func TestCommandsWithCA(t *testing.T) {
 		{"reverse", []string{"reverse", "añb€😀"}, "😀€bña\n"},
 		{"reverse nul", []string{"reverse", "hello", "--nul"}, "olleh\n"},
 		{"echo nul", []string{"echo", "hi", "--nul"}, "hi\n"},
-		{"keys", []string{"keys"}, "current " + pin.String() + "\nnext " + next.String() + "\n"},
+		{"keys", []string{"keys"}, "current " + pin.String() + "\nnext " + next.String() + "\nverified: its chain verifies against --ca " + ts.layout.CACert + "\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -107,7 +107,10 @@ func newKeysCmd(o *options, env *Env) *cobra.Command {
 now and the keys it will roll over to. The answer travels inside the
 verified TLS session, so it is as trustworthy as the way the server was
 trusted. Hand the next pins to pin-mode clients (--pin) ahead of a rollover;
-trust-on-first-use clients record them by themselves.`,
+trust-on-first-use clients record them by themselves. The output says
+whether the connection was verified (against --pin, --ca or the known
+hosts file): on first use, or with --insecure, it was not, and the pins
+prove nothing yet.`,
 		Example: "  sc-client keys --ca certs/ca.crt\n  sc-client keys --json",
 		Args:    cli.ExactArgs(0, "no arguments"),
 		RunE: runE(o, env, func(ctx context.Context, st *streams, _ []string) error {
@@ -130,11 +133,20 @@ trust-on-first-use clients record them by themselves.`,
 				return cli.PrintJSON(st.stdout, struct {
 					Server string `json:"server"`
 					*keysReply
-				}{o.server, k})
+					// Verified says whether the connection that carried
+					// the pins was checked against something trusted.
+					Verified   bool   `json:"verified"`
+					VerifiedBy string `json:"verified_by"`
+				}{o.server, k, s.verified, s.verifiedBy})
 			}
 			fmt.Fprintf(st.stdout, "current %s\n", k.Current)
 			for _, n := range k.Next {
 				fmt.Fprintf(st.stdout, "next %s\n", n)
+			}
+			if s.verified {
+				fmt.Fprintf(st.stdout, "verified: %s\n", s.verifiedBy)
+			} else {
+				fmt.Fprintf(st.stdout, "NOT VERIFIED: %s; compare the pins with the operator's before relying on them\n", s.verifiedBy)
 			}
 			return nil
 		}),

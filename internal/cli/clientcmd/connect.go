@@ -18,6 +18,12 @@ type session struct {
 	// (trust on first use); nil otherwise, or when the server does not
 	// answer KEYS.
 	keys *keysReply
+	// verified says whether the server's key was checked against
+	// something trusted before this connection: pins, a CA, or the known
+	// hosts file. It is false on first use and with --insecure.
+	verified bool
+	// verifiedBy says against what, or why not, for people.
+	verifiedBy string
 }
 
 type keysReply struct {
@@ -51,6 +57,20 @@ func (o *options) connect(ctx context.Context, st *streams) (*session, error) {
 		return nil, err
 	}
 	s := &session{conn: conn}
+	if plan != nil {
+		switch plan.trust.Mode() {
+		case pinning.ModeInsecure:
+			s.verifiedBy = "--insecure: nothing was checked"
+		case pinning.ModePin:
+			s.verified, s.verifiedBy = true, "its key is one of the --pin values"
+		case pinning.ModeCA:
+			s.verified, s.verifiedBy = true, "its chain verifies against --ca "+o.ca
+		case pinning.ModeCAPin:
+			s.verified, s.verifiedBy = true, "its chain verifies against --ca "+o.ca+" and its key matches --pin"
+		case pinning.ModeTOFU:
+			s.verified, s.verifiedBy = true, "its key is on file in "+plan.store.Path()
+		}
+	}
 	if plan == nil || plan.trust.Mode() != pinning.ModeTOFU {
 		return s, nil
 	}
@@ -93,6 +113,9 @@ func (s *session) recordTOFU(ctx context.Context, o *options, st *streams, plan 
 	var le *pinning.LineError
 	switch {
 	case recErr == nil:
+		if rec.FirstUse {
+			s.verified, s.verifiedBy = false, "first use: "+plan.trust.Host()+" was not in "+plan.store.Path()+", so its key was trusted as it came"
+		}
 		tellRecorded(st, plan, pin, rec)
 	case errors.As(recErr, &ke), errors.As(recErr, &ue), errors.As(recErr, &le):
 		return recErr

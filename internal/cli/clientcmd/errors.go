@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"syscall"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/internal/client"
@@ -32,14 +33,14 @@ func finish(st *streams, o *options, err error) error {
 	if err == nil {
 		return nil
 	}
-	err = classify(st, err)
+	err = classify(st, o, err)
 	if o.json {
 		_ = cli.PrintJSON(st.stdout, jsonError(err))
 	}
 	return err
 }
 
-func classify(st *streams, err error) error {
+func classify(st *streams, o *options, err error) error {
 	var (
 		ke  *pinning.KeyError
 		ue  *pinning.UnknownHostError
@@ -51,6 +52,14 @@ func classify(st *streams, err error) error {
 		pe  *proto.ProtocolError
 	)
 	switch {
+	case errors.As(err, &ke) && ke.WantsCertificateFingerprint():
+		// A pin mistaken, not a key changed: no attack banner.
+		msg := fmt.Sprintf("a pin trusted for %s is the certificate's fingerprint, not a key pin; use %v (sc-cert fingerprint --format pin)", ke.Host, ke.Got)
+		hint := "give --pin " + ke.Got.String() + " (a pin names the key, and survives re-issues of the certificate)"
+		if ke.Path != "" {
+			hint = fmt.Sprintf("the known hosts file %s, line %d, holds it: %s, then sc-cert pin add %s '%v'", ke.Path, ke.Line, ke.ForgetCommand(), ke.Host, ke.Got)
+		}
+		return cli.WithCode(ExitKeyMismatch, &shortError{msg, err}, hint)
 	case errors.As(err, &ke):
 		fmt.Fprint(st.stderr, ke.Warning())
 		msg := fmt.Sprintf("host key verification failed: %s presented key %v, which is not the trusted one", ke.Host, ke.Got)
@@ -69,6 +78,10 @@ func classify(st *streams, err error) error {
 		return cli.WithCode(ExitServerError, err)
 	case errors.As(err, &pe) && pe.Kind != proto.KindTruncated:
 		return cli.WithCode(ExitServerError, err)
+	case o.plaintext && (errors.Is(err, io.EOF) || errors.As(err, &pe) || errors.Is(err, syscall.ECONNRESET)):
+		// A TLS server answers plaintext with an alert, which reads as a
+		// bad frame, or hangs up.
+		return cli.WithHint(err, "is the server speaking TLS? --plaintext talks only to an sc-server started with --plaintext; drop it to use TLS")
 	case errors.Is(err, io.EOF) || errors.As(err, &pe):
 		return cli.WithHint(err, "the server closed the connection; its log may say why (a request over its --max-message closes it)")
 	}
