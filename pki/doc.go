@@ -9,7 +9,7 @@
 //
 // # Entry points
 //
-//   - [InitLayout] makes the default layout (DESIGN.md, "The trust model"):
+//   - [InitLayout] makes the default layout (docs/TRUST.md, "Certificate layouts"):
 //     ca.crt, ca.key, server.crt, server.key and server.next.key, or the
 //     self-signed variant. sc-cert init and sc-server's first run call it.
 //   - [Rotate] re-issues a certificate in place (same key by default, or

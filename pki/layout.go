@@ -19,7 +19,7 @@ import (
 // when none is given, relative to the working directory.
 const DefaultDir = "certs"
 
-// File names of the default layout (DESIGN.md, "The trust model").
+// File names of the default layout (docs/TRUST.md, "Certificate layouts").
 const (
 	CACertFile     = "ca.crt"
 	CAKeyFile      = "ca.key"

@@ -84,7 +84,7 @@ func TestRenewerRenewsWhenDue(t *testing.T) {
 			roots := d.roots
 			if selfSigned {
 				// Every re-issue of a self-signed certificate invalidates
-				// the copy CA-file clients hold (DESIGN.md): trust the new
+				// the copy CA-file clients hold (docs/TRUST.md): trust the new
 				// one, as a pinning client effectively does.
 				roots = x509.NewCertPool()
 				roots.AddCert(res.New)

@@ -28,6 +28,14 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 
+step "go mod tidy"
+# go.mod and go.sum must be what go mod tidy makes: a dependency marked
+# indirect though imported, or one left over, fails here.
+if ! go mod tidy -diff; then
+  echo "go mod tidy would change go.mod or go.sum (above): run go mod tidy and commit the result" >&2
+  exit 1
+fi
+
 step "go vet"
 go vet ./...
 

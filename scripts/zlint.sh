@@ -11,7 +11,7 @@
 #
 # The CA/Browser Forum lints are left out on purpose: they are rules for the
 # public web PKI (AIA, policies, no 127.0.0.1 SAN, <= 200-day lifetimes),
-# not for a private, pinned certificate (see docs and NOTES.md).
+# not for a private, pinned certificate (docs/SECURITY.md, "Scanners").
 #
 # Usage: scripts/zlint.sh            (from anywhere in the repository)
 set -euo pipefail

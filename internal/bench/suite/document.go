@@ -440,7 +440,13 @@ func (d *document) writeKeyChoice(w io.Writer) {
 	p("")
 	p("Choose an ECDSA P-256 key (sc-cert's default): its full handshakes cost the server a small fraction of RSA-4096's, and every client of the project speaks it. An Ed25519 certificate costs about as much per handshake (the key exchange, not the signature, dominates a P-256 or Ed25519 handshake), and Mbed TLS 2.x clients — the original C client's stack — do not accept Ed25519 certificates. TLS 1.3 resumption still does a key exchange and skips only the signature, so it saves little with P-256 and a lot with RSA-4096. The default groups put the post-quantum hybrid X25519MLKEM768 first; its cost is the difference above. A server that offers only hybrid groups shuts out TLS 1.2 clients, which cannot negotiate them.")
 	p("")
+	p("%s", resumptionWindow)
+	p("")
 }
+
+// resumptionWindow explains how long a resumed session lives, against the
+// lifetime its ticket advertises.
+const resumptionWindow = "Resumed sessions live about a day, not the week their tickets advertise. crypto/tls always advertises a 7-day ticket lifetime (its maxSessionTicketLifetime; no Config field changes it), which testssl reports as a LOW finding, but sc-server replaces its in-memory ticket keys every 12 hours (`--ticket-key-rotation`) and keeps a replaced key decrypting for one more period, so a ticket resumes for 12 to 24 hours and then costs a full handshake. The shorter window is on purpose: a stolen ticket key opens at most a day of recorded TLS 1.2 sessions. The resumption figures above are within that window; docs/SECURITY.md has the trade-off."
 
 func (d *document) engineNames() []string {
 	var names []string

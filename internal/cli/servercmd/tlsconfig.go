@@ -11,7 +11,7 @@ import (
 // cipherSuites are the TLS 1.2 suites the server accepts: ECDHE key
 // exchange (forward secrecy; no static-RSA key exchange) with AEAD ciphers
 // only. Go's default TLS 1.2 list still includes CBC-SHA1 suites (testssl
-// flags them as obsolete, LUCKY13 "potentially vulnerable"; NOTES.md), so
+// flags them as obsolete, LUCKY13 "potentially vulnerable"), so
 // the list is explicit. Mbed TLS 2.28, the original clients' stack, speaks
 // ECDHE-ECDSA-AES128-GCM-SHA256 among these. TLS 1.3 suites are not
 // configurable in crypto/tls and are all AEAD.
