@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/spacecaptain/spacecaptain/internal/bench"
 	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/internal/client"
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spf13/cobra"
 )
@@ -247,7 +247,7 @@ func (o *benchOptions) tlsConfig(stderr io.Writer) (*tls.Config, error) {
 		}
 	case o.caFile != "" || len(o.pins) > 0:
 		if o.caFile != "" {
-			data, err := os.ReadFile(o.caFile)
+			data, _, err := trustfile.Read(o.caFile, trustfile.CACertificate)
 			if err != nil {
 				return nil, fmt.Errorf("reading the CA file: %w", err)
 			}

@@ -122,6 +122,9 @@ func runInspect(ctx context.Context, stdout, stderr io.Writer, env *Env, arg str
 	if err != nil {
 		return err
 	}
+	if src.handshakeErr != nil {
+		fmt.Fprintf(stderr, "sc-cert: warning: %s presented this chain but did not complete the handshake (%v): it has not proved it holds the key, so nothing shown belongs to it for sure\n", arg, src.handshakeErr)
+	}
 	out := describeSource(src, env.now())
 	if out.Key != nil && !out.Key.Private {
 		fmt.Fprintf(stderr, "sc-cert: warning: %s is readable by group or others (mode %s): run chmod 600 %s\n", src.name, out.Key.Mode, src.name)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 	"github.com/spacecaptain/spacecaptain/internal/client"
 	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
@@ -192,7 +193,7 @@ func showFile(arg string, fi fs.FileInfo, o *pinShowOptions) (*pinShowJSON, erro
 // first of a chain), a private key (decrypted with the passphrase if need
 // be) or a public key — and which of these it was.
 func readPin(path string, pass *cli.Passphrase) (pinning.Pin, string, error) {
-	data, err := os.ReadFile(path)
+	data, _, err := trustfile.Read(path, trustfile.PinFile)
 	if err != nil {
 		return pinning.Pin{}, "", err
 	}

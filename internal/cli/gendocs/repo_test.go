@@ -111,3 +111,16 @@ func TestHostileFileCasesDocumented(t *testing.T) {
 		}
 	}
 }
+
+// DEPLOY.md does not deny sc-server a completion command it has (issue
+// 12).
+func TestDeployDocCompletion(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docs/DEPLOY.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := strings.Join(strings.Fields(string(b)), " ")
+	if strings.Contains(doc, "has no `completion` command") || !strings.Contains(doc, "`sc-server completion …`") {
+		t.Error("docs/DEPLOY.md does not say that sc-server completion prints its completion scripts")
+	}
+}

@@ -176,3 +176,16 @@ func TestStopWhileReloadIsStuck(t *testing.T) {
 		t.Errorf("exit %d, want 0\n%s", code, r.stderr)
 	}
 }
+
+// Swapped --cert and --key are diagnosed as swapped, as sc-cert verify
+// does, not as a certificate file others may read with "treat the key as
+// leaked" (issue 12).
+func TestSwappedCertAndKey(t *testing.T) {
+	l := mustInit(t)
+	for _, extra := range [][]string{{"--check"}, {"--listen", "127.0.0.1:0"}} {
+		code, _, errOut := runCmd(t, Env{}, append([]string{"--cert", l.ServerKey, "--key", l.ServerCert}, extra...)...)
+		if code != 1 || !strings.Contains(errOut, "swapped") || strings.Contains(errOut, "leaked") || strings.Contains(errOut, "chmod") {
+			t.Errorf("%v: exit %d, want 1 with the swapped-paths diagnosis:\n%s", extra, code, errOut)
+		}
+	}
+}
