@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
-	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 	"github.com/spacecaptain/spacecaptain/internal/client"
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
 	"github.com/spf13/cobra"
