@@ -367,7 +367,7 @@ func TestFaultKeyReadableByOthers(t *testing.T) {
 				if err := os.Chmod(path, mode); err != nil {
 					t.Fatal(err)
 				}
-				c.want = []string{c.file, fmt.Sprintf("(mode %04o)", mode), "chmod 600"}
+				c.want = []string{c.file, fmt.Sprintf("mode %04o:", mode), "chmod 600"}
 				runFaultCases(t, dir, []faultCase{c.faultCase})
 				if err := os.Chmod(path, 0o600); err != nil {
 					t.Fatal(err)

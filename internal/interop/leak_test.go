@@ -177,9 +177,9 @@ func TestNoKeyMaterialInOutput(t *testing.T) {
 		// Back to the pair being served: nothing to reload.
 		installFile(t, filepath.Join(srvCerts, "server.key"), keyPEM, 0o600)
 		// SIGHUP.
-		n = srv.count("reloaded certificate")
+		n = srv.count("reload requested")
 		srv.signal(syscall.SIGHUP)
-		srv.waitFor(n, "reloaded certificate")
+		srv.waitFor(n, "reload requested")
 		// The key rollover, and the TOFU client follows it.
 		oldPin := srv.pin()
 		n = srv.count("certificate reloaded")
