@@ -30,7 +30,7 @@ func (t *pinTarget) addFlags(fs *pflag.FlagSet) {
 		def = "space-captain/hosts in the user's configuration directory"
 	}
 	fs.StringVar(&t.to, "to", "known-hosts", "where to write the pins, `PLACE`: known-hosts (the store trust on first use keeps) or hosts (sc-client's per-host settings, where pins the operator gives win over the store)")
-	fs.StringVar(&t.hostsFile, "hosts-file", def, "sc-client's hosts `FILE`, for --to hosts (default $"+hostsFileEnv+" when set)")
+	fs.StringVar(&t.hostsFile, "hosts-file", def, "sc-client's hosts `FILE`, for --to hosts ($"+hostsFileEnv+" instead, when set)")
 }
 
 // hostsPath returns the hosts file --to hosts edits.

@@ -46,13 +46,15 @@ type testServer struct {
 	layout pki.Layout
 	log    *syncBuffer
 	reload chan os.Signal
+	// reloaded receives a value after each reload the server ran.
+	reloaded chan struct{}
 }
 
 // startServer runs sc-server (servercmd) with a fresh default layout, or
 // in plaintext with plaintext set, until the test ends.
 func startServer(t *testing.T, plaintext bool) *testServer {
 	t.Helper()
-	ts := &testServer{log: &syncBuffer{}, reload: make(chan os.Signal)}
+	ts := &testServer{log: &syncBuffer{}, reload: make(chan os.Signal), reloaded: make(chan struct{}, 16)}
 	args := []string{"--listen", "127.0.0.1:0"}
 	if plaintext {
 		args = append(args, "--plaintext")
@@ -68,6 +70,7 @@ func startServer(t *testing.T, plaintext bool) *testServer {
 	cmd := servercmd.NewRootCmd(servercmd.Env{
 		Getenv:    func(string) string { return "" },
 		Reload:    ts.reload,
+		Reloaded:  func() { ts.reloaded <- struct{}{} },
 		Listening: func(a net.Addr) { listening <- a },
 	})
 	cmd.SetArgs(args)
@@ -102,9 +105,17 @@ func (ts *testServer) rollover(t *testing.T) (old, promoted, next pinning.Pin) {
 		t.Fatal(err)
 	}
 	next = mustPin(t, ts.layout.NextKey)
-	// Unbuffered: the second send is taken once the first reload is done.
+	// Reloads run apart from the signal loop: wait for one that started
+	// after the rotation.
+	for len(ts.reloaded) > 0 {
+		<-ts.reloaded
+	}
 	ts.reload <- os.Interrupt
-	ts.reload <- os.Interrupt
+	select {
+	case <-ts.reloaded:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no reload within 30s:\n%s", ts.log)
+	}
 	return old, promoted, next
 }
 

@@ -18,7 +18,7 @@ import (
 // layout: TLS on TCP and DTLS on UDP, on the same port.
 func startDTLSServer(t *testing.T) *testServer {
 	t.Helper()
-	ts := &testServer{log: &syncBuffer{}, reload: make(chan os.Signal)}
+	ts := &testServer{log: &syncBuffer{}, reload: make(chan os.Signal), reloaded: make(chan struct{}, 16)}
 	res, err := pki.InitLayout(context.Background(), pki.InitOptions{Dir: filepath.Join(t.TempDir(), "certs")})
 	if err != nil {
 		t.Fatal(err)
@@ -28,6 +28,7 @@ func startDTLSServer(t *testing.T) *testServer {
 	cmd := servercmd.NewRootCmd(servercmd.Env{
 		Getenv:        func(string) string { return "" },
 		Reload:        ts.reload,
+		Reloaded:      func() { ts.reloaded <- struct{}{} },
 		Listening:     func(a net.Addr) { listening <- a },
 		DTLSListening: func(a net.Addr) { dtlsListening <- a },
 	})
@@ -66,7 +67,7 @@ func TestUDPCommands(t *testing.T) {
 	}{
 		{[]string{"echo", "hello", "--pin", pin}, "hello\n"},
 		{[]string{"reverse", "hello", "--ca", ts.layout.CACert}, "olleh\n"},
-		{[]string{"keys", "--pin", pin}, "current " + pin + "\nnext " + ts.nextPin(t).String() + "\n"},
+		{[]string{"keys", "--pin", pin}, "current " + pin + "\nnext " + ts.nextPin(t).String() + "\nverified: its key is one of the --pin values\n"},
 	} {
 		r := mustRun(t, "", append(tt.args, "--udp", "--server", ts.addr)...)
 		if r.stdout != tt.want {

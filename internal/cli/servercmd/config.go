@@ -132,7 +132,7 @@ func (s *settings) describe() string {
 
 // configFlags adds --config and --print-config to fs.
 func configFlags(fs *pflag.FlagSet) {
-	fs.String("config", DefaultConfigFile, "configuration `FILE` (TOML): every flag's setting by its name, e.g. max-conns = 10000; flags override $"+EnvPrefix+"* variables, which override the file; '' reads none (default "+DefaultConfigFile+", when it exists)")
+	fs.String("config", DefaultConfigFile, "configuration `FILE` (TOML): every flag's setting by its name, e.g. max-conns = 10000; flags override $"+EnvPrefix+"* variables, which override the file; '' reads none, and the default is read only when it exists")
 	fs.Bool("print-config", false, "print the effective settings as a configuration file, each with where it came from (command line, environment, file and line, or default), and exit")
 }
 

@@ -34,7 +34,7 @@ type dtlsOptions struct {
 func addDTLSFlags(fs *pflag.FlagSet, d *dtlsOptions) {
 	fs.BoolVar(&d.enabled, "dtls", false, "also serve DTLS 1.2 on UDP, on --dtls-listen (the same certificate, keys, pins and rotation as TCP)")
 	fs.StringVar(&d.listen, "dtls-listen", "", "UDP `ADDRESS` for DTLS, HOST:PORT; implies --dtls (default: the address and port --listen has, on UDP, also when --listen's port 0 picked one)")
-	fs.DurationVar(&d.idleTimeout, "dtls-idle-timeout", dtls.DefaultIdleTimeout, "close a DTLS session when its client has sent nothing for this long (UDP has no FIN: this is how a vanished player is noticed)")
+	cli.DurationVar(fs, &d.idleTimeout, "dtls-idle-timeout", dtls.DefaultIdleTimeout, "close a DTLS session when its client has sent nothing for this long (UDP has no FIN: this is how a vanished player is noticed)")
 	fs.IntVar(&d.maxSessions, "dtls-max-sessions", dtls.DefaultMaxSessions, "most DTLS sessions held at once (`NUMBER`); a client past it is refused once it has returned its cookie")
 }
 
