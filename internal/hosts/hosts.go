@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"unicode"
+
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
 // MaxSize caps a hosts file: settings for many hosts fit in far less.
@@ -65,8 +66,9 @@ type ParseError struct {
 func (e *ParseError) Error() string { return fmt.Sprintf("%s:%d: %s", e.Path, e.Line, e.Msg) }
 
 // ReadFile reads and parses the hosts file at path. A missing file is an
-// error matching [fs.ErrNotExist]; a file that is not regular or is
-// larger than [MaxSize] is refused.
+// error matching [fs.ErrNotExist]; a file that is not regular, is larger
+// than [MaxSize], or that another user owns or could write (it, or its
+// directory) is refused.
 func ReadFile(path string) (*File, error) {
 	data, err := readCapped(path)
 	if err != nil {
@@ -75,25 +77,14 @@ func ReadFile(path string) (*File, error) {
 	return Parse(path, data)
 }
 
+// readCapped reads the file through the hardened reader every file that
+// decides trust goes through: a regular file of at most [MaxSize], opened
+// without blocking, owned by this user or root and writable by nobody else
+// (nor its directory): it says how each server is trusted.
 func readCapped(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the hosts file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("reading the hosts file %s: not a regular file", path)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the hosts file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	data, _, err := trustfile.Read(path, trustfile.ClientHosts)
 	if err != nil {
 		return nil, fmt.Errorf("reading the hosts file %s: %w", path, err)
-	}
-	if len(data) > MaxSize {
-		return nil, fmt.Errorf("reading the hosts file %s: larger than %d bytes", path, MaxSize)
 	}
 	return data, nil
 }

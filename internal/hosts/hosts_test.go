@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -186,4 +187,39 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = a.Resolve("x")
 	})
+}
+
+// The hosts file says how each server is trusted, so another user must not
+// be able to write it: one others may write, or in a directory others may
+// write, is refused with the fix (issue 12); a FIFO is refused at once.
+func TestReadFileRefusesUnsafeFile(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix modes")
+	}
+	dir := filepath.Join(t.TempDir(), "space-captain")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "hosts")
+	if err := os.WriteFile(path, []byte("Host *\n  tofu off\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(path); err != nil {
+		t.Fatalf("a private hosts file: %v", err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(path); err == nil || !strings.Contains(err.Error(), "chmod go-w") {
+		t.Errorf("a 0666 hosts file: got %v, want a refusal with chmod go-w", err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(path); err == nil || !strings.Contains(err.Error(), "directory") {
+		t.Errorf("in a 0777 directory: got %v, want a refusal naming the directory", err)
+	}
 }

@@ -67,6 +67,11 @@ var (
 	Journal = Kind{Name: "journal", MaxSize: MaxPEMSize}
 	// Passphrase is a file holding a key's passphrase on its first line.
 	Passphrase = Kind{Name: "passphrase file", MaxSize: MaxSmallSize}
+	// ClientHosts is sc-client's per-host settings file, which says how
+	// each server is trusted; ServerConfig is sc-server's configuration
+	// file, which names the files it trusts.
+	ClientHosts  = Kind{Name: "hosts file", MaxSize: MaxPEMSize, Checks: CheckOwner}
+	ServerConfig = Kind{Name: "configuration file", MaxSize: MaxPEMSize, Checks: CheckOwner}
 
 	// Kinds for files still to come: their readers need only use them.
 	AllowList     = Kind{Name: "allow list", MaxSize: MaxListSize, Checks: CheckOwner}

@@ -16,6 +16,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -30,10 +31,6 @@ const DefaultConfigFile = "/etc/space-captain/sc-server.toml"
 // SC_SERVER_MAX_CONNS for --max-conns. SC_SERVER_CONFIG names the
 // configuration file (empty: none).
 const EnvPrefix = "SC_SERVER_"
-
-// maxConfigSize caps the configuration file: a few kilobytes of settings,
-// never a device or a runaway file.
-const maxConfigSize = 1 << 20
 
 // commandLineOnly reports whether a flag is not a setting: it asks the
 // command to do something (--check, --print-config) or names the file
@@ -238,7 +235,7 @@ func loadSettings(cmd *cobra.Command, env *Env, newFlags func() *pflag.FlagSet) 
 // readConfigFile reads and parses a configuration file. The default path
 // missing is no error (nil, nil); a file named on purpose must exist.
 func readConfigFile(path string, explicit bool) (*configFile, error) {
-	fi, err := os.Stat(path)
+	_, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) && !explicit {
 		return nil, nil
 	}
@@ -246,23 +243,11 @@ func readConfigFile(path string, explicit bool) (*configFile, error) {
 		return nil, cli.WithHint(fmt.Errorf("reading the configuration file: %w", err),
 			"name another with --config FILE, or none with --config ''")
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("reading the configuration file %s: not a regular file", path)
-	}
-	if fi.Size() > maxConfigSize {
-		return nil, fmt.Errorf("reading the configuration file %s: %d bytes, more than the %d a configuration file may have", path, fi.Size(), maxConfigSize)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the configuration file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	// The file names the files the server trusts: it goes through the
+	// hardened reader, which also refuses one another user could write.
+	data, _, err := trustfile.Read(path, trustfile.ServerConfig)
 	if err != nil {
 		return nil, fmt.Errorf("reading the configuration file %s: %w", path, err)
-	}
-	if len(data) > maxConfigSize {
-		return nil, fmt.Errorf("reading the configuration file %s: more than the %d bytes a configuration file may have", path, maxConfigSize)
 	}
 	return parseConfig(path, data)
 }

@@ -189,3 +189,23 @@ func TestSwappedCertAndKey(t *testing.T) {
 		}
 	}
 }
+
+// The configuration file names the files the server trusts, so one that
+// another user may write is refused with the fix, like a key (issue 12).
+func TestConfigFileOthersMayWriteRefused(t *testing.T) {
+	l := mustInit(t)
+	conf := filepath.Join(t.TempDir(), "sc-server.toml")
+	if err := os.WriteFile(conf, []byte("auto-renew = false\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCmd(t, Env{}, append(layoutArgs(l), "--config", conf, "--check")...); code != 0 {
+		t.Fatalf("a 0644 root-owned file: exit %d\n%s", code, errOut)
+	}
+	if err := os.Chmod(conf, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCmd(t, Env{}, append(layoutArgs(l), "--config", conf, "--check")...)
+	if code != 1 || !strings.Contains(errOut, "chmod go-w") {
+		t.Errorf("a 0666 file: exit %d, want 1 with chmod go-w\n%s", code, errOut)
+	}
+}
