@@ -126,7 +126,7 @@ the report if any operation failed.`,
 	fs.StringVar(&o.server, "server", DefaultServer, "server `HOST:PORT`")
 	fs.IntVar(&o.opts.Conns, "conns", bench.DefaultConns, "`N` connections: held at once (echo, pipeline, idle), or handshakes at a time")
 	fs.IntSliceVar(&o.points, "points", nil, "scale: connection `COUNTS` to measure at, increasing, comma-separated (default 1000,2000,5000,10000,15000,19000)")
-	fs.DurationVar(&o.opts.Interval, "interval", bench.DefaultInterval, "scale: how often each connection sends an ECHO")
+	cli.DurationVar(fs, &o.opts.Interval, "interval", bench.DefaultInterval, "scale: how often each connection sends an ECHO")
 	fs.IntVar(&o.opts.Depth, "depth", 0, "`D` ECHOs each connection writes at once (pipeline) (default 64)")
 	fs.IntVar(&o.opts.Size, "size", bench.DefaultSize, "ECHO body size in `BYTES`")
 	cli.DurationVar(fs, &o.opts.Duration, "duration", bench.DefaultDuration, "how long to measure (idle: how long to hold the connections; scale: each point)")
