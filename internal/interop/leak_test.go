@@ -320,6 +320,12 @@ func (lk *leakCheck) collect() {
 			return nil
 		}
 		data, err := os.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			// A temporary file a running server's renewal renamed or
+			// removed between the listing and the read: what it held
+			// is in the file it became, read on the next walk.
+			return nil
+		}
 		if err != nil {
 			return err
 		}
