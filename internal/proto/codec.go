@@ -19,8 +19,7 @@ func Parse(b []byte, maxBody int) (f Frame, n int, err error) {
 	if len(b) < HeaderSize {
 		return Frame{}, 0, nil
 	}
-	t := Type(binary.LittleEndian.Uint32(b))
-	length := binary.LittleEndian.Uint32(b[4:])
+	t, length := decodeHeader(b)
 	if uint64(length) > uint64(max(maxBody, 0)) {
 		return Frame{Type: t}, 0, tooLarge(length, maxBody)
 	}
@@ -29,6 +28,33 @@ func Parse(b []byte, maxBody int) (f Frame, n int, err error) {
 		return Frame{}, 0, nil
 	}
 	return Frame{Type: t, Body: b[HeaderSize:end:end]}, end, nil
+}
+
+// decodeHeader decodes the header at the front of b, which holds at least
+// HeaderSize bytes.
+func decodeHeader(b []byte) (Type, uint32) {
+	return Type(binary.LittleEndian.Uint32(b)), binary.LittleEndian.Uint32(b[4:])
+}
+
+// Need returns how many more bytes the frame begun at the front of b needs
+// to be whole: the rest of its header, then the rest of its body; 0 when b
+// holds it whole. A server that is stopping reads only that much, so that
+// it answers the request begun and reads no other. Call it on bytes whose
+// header, once whole, [Parse] has accepted: Need does not check the length
+// against a maximum.
+func Need(b []byte) int {
+	if len(b) < HeaderSize {
+		return HeaderSize - len(b)
+	}
+	_, length := decodeHeader(b)
+	return max(HeaderSize+int(length)-len(b), 0)
+}
+
+// Truncated returns the error for a stream that ended partial bytes into a
+// frame: a [*ProtocolError] of kind [KindTruncated] that wraps
+// [io.ErrUnexpectedEOF].
+func Truncated(partial int) error {
+	return errorf(KindTruncated, "stream ended %d bytes into a frame: %w", partial, io.ErrUnexpectedEOF)
 }
 
 func tooLarge(length uint32, maxBody int) error {
@@ -122,7 +148,7 @@ func (d *Decoder) Next() (Frame, error) {
 		if d.err != nil {
 			err := d.err
 			if err == io.EOF && d.r < d.w {
-				d.perr = errorf(KindTruncated, "stream ended %d bytes into a frame: %w", d.w-d.r, io.ErrUnexpectedEOF)
+				d.perr = Truncated(d.w - d.r)
 				return Frame{}, d.perr
 			}
 			d.err = nil // a later Next may read again (e.g. after a timeout)
@@ -139,11 +165,8 @@ func (d *Decoder) Next() (Frame, error) {
 // fill makes room for the frame at buf[r:], reads once and returns how many
 // bytes it got.
 func (d *Decoder) fill() int {
-	need := HeaderSize
-	if d.w-d.r >= HeaderSize {
-		// Parse has checked the length against the maximum already.
-		need += int(binary.LittleEndian.Uint32(d.buf[d.r+4:]))
-	}
+	// Parse has checked the length against the maximum already.
+	need := d.w - d.r + Need(d.buf[d.r:d.w])
 	switch {
 	case need > len(d.buf):
 		size := max(need, minDecoderBuffer)

@@ -3,6 +3,7 @@ package proto
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"testing/iotest"
@@ -74,6 +75,48 @@ func TestParse(t *testing.T) {
 				t.Errorf("got body cap %d, want it clipped to its length %d so appends cannot clobber the next frame", cap(f.Body), len(f.Body))
 			}
 		})
+	}
+}
+
+func TestNeed(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []byte
+		want int
+	}{
+		{"nothing", nil, HeaderSize},
+		{"part of a header", []byte{0, 0, 0}, HeaderSize - 3},
+		{"a header, its body pending", header(Echo, 5), 5},
+		{"part of a body", append(header(Echo, 5), 'a', 'b'), 3},
+		{"a whole frame", frame(Echo, "abcde"), 0},
+		{"an empty frame", header(Time, 0), 0},
+		{"a frame and the next begun", append(frame(Echo, "ab"), 1), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Need(tt.in); got != tt.want {
+				t.Errorf("Need(% x): got %d, want %d", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTruncatedAndKindOf(t *testing.T) {
+	err := Truncated(5)
+	if got := KindOf(fmt.Errorf("reading: %w", err)); got != KindTruncated {
+		t.Errorf("KindOf a wrapped Truncated: got %q, want %q", got, KindTruncated)
+	}
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("Truncated(5) = %v: want it to wrap io.ErrUnexpectedEOF", err)
+	}
+	if want := "stream ended 5 bytes into a frame: unexpected EOF"; err.Error() != want {
+		t.Errorf("Truncated(5): got %q, want %q", err, want)
+	}
+	if _, _, err := Parse(header(Echo, 99), 10); KindOf(err) != KindTooLarge {
+		t.Errorf("KindOf Parse's error: got %q, want %q", KindOf(err), KindTooLarge)
+	}
+	if got := KindOf(io.EOF); got != "" {
+		t.Errorf("KindOf(io.EOF): got %q, want \"\"", got)
 	}
 }
 

@@ -1,6 +1,9 @@
 package proto
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // The kinds of [ProtocolError]. They are stable snake_case words, fit for a
 // metrics label; new kinds may be added.
@@ -41,4 +44,13 @@ func (e *ProtocolError) Unwrap() error { return e.Err }
 // fmt.Errorf, %w included.
 func errorf(kind, format string, args ...any) error {
 	return &ProtocolError{Kind: kind, Err: fmt.Errorf(format, args...)}
+}
+
+// KindOf returns the Kind of the first [*ProtocolError] in err's chain, or
+// "" when there is none.
+func KindOf(err error) string {
+	if pe, ok := errors.AsType[*ProtocolError](err); ok {
+		return pe.Kind
+	}
+	return ""
 }

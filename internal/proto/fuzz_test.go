@@ -15,7 +15,9 @@ import (
 // input panics; a frame that parses re-encodes to exactly the bytes it came
 // from; the Decoder, fed one byte at a time, yields the same frames as
 // repeated Parse calls and stops with the same kind of error; a header over
-// the maximum is rejected before the Decoder grows its buffer for it.
+// the maximum is rejected before the Decoder grows its buffer for it; Need
+// says 0 exactly where Parse finds a whole frame, and otherwise how many
+// bytes make it whole.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte{}, uint16(4096))
 	f.Add(frame(Echo, "hello"), uint16(4096))
@@ -39,6 +41,15 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("Parse returned n=%d with error %v", n, err)
 				}
 				break
+			}
+			if need := Need(rest); (n == 0) != (need > 0) {
+				t.Fatalf("Need(% x) = %d, but Parse took %d bytes", rest, need, n)
+			} else if n == 0 && len(rest) < HeaderSize && len(rest)+need != HeaderSize {
+				t.Fatalf("Need(% x) = %d, want the rest of the header", rest, need)
+			} else if n == 0 && len(rest) >= HeaderSize {
+				if _, m, _ := Parse(append(slices.Clone(rest), make([]byte, need)...), maxBody); m != len(rest)+need {
+					t.Fatalf("Need(% x) = %d, but that many more bytes make a frame of %d", rest, need, m)
+				}
 			}
 			if n == 0 {
 				if len(rest) > 0 {
