@@ -59,7 +59,7 @@
 // # How the epoll engine drives crypto/tls
 //
 // crypto/tls is used unmodified, through a net.Conn of the engine's own
-// (transport_linux.go) that is non-blocking after the hand-off. Its rules
+// (epoll_transport_linux.go) that is non-blocking after the hand-off. Its rules
 // come from crypto/tls's source (Go 1.27, crypto/tls/conn.go unless noted):
 //
 //   - A would-block never reaches Handshake: handshakes run before the
@@ -125,7 +125,7 @@
 // One host opening TLS connections as fast as it can would take every
 // core (an RSA-4096 handshake costs about 6 ms of CPU). So the server
 // keeps, per source, a count of its connections and a token bucket of new
-// ones (sources.go), and refuses a connection past either on the accept
+// ones (limits.go), and refuses a connection past either on the accept
 // loop: look up, close. The table of sources is bounded; see
 // [Options.SourceHandshakeRate] for what happens at the bound. Both limits
 // are on by default, with generous values; load tests from one address

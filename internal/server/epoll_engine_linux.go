@@ -37,7 +37,7 @@ const (
 // the epoll set, and from then on a worker serves it whenever epoll reports
 // it ready (serveReady), until it ends.
 //
-// One worker at a time leads the polling (poll_epoll_linux.go): it serves
+// One worker at a time leads the polling (epoll_poll_linux.go): it serves
 // a lone ready connection itself, so that no event waits for one goroutine
 // to wake another, and signals idle workers when more is ready. The
 // epoll descriptor is registered with Go's netpoller (an epoll descriptor
@@ -67,7 +67,7 @@ type epollEngine struct {
 	policy memoryPolicy
 	// startLog limits the warning that the engine cannot start.
 	startLog logLimiter
-	// The workers (poll_epoll_linux.go): an idle worker receives from
+	// The workers (epoll_poll_linux.go): an idle worker receives from
 	// signal to serve what is queued, and from lead to become a leader; lw
 	// is what the watchdog knows of each worker as a leader.
 	signal chan struct{}
