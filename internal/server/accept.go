@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -84,28 +83,22 @@ func (s *Server) accept(ctx context.Context, nc net.Conn) {
 			s.refuse(ctx, nc, RefusedShutdown)
 			return
 		}
-		go s.eng.serve(c)
+		go s.serveConn(c)
 		return
 	}
-	if s.sources != nil {
-		if k, ok := sourceOf(nc.RemoteAddr()); ok {
-			if reason := s.sources.admit(k, time.Now()); reason != "" {
-				s.active.Add(-1)
-				s.refuse(ctx, nc, reason)
-				s.logSourceRefused(ctx, k, reason)
-				return
-			}
-			c.source, c.sourced = k, true
-		}
+	if reason := s.limitAddr(ctx, c); reason != "" {
+		s.active.Add(-1)
+		s.refuse(ctx, nc, reason)
+		return
 	}
 	if !s.trackConn(c) {
 		s.active.Add(-1)
-		s.releaseSource(c)
+		s.releaseLimit(c)
 		s.refuse(ctx, nc, RefusedShutdown)
 		return
 	}
 	s.events.ConnAccepted()
-	go s.eng.serve(c)
+	go s.serveConn(c)
 }
 
 // refuse closes nc at once. A plaintext client gets an ERROR frame first;
@@ -125,29 +118,6 @@ func (s *Server) refuse(ctx context.Context, nc net.Conn, reason string) {
 			s.log.LogAttrs(ctx, slog.LevelWarn, "refusing connections: at max_conns",
 				slog.Int("max_conns", s.opts.MaxConns), slog.Int("suppressed", suppressed))
 		}
-	}
-}
-
-// logSourceRefused logs a refusal by a per-source limit, at most once a
-// second for all sources together.
-func (s *Server) logSourceRefused(ctx context.Context, k netip.Addr, reason string) {
-	ok, suppressed := s.sourceLog.allow(time.Now())
-	if !ok {
-		return
-	}
-	limit := slog.Int("source_max_conns", s.opts.SourceMaxConns)
-	if reason == RefusedSourceRate {
-		limit = slog.Float64("source_handshake_rate", s.opts.SourceHandshakeRate)
-	}
-	s.log.LogAttrs(ctx, slog.LevelWarn, "refusing connections: per-source limit",
-		slog.String("source", sourceString(k)), slog.String("reason", reason), limit, slog.Int("suppressed", suppressed))
-}
-
-// releaseSource uncounts c from its source, once.
-func (s *Server) releaseSource(c *conn) {
-	if c.sourced {
-		c.sourced = false
-		s.sources.release(c.source)
 	}
 }
 

@@ -141,6 +141,67 @@ func TestBodyStalled(t *testing.T) {
 	})
 }
 
+// TestFrameDeadlineFromFirstByte (issue 12, item 16): a frame that has
+// begun must be whole within one idle timeout of its first byte, however
+// its bytes are spaced. A 20-byte frame sent a byte every IdleTimeout/3 —
+// each gap well inside the idle timeout — is cut, unanswered, about one
+// idle timeout after its first byte. (It used to be answered once its last
+// byte came: under --idle-timeout 3s, a frame sent a byte every 2 s was
+// answered after 40 s.)
+func TestFrameDeadlineFromFirstByte(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	forEach(t, []mode{modeTLS13, modePlaintext}, func(t *testing.T, engine string, m mode) {
+		e := start(t, engine, m, Options{IdleTimeout: idle})
+		c := e.dial()
+		roundTrip(t, c, proto.Echo, []byte("served"))
+		frame := proto.AppendFrame(nil, proto.Echo, []byte("drip-fed bod"))
+		if len(frame) != 20 {
+			t.Fatalf("frame of %d bytes, want 20", len(frame))
+		}
+		type result struct {
+			f   proto.Frame
+			err error
+			at  time.Time
+		}
+		ended := make(chan result, 1)
+		go func() {
+			f, err := receiveErr(c)
+			ended <- result{f, err, time.Now()}
+		}()
+		gap := time.NewTicker(idle / 3)
+		defer gap.Stop()
+		began := time.Now()
+		var res *result
+		sent := 0
+		for res == nil && sent < len(frame) {
+			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Write(frame[sent : sent+1]); err != nil {
+				break // cut between two bytes
+			}
+			sent++
+			select {
+			case r := <-ended:
+				res = &r
+			case <-gap.C:
+			}
+		}
+		if res == nil {
+			r := <-ended
+			res = &r
+		}
+		if res.err == nil {
+			t.Fatalf("got a %v reply to a frame whose bytes took %v, want the connection cut one idle timeout (%v) after its first byte",
+				res.f.Type, res.at.Sub(began).Round(time.Millisecond), idle)
+		}
+		if sent == len(frame) {
+			t.Fatalf("the whole frame was sent (%v) before the connection was cut, want it cut about %v after the first byte", time.Since(began).Round(time.Millisecond), idle)
+		}
+		t.Logf("cut %v after the first byte, %d of %d bytes sent", res.at.Sub(began).Round(time.Millisecond), sent, len(frame))
+		e.rec.waitClosed(t, CloseIdleTimeout, 1, 5*time.Second)
+		e.assertHealthy()
+	})
+}
+
 func TestIdleTimeout(t *testing.T) {
 	const idle = 200 * time.Millisecond
 	forEach(t, []mode{modeTLS13, modePlaintext}, func(t *testing.T, engine string, m mode) {

@@ -3,9 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,16 +14,31 @@ import (
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 )
 
-// engine drives accepted connections. Engines differ in how they wait for
-// input; what a connection does with its input — answer, account, close —
-// is the Server's (answer, finish), so every engine behaves the same.
+// A connection's life is the same on every engine, and it is written here
+// once: accept (accept.go) starts serveConn on a goroutine of its own, which
+// admits the connection (admitProxied, for a trusted balancer's), runs the
+// handshake (start) and hands the connection to its engine. The engine
+// waits for input in its own way and runs the connection's batch steps
+// (step, batch.go) until the connection ends, then calls finish. The
+// engine files hold only how they wait: goroutine_engine.go, a goroutine
+// blocked in Read; epoll_*_linux.go, an epoll readiness loop.
+
+// engine drives accepted connections. Engines differ only in how they
+// wait for input; what a connection does with its input — answer, account,
+// close — is the conn's (step, finish), so every engine behaves the same.
 type engine interface {
-	// serve is called on a new goroutine for c, just accepted, counted
-	// and tracked. The engine owns c from then on: it runs the handshake
-	// under HandshakeTimeout (crypto/tls handshakes need a goroutine),
-	// serves requests through s.answer, and calls s.finish(c, …) exactly
-	// once, from whichever goroutine sees the end. serve may return
-	// before that (an event loop that parks c).
+	// socket returns what c's TLS session (or, in plaintext, c itself)
+	// talks over: c.nc, wrapped so that the engine keeps its deadlines and
+	// sees its write errors. It is called once, on c's goroutine, before
+	// the handshake, which runs blocking over it on every engine
+	// (crypto/tls handshakes need a goroutine, and a handshake error is
+	// sticky).
+	socket(c *conn) net.Conn
+	// serve serves c, its handshake done, until it ends: it waits for
+	// input, runs c's batch steps, and calls s.finish(c, …) exactly once,
+	// from whichever goroutine sees the end. It is called on c's
+	// goroutine and may return before the end (an event loop that parks
+	// c).
 	serve(c *conn)
 	// drain is called once by Shutdown, after the server is marked
 	// stopping: it closes idle connections gracefully and lets the others
@@ -52,20 +65,21 @@ const (
 	stateActive
 )
 
-// conn is one accepted connection.
+// conn is one accepted connection. Its fields are its owner's — the one
+// goroutine serving it at a time — except where noted.
 type conn struct {
 	srv    *Server
 	nc     net.Conn  // as accepted
 	tc     *tls.Conn // nil in plaintext
 	rw     net.Conn  // tc, or the socket in plaintext
-	sock   net.Conn  // the socket, closed hard by finish: nc, or the epoll engine's transport
+	sock   net.Conn  // the engine's socket (engine.socket), closed hard by finish
 	state  atomic.Int32
 	forced atomic.Bool // closed hard by forceClose
 
-	// source is what c counts against in the per-source limits, when
-	// sourced (the owner's once served).
-	source  netip.Addr
-	sourced bool
+	// limitKey is what c counts against in the per-address limits, when
+	// limited (limits.go).
+	limitKey netip.Addr
+	limited  bool
 
 	// proxied: c comes from a trusted balancer and is admitted only once
 	// its PROXY protocol header is read (admitProxied). remote is the
@@ -78,151 +92,110 @@ type conn struct {
 	proxyAddr net.Addr
 	hsBy      time.Time
 
-	readBy  time.Time // the read deadline last set
-	writeBy time.Time // the write deadline last set
-	werr    error     // the first write to the socket that failed (sockConn)
-	gsock   sockConn  // the socket as the goroutine engine serves it
+	werr error // the first write to the socket that failed (sockConn, transport)
 
-	// hdr is all an idle connection of the goroutine engine reads into:
-	// one header's worth, so that it holds no buffer of the server's own
-	// while it waits.
-	hdr [proto.HeaderSize]byte
+	// The batch step's input (batch.go): a buffer from Server.inPool while
+	// c has work, nil while it waits; inLen bytes read and not yet
+	// answered; kept, how many of them the last step left (a frame begun).
+	in    *[]byte
+	inLen int
+	kept  int
+
+	// The goroutine engine's state (goroutine_engine.go): the socket
+	// crypto/tls talks over, the deadlines last set (Server.now), and all
+	// an idle connection reads into — one header's worth, so that it
+	// holds no buffer of the server's while it waits.
+	gsock   sockConn
+	readBy  int64
+	writeBy int64
+	hdr     [proto.HeaderSize]byte
 
 	// loop is the epoll engine's state for c (empty on other platforms).
 	loop loopConn
 }
 
-// answer decodes every complete frame at the front of in and appends the
-// replies to out, stopping early once out reaches flushAt. It returns out,
-// how many bytes of in it used and, when framing is lost, the
-// *proto.ProtocolError (whose ERROR reply is already in out). Every engine
-// calls it, once per batch: what one read brought.
-func (s *Server) answer(out, in []byte) (_ []byte, used int, err error) {
-	if s.timed {
-		return s.answerTimed(out, in)
-	}
-	for len(out) < s.flushAt {
-		f, n, err := proto.Parse(in[used:], s.opts.MaxMessage)
-		if err != nil {
-			s.events.ProtocolError(kindOf(err))
-			return proto.AppendError(out, err.Error()), used, err
-		}
-		if n == 0 {
-			break
-		}
-		used += n
-		if !f.Type.IsRequest() {
-			s.events.ProtocolError(proto.KindUnknownType)
-			out = proto.AppendUnknownType(out, f.Type)
-			continue
-		}
-		out = proto.AppendReply(out, f, s.env)
-	}
-	return out, used, nil
-}
-
-// timeEvery is how many requests of a batch share one clock read when
-// Events are set. A clock read (time.Now, ~25 ns here) per request was a
-// quarter of the CPU of a pipelining client's connection, more than
-// building the replies; once per timeEvery requests it is noise.
-const timeEvery = 16
-
-// answered is a request answered and not yet reported to Events.Message.
-type answered struct {
-	t       proto.Type
-	in, out int32
-}
-
-// answerTimed is answer when Events are set. What Events.Message gets as
-// took is the request's latency inside the server: from the moment the
-// server began answering the batch that held it (just after the read that
-// brought its last byte) to the moment its reply was built — read once per
-// timeEvery requests, so a request is reported as done up to timeEvery-1
-// requests' work late. For a client that waits for each reply, that is the
-// time to build its reply; for a pipelining one, it includes the requests
-// ahead of it in the same batch, as the client sees them. Network time,
-// time in socket buffers and the write of the replies are not included.
-func (s *Server) answerTimed(out, in []byte) (_ []byte, used int, err error) {
-	var (
-		start time.Time
-		pend  [timeEvery]answered
-		np    int
-	)
-	for len(out) < s.flushAt {
-		f, n, err := proto.Parse(in[used:], s.opts.MaxMessage)
-		if err != nil {
-			s.reportAnswered(start, pend[:np])
-			s.events.ProtocolError(kindOf(err))
-			return proto.AppendError(out, err.Error()), used, err
-		}
-		if n == 0 {
-			break
-		}
-		used += n
-		if !f.Type.IsRequest() {
-			s.events.ProtocolError(proto.KindUnknownType)
-			out = proto.AppendUnknownType(out, f.Type)
-			continue
-		}
-		if start.IsZero() {
-			// Only once there is a request: a read that brought part of
-			// one costs no clock read.
-			start = time.Now()
-		}
-		before := len(out)
-		out = proto.AppendReply(out, f, s.env)
-		pend[np] = answered{f.Type, int32(n), int32(len(out) - before)}
-		if np++; np == len(pend) {
-			s.reportAnswered(start, pend[:np])
-			np = 0
-		}
-	}
-	s.reportAnswered(start, pend[:np])
-	return out, used, nil
-}
-
-// reportAnswered reports the requests in p, answered since start, to
-// Events.Message.
-func (s *Server) reportAnswered(start time.Time, p []answered) {
-	if len(p) == 0 {
+// serveConn is c's life from accept on, on a goroutine of its own: admit
+// it, run its handshake, then let its engine serve it.
+func (s *Server) serveConn(c *conn) {
+	if !s.admitProxied(c) {
 		return
 	}
-	took := time.Since(start)
-	for _, a := range p {
-		s.events.Message(a.t, took, int(a.in), int(a.out))
+	if reason, err := c.start(s.eng.socket(c)); reason != "" {
+		s.finish(c, reason, err)
+		return
 	}
+	s.eng.serve(c)
 }
 
-// frameRest returns how many bytes the frame begun at the front of b
-// still lacks: the rest of its header, then the rest of its body. A
-// draining server reads only that much, so that it answers every request
-// begun and no new one. b's header, once whole, has passed Parse's length
-// check.
-func frameRest(b []byte) int {
-	if len(b) < proto.HeaderSize {
-		return proto.HeaderSize - len(b)
+// start sets c up to talk over sock and runs the TLS handshake, if any; it
+// returns a reason when c must end.
+func (c *conn) start(sock net.Conn) (reason string, err error) {
+	s := c.srv
+	// Replies are small: they must not wait for the peer's ACK (Nagle, RFC
+	// 896). Go sets TCP_NODELAY on every TCP connection it accepts
+	// (net.newTCPConn); set it on what a listener wrapper returns, in case
+	// it made the connection some other way.
+	if _, ok := c.nc.(*net.TCPConn); !ok {
+		if nd, ok := c.nc.(interface{ SetNoDelay(bool) error }); ok {
+			_ = nd.SetNoDelay(true)
+		}
 	}
-	return proto.HeaderSize + int(binary.LittleEndian.Uint32(b[4:])) - len(b)
-}
-
-// errTruncated ends a connection whose stream stopped inside a frame.
-func errTruncated() error {
-	return &proto.ProtocolError{Kind: proto.KindTruncated, Err: fmt.Errorf("stream ended inside a frame: %w", io.ErrUnexpectedEOF)}
-}
-
-func kindOf(err error) string {
-	var pe *proto.ProtocolError
-	if errors.As(err, &pe) {
-		return pe.Kind
+	c.sock, c.rw = sock, sock
+	if s.tlsConfig != nil {
+		c.tc = tls.Server(sock, s.tlsConfig)
+		c.rw = c.tc
+		return c.handshake()
 	}
-	return "other"
+	return "", nil
 }
 
-// finish closes c for reason, accounts for it and logs it. Reasons that
-// leave the TLS session sound close with close_notify (tls.Conn.Close,
-// whose alert write crypto/tls bounds at 5 s); the others close the socket.
+// handshake runs the TLS handshake under HandshakeTimeout. crypto/tls has
+// no timeout of its own: without the deadline a silent client would hold
+// the connection and its goroutine forever.
+func (c *conn) handshake() (reason string, err error) {
+	s := c.srv
+	start := time.Now()
+	by := c.hsBy // from admitProxied, when a PROXY protocol header came first
+	if by.IsZero() {
+		by = start.Add(s.opts.HandshakeTimeout)
+	}
+	_ = c.nc.SetDeadline(by)
+	if s.stopping.Load() {
+		return CloseShutdown, nil
+	}
+	err = c.tc.Handshake()
+	state := c.tc.ConnectionState()
+	s.events.Handshake(state, time.Since(start), err)
+	if err != nil {
+		switch {
+		case c.forced.Load():
+			return CloseForced, nil
+		case s.stopping.Load():
+			return CloseShutdown, nil
+		case isTimeout(err):
+			return CloseHandshakeTimeout, err
+		}
+		return CloseHandshakeError, err
+	}
+	_ = c.nc.SetDeadline(time.Time{})
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.LogAttrs(context.Background(), slog.LevelDebug, "handshake done", append(c.addrAttrs(),
+			slog.String("tls_version", tls.VersionName(state.Version)),
+			slog.String("cipher_suite", tls.CipherSuiteName(state.CipherSuite)),
+			slog.String("server_name", state.ServerName),
+			slog.Bool("resumed", state.DidResume),
+			slog.Duration("took", time.Since(start)))...)
+	}
+	return "", nil
+}
+
+// finish closes c for reason, accounts for it and logs it; it is the end
+// of every connection that was admitted, on every engine, called once by
+// c's owner. Reasons that leave the TLS session sound close with
+// close_notify (tls.Conn.Close, whose alert write crypto/tls bounds at 5
+// s); the others close the socket.
 func (s *Server) finish(c *conn, reason string, err error) {
-	if c.forced.Load() {
+	if c.forced.Load() || s.forcing.Load() {
 		reason = CloseForced
 	}
 	switch reason {
@@ -231,8 +204,9 @@ func (s *Server) finish(c *conn, reason string, err error) {
 	default:
 		c.sock.Close()
 	}
+	c.releaseInput()
 	s.active.Add(-1)
-	s.releaseSource(c)
+	s.releaseLimit(c)
 	s.events.ConnClosed(reason)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		attrs := append(c.addrAttrs(), slog.String("reason", reason))
@@ -286,13 +260,14 @@ func (c *conn) readFailed(err error, partial bool) (string, error) {
 	case errors.Is(err, io.EOF):
 		if partial {
 			s.events.ProtocolError(proto.KindTruncated)
-			return CloseProtocolError, errTruncated()
+			return CloseProtocolError, proto.Truncated(c.inLen)
 		}
 		return CloseEOF, nil
 	}
 	return CloseReadError, err
 }
 
+// writeFailed names the reason a failed write ends c.
 func (c *conn) writeFailed(err error) (string, error) {
 	switch {
 	case c.forced.Load():
@@ -309,71 +284,4 @@ func isTimeout(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// extendRead moves the read deadline to IdleTimeout from now, lazily: only
-// when the one set is more than IdleTimeout/16 old, because setting a
-// deadline costs a timer update and a ping-pong client would pay it on
-// every message.
-//
-// On TLS it also puts the write deadline at WriteTimeout past the read
-// deadline. crypto/tls writes from inside Read — the answer to a
-// KeyUpdate that asks for one (RFC 8446, section 4.6.3; crypto/tls
-// conn.go, handleKeyUpdate), alerts — so a read must run under a write
-// deadline too, or a client that asks for key updates and never reads
-// would block that write, and hold its connection, for ever. Tied to the
-// read deadline, the write deadline never passes while a read may still
-// succeed: every write from inside Read gets at least WriteTimeout (a
-// write deadline that passed while the connection was idle would make
-// crypto/tls fail the write, and keep the failure: handleKeyUpdate
-// stores it in c.out.err).
-func (c *conn) extendRead() {
-	s := c.srv
-	idle := s.opts.IdleTimeout
-	now := time.Now()
-	if c.readBy.Sub(now) <= idle-idle/16 {
-		c.readBy = now.Add(idle)
-		_ = c.nc.SetReadDeadline(c.readBy)
-	}
-	if c.tc != nil {
-		if by := c.readBy.Add(s.opts.WriteTimeout); !by.Equal(c.writeBy) {
-			c.writeBy = by
-			_ = c.nc.SetWriteDeadline(by)
-		}
-	}
-}
-
-// write writes b under WriteTimeout. The next extendRead puts the write
-// deadline back behind the read deadline.
-func (c *conn) write(b []byte) error {
-	if len(b) == 0 {
-		return nil
-	}
-	c.writeBy = time.Now().Add(c.srv.opts.WriteTimeout)
-	_ = c.nc.SetWriteDeadline(c.writeBy)
-	_, err := c.rw.Write(b)
-	return err
-}
-
-// sockConn is the net.Conn under crypto/tls (or, in plaintext, the
-// connection itself) when a connection is served on its own goroutine: the
-// accepted connection, remembering the first write to it that failed.
-// crypto/tls writes from inside Read — the answer to a KeyUpdate — and
-// keeps a failure of that write to itself: handleKeyUpdate stores it for
-// the next Write and returns without moving to the client's next key, so
-// the Read fails later, on its deadline or on the client's next record
-// ("bad record MAC"), with an error that no longer says the client was
-// not reading. Only c's owner uses it.
-type sockConn struct {
-	net.Conn
-	c *conn
-}
-
-// Write implements net.Conn.
-func (w *sockConn) Write(p []byte) (int, error) {
-	n, err := w.Conn.Write(p)
-	if err != nil && w.c.werr == nil {
-		w.c.werr = err
-	}
-	return n, err
 }

@@ -20,6 +20,18 @@
 //	err = srv.Shutdown(sctx)  // nil once every connection has drained
 //	<-errc                    // server.ErrServerClosed
 //
+// # A connection's life
+//
+// The life of a connection is written once (conn.go): the accept loop
+// admits it (accept.go, limits.go) and starts a goroutine for it, which
+// reads a PROXY protocol header first when it comes from a trusted
+// balancer (proxy.go), runs the TLS handshake under the handshake deadline
+// and hands the connection to its engine. The engine waits for requests in
+// its own way and, after each read, runs the batch step (batch.go): answer
+// every whole frame read, write all their replies in one write, keep the
+// start of a frame not yet whole for the next read. The engine calls
+// finish once the connection ends, whoever ends it.
+//
 // # Engines
 //
 // How connections are driven is an engine, chosen by [Options.Engine];
@@ -56,48 +68,12 @@
 // the socket as it was). After a burst of handshakes the engine returns the
 // memory they freed to the operating system ([Options.KeepFreedMemory]).
 //
-// # How the epoll engine drives crypto/tls
-//
-// crypto/tls is used unmodified, through a net.Conn of the engine's own
-// (epoll_transport_linux.go) that is non-blocking after the hand-off. Its rules
-// come from crypto/tls's source (Go 1.27, crypto/tls/conn.go unless noted):
-//
-//   - A would-block never reaches Handshake: handshakes run before the
-//     hand-off, blocking, because a handshake error is sticky
-//     (Conn.handshakeContext keeps c.handshakeErr).
-//   - Read returns (n > 0, nil) when it got bytes, and a temporary net.Error
-//     only when it got none: readRecordOrCCS keeps its state across a
-//     temporary error but readFromUntil passes an error up even when the
-//     read that returned it completed the record.
-//   - tls.Conn.Read may return data together with that temporary error: its
-//     look-ahead for a close_notify after the data (Conn.Read) found only
-//     part of the next record. It is data, then would-block.
-//   - Data sent right after the client's Finished may already sit inside
-//     crypto/tls when Handshake returns (readFromUntil reads what the
-//     socket has), where no epoll event will announce it: every run,
-//     the first included, reads until would-block before the connection
-//     waits.
-//   - crypto/tls writes from inside Read — the answer to a KeyUpdate
-//     (handleKeyUpdate), alerts (sendAlertLocked) — and a failed write is
-//     fatal to it (Conn.Write and handleKeyUpdate call c.out.setErrorLocked).
-//     So Write never blocks and never fails below a bound: it copies what
-//     the socket does not take (writeRecordLocked reuses its buffer, from
-//     outBufPool) into a FIFO queue flushed on EPOLLOUT, takes no lock the
-//     engine holds around Read, and the engine arms EPOLLOUT as soon as a
-//     write, from Read or not, finds the socket full. While output is
-//     queued the connection's input is not read, so a peer that stops
-//     reading is cut when its write deadline passes or, should crypto/tls's
-//     own writes pile up, when the queue passes its bound.
-//   - tls.Conn.Close sets write deadlines around its close_notify
-//     (closeNotify); the transport's deadline methods do nothing after the
-//     hand-off, so the alert is written if the socket takes it.
-//
-// The race detector cannot see an ordering through epoll, so a connection
-// moves between goroutines only through mutexes (the hand-off inserts it in
-// the engine's table, where the poller finds it; the poller puts it in a
-// ready queue, where a worker takes it) and an atomic scheduling state (one
-// goroutine at a time serves it; an event that comes meanwhile makes that
-// goroutine serve it again).
+// How the epoll engine drives crypto/tls, unmodified, through a net.Conn
+// of its own that is non-blocking after the hand-off, is written next to
+// the code those rules constrain, each rule with the crypto/tls code it
+// comes from: the transport's type (epoll_transport_linux.go), the
+// hand-off (epoll_engine_linux.go) and a worker's run
+// (epoll_serve_linux.go).
 //
 // # Behaviour
 //
@@ -105,11 +81,13 @@
 // [Options.MaxConns], or past its source's per-source limits
 // ([Options.SourceMaxConns], [Options.SourceHandshakeRate]; a source is an
 // IPv4 address or an IPv6 /64), before any handshake work; its handshake
-// is bounded by [Options.HandshakeTimeout];
-// while it waits for a request it holds no buffer of the server's own and is
-// cut after [Options.IdleTimeout]; every write is bounded by
-// [Options.WriteTimeout], so a client that stops reading cannot grow the
-// server's memory. Pipelined requests are read in batches and all the
+// is bounded by [Options.HandshakeTimeout]; while it waits for a request
+// it holds no buffer of the server's own and is cut after
+// [Options.IdleTimeout], and a request that has begun must be whole
+// within IdleTimeout of its first byte, however slowly its bytes come;
+// every write is bounded by [Options.WriteTimeout], so a client that stops
+// reading cannot grow the server's memory. Deadlines are kept per batch,
+// not per request. Pipelined requests are read in batches and all the
 // replies to a batch go out in one write (one TLS record where they fit).
 // An unknown message type gets an ERROR reply and the connection goes on; a
 // length over [Options.MaxMessage] gets an ERROR reply and the connection is
@@ -123,7 +101,8 @@
 // # Per-source limits
 //
 // One host opening TLS connections as fast as it can would take every
-// core (an RSA-4096 handshake costs about 6 ms of CPU). So the server
+// core (a TLS handshake costs the server milliseconds of CPU with an
+// RSA-4096 key; docs/BENCHMARKS.md). So the server
 // keeps, per source, a count of its connections and a token bucket of new
 // ones (limits.go), and refuses a connection past either on the accept
 // loop: look up, close. The table of sources is bounded; see

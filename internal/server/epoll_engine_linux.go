@@ -31,11 +31,10 @@ const (
 // and a slot in the engine's table. The package doc says what it does;
 // the comments here say how.
 //
-// A connection's life: accept (shared with every engine), then serve on a
-// goroutine of its own for the TLS handshake, on Go's netpoller under the
-// handshake deadline; then the hand-off (handOff) moves the socket into
-// the epoll set, and from then on a worker serves it whenever epoll reports
-// it ready (serveReady), until it ends.
+// A connection's life up to its handshake is every engine's (conn.go),
+// over the connection's transport in its blocking mode; then serve hands
+// the socket off (handOff) into the epoll set, and from then on a worker
+// serves it whenever epoll reports it ready (serveReady), until it ends.
 //
 // One worker at a time leads the polling (epoll_poll_linux.go): it serves
 // a lone ready connection itself, so that no event waits for one goroutine
@@ -44,6 +43,13 @@ const (
 // is pollable; os.NewFile registers a non-blocking one), so a polling
 // worker parks like any goroutine instead of holding a thread in
 // epoll_wait.
+//
+// The race detector cannot see an ordering through epoll, so a connection
+// moves between goroutines only through mutexes (the hand-off inserts it
+// in the engine's table, where the poller finds it; the poller puts it in
+// the ready queue, where a worker takes it) and an atomic scheduling state
+// (loopConn.sched: one goroutine at a time serves it; an event that comes
+// meanwhile makes that goroutine serve it again).
 type epollEngine struct {
 	s       *Server
 	workers int           // the pool's size
@@ -111,11 +117,9 @@ type loopConn struct {
 	sched  atomic.Int32
 	events atomic.Uint32 // epoll events since the last run
 
-	// The owner's: a partial frame held between runs (its buffer, from
-	// Server.inPool, and length), the first run done, and the reason to
-	// close once the output queue has drained.
-	held      *[]byte
-	heldLen   int
+	// The owner's: the first run done, and the reason to close once the
+	// output queue has drained. (A frame begun stays in the conn's input
+	// between runs.)
 	started   bool
 	endReason string
 	endErr    error
@@ -155,9 +159,9 @@ func newEpollEngine(s *Server) *epollEngine {
 // operating system once the burst is over (Options.KeepFreedMemory). What a
 // TLS handshake allocates is garbage once it is done, but Go's heap keeps
 // the pages it occupied until its background scavenger returns them,
-// slowly: 3 seconds after 15,000 handshakes the process held 13.5 KB per
-// idle connection where the connections' live heap was 7.4 KB (measured
-// with runtime.MemStats; 8.4 KB of RSS per connection after the release).
+// slowly: seconds after a burst of handshakes, the pages they freed were
+// about as much again as the idle connections' live heap
+// (docs/BENCHMARKS.md, "Figures behind the server's choices").
 type memoryPolicy struct {
 	off   bool
 	burst int64         // at least this many hand-offs since the last release
@@ -197,41 +201,39 @@ func (e *epollEngine) checkMemory(now time.Time) {
 	}()
 }
 
-// serve runs c's handshake on this goroutine and hands c to the loop.
-func (e *epollEngine) serve(c *conn) {
-	s := e.s
-	if !s.admitProxied(c) {
-		return
-	}
+// socket returns c's transport, which passes everything to c's blocking
+// socket until the hand-off. A connection that a listener wraps (a PROXY
+// protocol reader, say) may hold bytes the socket no longer has, which the
+// loop would never see: it gets the blocking socket alone, and stays on
+// its goroutine.
+func (e *epollEngine) socket(c *conn) net.Conn {
+	gs := c.blockingSocket()
 	tcp, ok := c.nc.(*net.TCPConn)
 	if !ok {
-		// A listener that wraps its connections (a PROXY protocol reader,
-		// say) may hold bytes the socket no longer has, which the loop
-		// would never see: serve such a connection as the goroutine
-		// engine does.
-		reason, err := c.run()
-		s.finish(c, reason, err)
-		return
+		return gs
 	}
 	t := &c.loop.t
-	t.c, t.eng, t.tcp, t.fd, t.epfd = c, e, tcp, -1, -1
-	if reason, err := c.start(t); reason != "" {
-		s.finish(c, reason, err)
+	t.c, t.eng, t.pre, t.tcp, t.fd, t.epfd = c, e, gs, tcp, -1, -1
+	return t
+}
+
+// serve hands c to the loop, or, when it cannot, serves c on this
+// goroutine as the goroutine engine does.
+func (e *epollEngine) serve(c *conn) {
+	if c.sock == &c.loop.t && e.handOff(c) {
 		return
 	}
-	if e.handOff(c, tcp) {
-		return
-	}
-	// No loop for it (the server is stopping, or out of descriptors for
-	// the dup): serve it here, as the goroutine engine would.
-	reason, err := c.serveBatches()
-	s.finish(c, reason, err)
+	// Wrapped by its listener, or no loop for it (the server is stopping,
+	// or out of descriptors for the dup).
+	reason, err := c.serveBlocking()
+	e.s.finish(c, reason, err)
 }
 
 // handOff moves c from Go's netpoller to the loop and serves it once; it
 // reports whether it did. If not, c is still the runtime's, untouched.
-func (e *epollEngine) handOff(c *conn, tcp *net.TCPConn) bool {
+func (e *epollEngine) handOff(c *conn) bool {
 	s := e.s
+	tcp := c.loop.t.tcp
 	if s.stopping.Load() || (!e.started.Load() && !e.start()) {
 		return false
 	}
@@ -248,7 +250,7 @@ func (e *epollEngine) handOff(c *conn, tcp *net.TCPConn) bool {
 	lc := &c.loop
 	t := &lc.t
 	t.gen = e.gen.Add(1)
-	t.readBy.Store(time.Now().Add(s.opts.IdleTimeout).UnixNano())
+	t.readBy.Store(s.now() + int64(s.opts.IdleTimeout))
 	t.mu.Lock()
 	t.fd, t.loop = fd, true
 	forced := c.forced.Load()
@@ -471,9 +473,8 @@ func (e *epollEngine) abort(c *conn) {
 
 // drain wakes every connection in the loop, so that the idle ones close
 // (each run checks s.stopping) and the busy ones close when they go idle,
-// and cuts handshakes as the goroutine engine does.
+// and wakes the others as the goroutine engine does.
 func (e *epollEngine) drain() {
-	s := e.s
 	e.mu.Lock()
 	var wake []*conn
 	for _, c := range e.table {
@@ -482,18 +483,7 @@ func (e *epollEngine) drain() {
 		}
 	}
 	e.mu.Unlock()
-	now := time.Now()
-	s.mu.Lock()
-	for c := range s.conns {
-		t := &c.loop.t
-		t.mu.Lock()
-		inLoop := t.loop
-		t.mu.Unlock()
-		if st := c.state.Load(); !inLoop && (st == stateIdle || st == stateHandshake) {
-			_ = c.nc.SetReadDeadline(now)
-		}
-	}
-	s.mu.Unlock()
+	e.s.drainBlocked(func(c *conn) bool { return c.loop.t.inLoop() })
 	for _, c := range wake {
 		e.notify(c)
 	}

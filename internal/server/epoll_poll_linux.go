@@ -13,17 +13,19 @@ import (
 // and signals idle workers to serve them (a worker serves whatever is
 // queued before it waits again). When a poll finds exactly one connection
 // ready and nothing else queued, or more than the idle workers can take,
-// the leader serves one itself and then polls again, so that a lone connection goes from the poller's wake-up to
-// its read without passing between goroutines: waking another goroutine
-// costs a thread wake-up, which on this 2-core VM made a lone connection's
-// round trip 60% longer (22 µs → 36 µs p50, TLS 1.3 ECHO ping-pong).
+// the leader serves one itself and then polls again, so that a lone
+// connection goes from the poller's wake-up to its read without passing
+// between goroutines: waking another goroutine costs a thread wake-up,
+// which made a lone connection's round trip over half as long again
+// (docs/BENCHMARKS.md, "Figures behind the server's choices").
 //
 // While the leader serves, nobody polls; that is one connection's run,
 // short unless a Keys or Events callback is slow. So the sweeper's
 // watchdog makes an idle worker lead too when a leader's run has lasted
 // leadStallAfter, and the slow one steps down once its run ends (see
-// leadWatch). Leaders can thus be several for a while; RawRead lets one at a time poll
-// (internal/poll FD.RawRead holds the descriptor's read lock). Work queued
+// leadWatch). Leaders can thus be several for a while; RawRead lets one at
+// a time poll (internal/poll FD.RawRead holds the descriptor's read lock).
+// Work queued
 // from outside the workers (drain, a swept deadline, the hand-off) signals
 // an idle worker, or wakes a parked leader through an eventfd in the
 // epoll set when none is idle.
@@ -31,8 +33,8 @@ import (
 // leadStallAfter is how long a leader may serve one connection before the
 // watchdog makes another worker lead; watchEvery is how often the watchdog
 // looks, at most: each look wakes the process, so that an idle server with
-// connections spends about 0.13% of a core on it at 10 looks a second
-// (measured here: 0.07% at 4, 0.25% at 20).
+// connections spends a few tenths of a percent of a core on it at most
+// (docs/BENCHMARKS.md has the figures for 4, 10 and 20 looks a second).
 const (
 	leadStallAfter = 10 * time.Millisecond
 	watchEvery     = 100 * time.Millisecond
@@ -105,7 +107,7 @@ func (e *epollEngine) leadWhile(i int, events []unix.EpollEvent) bool {
 		if err := e.rc.Read(poll); err != nil || failed {
 			return false // the file is closed: the engine has halted
 		}
-		w.busySince.Store(time.Now().UnixNano())
+		w.busySince.Store(e.s.now())
 		e.serveQueued(got)
 		w.busySince.Store(0)
 		if w.replaced.Swap(false) {
@@ -125,11 +127,11 @@ type leadWatch struct {
 }
 
 // watchLeaders makes an idle worker lead for each leader that has served
-// one connection for leadStallAfter or more.
-func (e *epollEngine) watchLeaders(now time.Time) {
+// one connection for leadStallAfter or more; now is a Server.now reading.
+func (e *epollEngine) watchLeaders(now int64) {
 	for i := range e.lw {
 		w := &e.lw[i]
-		if b := w.busySince.Load(); b != 0 && now.UnixNano()-b >= int64(leadStallAfter) && !w.replaced.Load() && e.promote() {
+		if b := w.busySince.Load(); b != 0 && now-b >= int64(leadStallAfter) && !w.replaced.Load() && e.promote() {
 			w.replaced.Store(true)
 		}
 	}
@@ -290,13 +292,13 @@ func (e *epollEngine) sweeper(quit <-chan struct{}) {
 		case <-quit:
 			return
 		}
-		e.watchLeaders(now)
+		ns := e.s.now()
+		e.watchLeaders(ns)
 		if now.Before(nextSweep) {
 			continue
 		}
 		nextSweep = now.Add(e.tick)
 		e.checkMemory(now)
-		ns := now.UnixNano()
 		e.mu.Lock()
 		for _, c := range e.table {
 			if c == nil {

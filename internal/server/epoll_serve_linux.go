@@ -1,17 +1,16 @@
 package server
 
 import (
-	"time"
-
 	"golang.org/x/sys/unix"
 )
 
 // serveReady is one run of a worker on c: flush what is queued, then read
-// and answer until the socket and crypto/tls have nothing more, write the
-// replies, and park c — or end it. Every run drains until would-block,
-// because epoll is edge-triggered and crypto/tls may hold data the socket
-// no longer shows.
+// and run batch steps until the socket and crypto/tls have nothing more,
+// and park c — or end it. Every run drains until would-block, because
+// epoll is edge-triggered and crypto/tls may hold data the socket no
+// longer shows.
 func (e *epollEngine) serveReady(c *conn) {
+	s := e.s
 	lc := &c.loop
 	t := &lc.t
 	if ev := lc.events.Swap(0); ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
@@ -27,7 +26,7 @@ func (e *epollEngine) serveReady(c *conn) {
 		if err == nil && t.q != nil {
 			// Still full: wait for the next EPOLLOUT, unless the write
 			// deadline has passed.
-			if time.Now().UnixNano() < t.writeBy.Load() {
+			if s.now() < t.writeBy.Load() {
 				return
 			}
 			err = t.timeout("write")
@@ -44,7 +43,7 @@ func (e *epollEngine) serveReady(c *conn) {
 		return
 	}
 
-	got, endNow, reason, err := e.readAndAnswer(c)
+	got, began, endNow, reason, err := e.readAndAnswer(c)
 	switch {
 	case endNow:
 		e.end(c, reason, err)
@@ -53,18 +52,24 @@ func (e *epollEngine) serveReady(c *conn) {
 		e.endAfterFlush(c, reason, err)
 		return
 	}
-	s := e.s
-	now := time.Now()
-	if got || flushed || first {
-		t.readBy.Store(now.Add(s.opts.IdleTimeout).UnixNano())
-	} else if t.q == nil && now.UnixNano() >= t.readBy.Load() {
-		// Nothing came, and nothing since the idle deadline: the sweep
-		// woke c to end it.
-		reason, err := c.readFailed(t.timeout("read"), lc.held != nil)
+	now := s.now()
+	partial := c.inLen > 0
+	switch {
+	case partial && began, !partial && (got || flushed || first):
+		// A frame began: it must be whole within IdleTimeout. Or nothing
+		// is pending: the wait for the next request begins.
+		t.readBy.Store(now + int64(s.opts.IdleTimeout))
+	case t.q == nil && now >= t.readBy.Load():
+		// Nothing new since the deadline (of the wait, or of the frame
+		// begun): the sweep woke c to end it.
+		reason, err := c.readFailed(t.timeout("read"), partial)
 		e.endAfterFlush(c, reason, err)
 		return
 	}
-	if t.q != nil || lc.held != nil {
+	if !partial {
+		c.releaseInput()
+	}
+	if t.q != nil || partial {
 		return // waiting for EPOLLOUT, or for the rest of a frame
 	}
 	if s.stopping.Load() {
@@ -72,112 +77,51 @@ func (e *epollEngine) serveReady(c *conn) {
 		return
 	}
 	if s.testIdle != nil && (got || flushed || first) {
-		s.testIdle()
+		s.testIdle(c)
 	}
 }
 
-// readAndAnswer reads from c until would-block, answering every complete
-// frame and writing the replies to each read at once (more often if they
-// pass flushAt), then keeps a partial frame's buffer in c.loop.held. It stops
-// reading early while output is queued: the peer is not taking replies, so
-// its requests stay in the socket (TCP flow control pushes back on it)
-// rather than in our memory. It returns whether anything was read and,
-// when c must end, why, and whether at once (a write failed) or once its
-// queued output is written.
-func (e *epollEngine) readAndAnswer(c *conn) (got, endNow bool, reason string, err error) {
-	s := e.s
-	lc := &c.loop
-	t := &lc.t
-	inp, w := lc.held, lc.heldLen
-	if inp == nil {
-		inp = s.inPool.Get().(*[]byte)
-		s.buffersOut.Add(1)
-	}
-	lc.held, lc.heldLen = nil, 0
-	outp := s.outPool.Get().(*[]byte)
-	in, out := *inp, (*outp)[:0]
-	r := 0
-	var rerr, perr, werr error
+// readAndAnswer reads from c until would-block, running a batch step
+// after each read, and keeps a frame begun in c's input for the next run.
+// It stops reading early while output is queued: the peer is not taking
+// replies, so its requests stay in the socket (TCP flow control pushes
+// back on it) rather than in our memory, and a peer that stops reading is
+// cut when its write deadline passes or, should crypto/tls's own writes
+// from inside Read pile up, when the queue passes its bound
+// (transport.enqueue). It returns whether anything was
+// read, whether a frame not yet whole began in this run, and, when c must
+// end, why, and whether at once (a write failed: nothing more can be
+// sent) or once its queued output is written.
+func (e *epollEngine) readAndAnswer(c *conn) (got, began, endNow bool, reason string, err error) {
+	t := &c.loop.t
+	c.takeInput()
 	for {
-		room := in[w:]
-		if s.stopping.Load() {
-			// A draining server answers every request begun and no new
-			// one, as the goroutine engine does, or a client that keeps
-			// sending would keep its connection open.
-			if w == 0 {
-				break
-			}
-			if room = room[:frameRest(in[:w])]; len(room) == 0 {
-				break // cannot happen: a whole frame would have been answered
-			}
+		room := c.room()
+		if len(room) == 0 {
+			return got, began, false, "", nil // stopping, and no frame begun: read no new request
 		}
-		n, err := c.rw.Read(room)
-		w += n
+		n, rerr := c.rw.Read(room)
+		c.inLen += n
 		got = got || n > 0
 		// tls.Conn.Read may return data together with errWouldBlock: its
 		// look-ahead for a close_notify after the data found only part
 		// of the next record (crypto/tls conn.go, Conn.Read).
-		wouldBlock := err == errWouldBlock
-		if !wouldBlock {
-			rerr = err
+		wouldBlock := rerr == errWouldBlock
+		b, reason, err := c.step()
+		if reason != "" {
+			// A write failed, or framing is lost (and its ERROR is in
+			// what was written).
+			return got, began, reason != CloseProtocolError, reason, err
 		}
-		for {
-			var used int
-			out, used, perr = s.answer(out, in[r:w])
-			r += used
-			if perr != nil || len(out) < s.flushAt {
-				break
-			}
-			if _, werr = c.rw.Write(out); werr != nil {
-				break
-			}
-			out = out[:0]
+		began = began || b
+		if rerr != nil && !wouldBlock {
+			reason, err = c.readFailed(rerr, c.inLen > 0)
+			return got, began, false, reason, err
 		}
-		// The replies to what this read brought go out now, before the
-		// next read, as the goroutine engine writes them: one TLS record
-		// and one system call per batch a client pipelines. (Holding them
-		// across reads saves little and changes the pattern TCP sees: with
-		// a peer that does not read, it left connections stalled with the
-		// ACKs of their data lost, dropped with the segments they rode on.)
-		if werr == nil && perr == nil && len(out) > 0 {
-			_, werr = c.rw.Write(out)
-			out = out[:0]
-		}
-		if r == w {
-			r, w = 0, 0
-		} else if r > 0 {
-			w = copy(in, in[r:w])
-			r = 0
-		}
-		if werr != nil || perr != nil || rerr != nil || wouldBlock || t.q != nil {
-			break
+		if wouldBlock || t.q != nil {
+			return got, began, false, "", nil
 		}
 	}
-	if werr == nil && len(out) > 0 {
-		_, werr = c.rw.Write(out) // the ERROR that ends a lost framing
-	}
-	*outp = out[:0]
-	s.outPool.Put(outp)
-
-	partial := w > 0
-	if werr == nil && perr == nil && rerr == nil && partial {
-		lc.held, lc.heldLen = inp, w
-	} else {
-		s.inPool.Put(inp)
-		s.buffersOut.Add(-1)
-	}
-	switch {
-	case werr != nil:
-		reason, err = c.writeFailed(werr)
-		return got, true, reason, err
-	case perr != nil:
-		// Framing is lost: the ERROR is in what was written; close.
-		return got, false, CloseProtocolError, perr
-	case rerr != nil:
-		reason, err = c.readFailed(rerr, partial)
-		return got, false, reason, err
-	}
-	return got, false, "", nil
 }
 
 // endAfterFlush ends c for reason once its queued output is written (or
@@ -194,13 +138,6 @@ func (e *epollEngine) endAfterFlush(c *conn, reason string, err error) {
 
 // end finishes c on its owner.
 func (e *epollEngine) end(c *conn, reason string, err error) {
-	s := e.s
-	lc := &c.loop
-	lc.sched.Store(schedDone)
-	if lc.held != nil {
-		s.inPool.Put(lc.held)
-		lc.held = nil
-		s.buffersOut.Add(-1)
-	}
-	s.finish(c, reason, err)
+	c.loop.sched.Store(schedDone)
+	e.s.finish(c, reason, err)
 }

@@ -15,11 +15,13 @@ import (
 // transport is the net.Conn under a connection's tls.Conn (or, in
 // plaintext, the connection itself) in the epoll engine.
 //
-// Until the hand-off it passes everything to the accepted *net.TCPConn, so
-// that the TLS handshake runs as in the goroutine engine: blocking, on
-// Go's netpoller, under the handshake deadline. A would-block must never
-// reach Handshake: crypto/tls makes every handshake error sticky
-// (crypto/tls conn.go, Conn.handshakeContext stores c.handshakeErr).
+// Until the hand-off it passes everything to the connection's blocking
+// socket (sockConn, over the accepted *net.TCPConn), so that the TLS
+// handshake runs as in the goroutine engine: blocking, on Go's netpoller,
+// under the handshake deadline. A would-block must never reach Handshake:
+// crypto/tls makes every handshake error sticky (crypto/tls conn.go,
+// Conn.handshakeContext stores c.handshakeErr). A connection that cannot
+// be handed off is served through it the goroutine engine's way.
 //
 // After the hand-off (loop set) it is non-blocking on its own descriptor,
 // and its rules are the ones crypto/tls needs (each names the crypto/tls
@@ -52,6 +54,7 @@ import (
 type transport struct {
 	c   *conn
 	eng *epollEngine
+	pre *sockConn    // the blocking socket, until the hand-off
 	tcp *net.TCPConn // as accepted; closed at the hand-off, kept for its addresses
 
 	// mu orders abort's shutdown(2) against the owner's close(2), so that
@@ -76,8 +79,8 @@ type transport struct {
 	q    []byte // bytes the socket has not taken yet, in order; nil when none
 	qoff int    // q[qoff:] is still to be written
 
-	readBy  atomic.Int64 // unix nanoseconds: the idle deadline (the sweeper reads it)
-	writeBy atomic.Int64 // unix nanoseconds: the write deadline while q holds bytes; 0 when empty
+	readBy  atomic.Int64 // Server.now: the deadline of the wait for a request, or of the frame begun (the sweeper reads it)
+	writeBy atomic.Int64 // Server.now: the write deadline while q holds bytes; 0 when empty
 }
 
 // errWouldBlock is what a handed-off transport's Read returns when the
@@ -113,7 +116,7 @@ func (t *transport) timeout(op string) error { return t.opError(op, os.ErrDeadli
 // Read implements net.Conn.
 func (t *transport) Read(p []byte) (int, error) {
 	if !t.loop {
-		return t.tcp.Read(p)
+		return t.pre.Read(p)
 	}
 	if t.fd < 0 {
 		return 0, net.ErrClosed
@@ -146,6 +149,9 @@ func (t *transport) Read(p []byte) (int, error) {
 // sockConn, it remembers the first write that failed in the connection's
 // werr, for a write from inside Read that crypto/tls keeps to itself.
 func (t *transport) Write(p []byte) (int, error) {
+	if !t.loop {
+		return t.pre.Write(p)
+	}
 	n, err := t.write(p)
 	if err != nil && t.c != nil && t.c.werr == nil { // tests make transports without a conn
 		t.c.werr = err
@@ -154,9 +160,6 @@ func (t *transport) Write(p []byte) (int, error) {
 }
 
 func (t *transport) write(p []byte) (int, error) {
-	if !t.loop {
-		return t.tcp.Write(p)
-	}
 	if t.fd < 0 {
 		return 0, net.ErrClosed
 	}
@@ -195,7 +198,7 @@ func (t *transport) enqueue(p []byte, n int) (int, error) {
 		}
 		t.q = t.eng.getQueue(len(rest))
 		t.qoff = 0
-		t.writeBy.Store(time.Now().Add(t.eng.s.opts.WriteTimeout).UnixNano())
+		t.writeBy.Store(t.eng.s.now() + int64(t.eng.s.opts.WriteTimeout))
 		t.eng.queued.Add(1)
 	} else if t.qoff > 0 && cap(t.q)-len(t.q) < len(rest) {
 		t.q = t.q[:copy(t.q, t.q[t.qoff:])]
@@ -255,7 +258,7 @@ func (t *transport) dropQueue() {
 // queue, takes the connection out of the loop and closes the descriptor.
 func (t *transport) Close() error {
 	if !t.loop {
-		return t.tcp.Close()
+		return t.pre.Close()
 	}
 	if t.fd < 0 {
 		return net.ErrClosed
@@ -268,6 +271,14 @@ func (t *transport) Close() error {
 	return nil
 }
 
+// inLoop reports whether the connection has been handed off to the loop;
+// it is safe to call from any goroutine.
+func (t *transport) inLoop() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.loop
+}
+
 // LocalAddr implements net.Conn.
 func (t *transport) LocalAddr() net.Addr { return t.tcp.LocalAddr() }
 
@@ -277,7 +288,7 @@ func (t *transport) RemoteAddr() net.Addr { return t.tcp.RemoteAddr() }
 // SetDeadline implements net.Conn; after the hand-off it does nothing.
 func (t *transport) SetDeadline(d time.Time) error {
 	if !t.loop {
-		return t.tcp.SetDeadline(d)
+		return t.pre.SetDeadline(d)
 	}
 	return nil
 }
@@ -285,7 +296,7 @@ func (t *transport) SetDeadline(d time.Time) error {
 // SetReadDeadline implements net.Conn; after the hand-off it does nothing.
 func (t *transport) SetReadDeadline(d time.Time) error {
 	if !t.loop {
-		return t.tcp.SetReadDeadline(d)
+		return t.pre.SetReadDeadline(d)
 	}
 	return nil
 }
@@ -294,7 +305,7 @@ func (t *transport) SetReadDeadline(d time.Time) error {
 // nothing.
 func (t *transport) SetWriteDeadline(d time.Time) error {
 	if !t.loop {
-		return t.tcp.SetWriteDeadline(d)
+		return t.pre.SetWriteDeadline(d)
 	}
 	return nil
 }

@@ -1,9 +1,6 @@
 package server
 
 import (
-	"context"
-	"crypto/tls"
-	"log/slog"
 	"net"
 	"time"
 )
@@ -13,20 +10,24 @@ import (
 // on Windows), crypto/tls on top.
 type goroutineEngine struct{ s *Server }
 
+func (goroutineEngine) socket(c *conn) net.Conn { return c.blockingSocket() }
+
 func (e goroutineEngine) serve(c *conn) {
-	if !e.s.admitProxied(c) {
-		return
-	}
-	reason, err := c.run()
+	reason, err := c.serveBlocking()
 	e.s.finish(c, reason, err)
 }
 
-func (e goroutineEngine) abort(c *conn) { c.nc.Close() }
+func (goroutineEngine) abort(c *conn) { c.nc.Close() }
 
-func (e goroutineEngine) stop() {}
+func (goroutineEngine) stop() {}
 
-func (e goroutineEngine) drain() {
-	s := e.s
+func (e goroutineEngine) drain() { e.s.drainBlocked(nil) }
+
+// drainBlocked wakes the connections that wait in a blocking read — for
+// their next request, or in their handshake — with a read deadline of now,
+// so that they close; busy ones close once they go idle. skip, when not
+// nil, leaves out the connections another engine waits for otherwise.
+func (s *Server) drainBlocked(skip func(*conn) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -34,184 +35,148 @@ func (e goroutineEngine) drain() {
 		// The connection's goroutine checks s.stopping after it sets its
 		// own deadline, and s.stopping was set before this: either it sees
 		// the flag or its Read sees this deadline.
-		if st := c.state.Load(); st == stateIdle || st == stateHandshake {
+		if st := c.state.Load(); (st == stateIdle || st == stateHandshake) && (skip == nil || !skip(c)) {
 			_ = c.nc.SetReadDeadline(now)
 		}
 	}
 }
 
-// run serves c until it ends and says why.
-func (c *conn) run() (reason string, err error) {
+// blockingSocket returns c's socket for serving it on its goroutine.
+func (c *conn) blockingSocket() *sockConn {
 	c.gsock = sockConn{Conn: c.nc, c: c}
-	if reason, err := c.start(&c.gsock); reason != "" {
-		return reason, err
-	}
-	return c.serveBatches()
+	return &c.gsock
 }
 
-// start sets c up to talk over sock (c.nc, or a transport wrapping it) and
-// runs the TLS handshake, if any; it returns a reason when c must end.
-func (c *conn) start(sock net.Conn) (reason string, err error) {
-	s := c.srv
-	// Replies are small: they must not wait for the peer's ACK (Nagle, RFC
-	// 896). Go sets TCP_NODELAY on every TCP connection it accepts
-	// (net.newTCPConn); set it on what a listener wrapper returns, in case
-	// it made the connection some other way.
-	if _, ok := c.nc.(*net.TCPConn); !ok {
-		if nd, ok := c.nc.(interface{ SetNoDelay(bool) error }); ok {
-			_ = nd.SetNoDelay(true)
-		}
-	}
-	c.sock, c.rw = sock, sock
-	if s.tlsConfig != nil {
-		c.tc = tls.Server(sock, s.tlsConfig)
-		c.rw = c.tc
-		return c.handshake()
-	}
-	return "", nil
-}
-
-// serveBatches serves c on its own goroutine until it ends.
-func (c *conn) serveBatches() (reason string, err error) {
-	for {
-		if reason, err := c.serveBatch(); reason != "" {
-			return reason, err
-		}
-	}
-}
-
-// handshake runs the TLS handshake under HandshakeTimeout. crypto/tls has
-// no timeout of its own: without the deadline a silent client would hold
-// the connection and its goroutine forever.
-func (c *conn) handshake() (reason string, err error) {
-	s := c.srv
-	start := time.Now()
-	by := c.hsBy // from accept, when a PROXY protocol header came first
-	if by.IsZero() {
-		by = start.Add(s.opts.HandshakeTimeout)
-	}
-	_ = c.nc.SetDeadline(by)
-	if s.stopping.Load() {
-		return CloseShutdown, nil
-	}
-	err = c.tc.Handshake()
-	state := c.tc.ConnectionState()
-	s.events.Handshake(state, time.Since(start), err)
-	if err != nil {
-		switch {
-		case c.forced.Load():
-			return CloseForced, nil
-		case s.stopping.Load():
-			return CloseShutdown, nil
-		case isTimeout(err):
-			return CloseHandshakeTimeout, err
-		}
-		return CloseHandshakeError, err
-	}
-	_ = c.nc.SetDeadline(time.Time{})
-	if s.log.Enabled(context.Background(), slog.LevelDebug) {
-		s.log.LogAttrs(context.Background(), slog.LevelDebug, "handshake done", append(c.addrAttrs(),
-			slog.String("tls_version", tls.VersionName(state.Version)),
-			slog.String("cipher_suite", tls.CipherSuiteName(state.CipherSuite)),
-			slog.String("server_name", state.ServerName),
-			slog.Bool("resumed", state.DidResume),
-			slog.Duration("took", time.Since(start)))...)
-	}
-	return "", nil
-}
-
-// serveBatch waits, holding no buffer, for the next request, then takes
-// buffers from the pools and serves until everything read is answered and
-// written; it returns a reason when the connection must end.
+// serveBlocking serves c, its handshake done, on this goroutine until it
+// ends, and says why. It waits for each request in a blocking Read of one
+// header's worth into c.hdr, holding no buffer of the server's, then takes
+// an input buffer and runs batch steps, reading more whenever a frame has
+// begun, until everything read is answered and written.
 //
-// Replies are gathered and written once per read — all the complete frames
-// in one TLS record, or in what one plaintext read returned — so pipelined
-// requests cost one record and one system call per batch, not per request.
-// Gathered replies are written before every blocking read, so a client
-// that waits for them before it sends more is never stalled.
-func (c *conn) serveBatch() (reason string, err error) {
+// Deadlines are kept per batch, not per message, and lazily (extendRead,
+// sockConn): a ping-pong client costs a timer update once per
+// IdleTimeout/16 and once per WriteTimeout/16, not one or two per message.
+func (c *conn) serveBlocking() (reason string, err error) {
 	s := c.srv
-	c.state.Store(stateIdle)
-	c.extendRead()
-	if s.stopping.Load() {
-		return CloseShutdown, nil
+	c.gsock.live = true
+	for {
+		c.state.Store(stateIdle)
+		c.extendRead()
+		if s.stopping.Load() {
+			return CloseShutdown, nil
+		}
+		if s.testIdle != nil {
+			s.testIdle(c)
+		}
+		n, rerr := c.rw.Read(c.hdr[:])
+		if n == 0 {
+			return c.readFailed(rerr, false)
+		}
+		c.state.Store(stateActive)
+		c.takeInput()
+		c.inLen = copy(*c.in, c.hdr[:n])
+		for {
+			if isTimeout(rerr) {
+				rerr = nil // data came; the next read times out again if due
+			}
+			began, reason, err := c.step()
+			if reason != "" {
+				return reason, err
+			}
+			if rerr != nil {
+				return c.readFailed(rerr, c.inLen > 0)
+			}
+			if c.inLen == 0 {
+				break // all answered: back to idle, the buffer back to the pool
+			}
+			if began {
+				// The frame's deadline, from its first byte: IdleTimeout,
+				// never extended by the reads that bring the rest.
+				c.extendRead()
+			}
+			n, rerr = c.rw.Read(c.room())
+			c.inLen += n
+			if n == 0 {
+				return c.readFailed(rerr, true)
+			}
+		}
+		c.releaseInput()
 	}
-	if s.testIdle != nil {
-		s.testIdle()
-	}
-	n, rerr := c.rw.Read(c.hdr[:])
-	if n == 0 {
-		return c.readFailed(rerr, false)
-	}
-	if rerr != nil && isTimeout(rerr) {
-		rerr = nil // data came; the next read will time out again if due
-	}
-	c.state.Store(stateActive)
-	s.buffersOut.Add(1)
-	inp, outp := s.inPool.Get().(*[]byte), s.outPool.Get().(*[]byte)
-	w := copy(*inp, c.hdr[:n])
-	reason, err = c.serveBuffered(*inp, (*outp)[:0], w, rerr)
-	s.inPool.Put(inp)
-	s.outPool.Put(outp)
-	s.buffersOut.Add(-1)
-	return reason, err
 }
 
-// serveBuffered serves from in, which holds w bytes read so far (and rerr,
-// the error of the read that brought them), gathering replies in out, until
-// all that was read is answered and written.
-func (c *conn) serveBuffered(in, out []byte, w int, rerr error) (reason string, err error) {
+// extendRead moves the read deadline to IdleTimeout from now, lazily: only
+// when the one set is more than IdleTimeout/16 old, because setting a
+// deadline costs a timer update and a ping-pong client would pay it on
+// every message. So a connection may be cut up to IdleTimeout/16 early.
+func (c *conn) extendRead() {
 	s := c.srv
-	r := 0
-	for {
-		for {
-			var used int
-			var perr error
-			out, used, perr = s.answer(out, in[r:w])
-			r += used
-			if perr != nil {
-				// Framing is lost: send what we have, the ERROR
-				// included, and close.
-				if werr := c.write(out); werr != nil {
-					return c.writeFailed(werr)
-				}
-				return CloseProtocolError, perr
-			}
-			if len(out) < s.flushAt {
-				break
-			}
-			if werr := c.write(out); werr != nil {
-				return c.writeFailed(werr)
-			}
-			out = out[:0]
-		}
-		if werr := c.write(out); werr != nil {
-			return c.writeFailed(werr)
-		}
-		out = out[:0]
-		if rerr != nil {
-			return c.readFailed(rerr, r < w)
-		}
-		if r == w {
-			return "", nil // drained: back to idle, buffers back to the pools
-		}
-		// A frame has begun: keep it at the front and read the rest, under
-		// the idle deadline (a stalled body is cut there). The buffer holds
-		// a whole frame, so there is room.
-		if r > 0 {
-			w = copy(in, in[r:w])
-			r = 0
-		}
-		c.extendRead()
-		room := in[w:]
-		if s.stopping.Load() {
-			room = room[:frameRest(in[:w])] // finish this request, begin no other
-		}
-		var n int
-		n, rerr = c.rw.Read(room)
-		w += n
-		if n > 0 && isTimeout(rerr) {
-			rerr = nil
+	idle := int64(s.opts.IdleTimeout)
+	if now := s.now(); c.readBy-now <= idle-idle/16 {
+		c.readBy = now + idle
+		_ = c.nc.SetReadDeadline(s.at(c.readBy))
+	}
+}
+
+// sockConn is the net.Conn under crypto/tls (or, in plaintext, the
+// connection itself) while a connection is served on a goroutine: the
+// accepted connection, keeping its write deadline and remembering the
+// first write that failed. The goroutine engine serves every connection
+// through one; the epoll engine, a connection until it is handed off, and
+// one it cannot hand off for good. Only c's owner uses it.
+//
+// Once live (after the handshake, which runs under a deadline of its own)
+// every write is bounded by WriteTimeout, lazily: a write moves the
+// deadline to WriteTimeout from now only when the one set is more than
+// WriteTimeout/16 old, so a write may be cut up to WriteTimeout/16 early.
+// That bounds crypto/tls's own writes too, which it makes from inside Read
+// — the answer to a KeyUpdate that asks for one (RFC 8446, section 4.6.3;
+// crypto/tls conn.go, handleKeyUpdate), alerts: a client that asks for key
+// updates and never reads is cut WriteTimeout after the socket fills. And
+// a deadline that passed while the connection was idle never fails a
+// write, which crypto/tls would keep failing (handleKeyUpdate stores the
+// error in c.out.err). An explicit write deadline — tls.Conn.Close sets
+// its own around close_notify — takes over from it.
+//
+// crypto/tls keeps the failure of a write from inside Read to itself:
+// handleKeyUpdate stores it for the next Write and returns without moving
+// to the client's next key, so the Read fails later, on its deadline or
+// on the client's next record ("bad record MAC"), with an error that no
+// longer says the client was not reading. So the first failed write is
+// kept in c.werr, where readFailed finds it.
+type sockConn struct {
+	net.Conn
+	c    *conn
+	live bool // keep the write deadline
+}
+
+// Write implements net.Conn.
+func (w *sockConn) Write(p []byte) (int, error) {
+	if w.live {
+		c := w.c
+		s := c.srv
+		wt := int64(s.opts.WriteTimeout)
+		if now := s.now(); c.writeBy-now <= wt-wt/16 {
+			c.writeBy = now + wt
+			_ = w.Conn.SetWriteDeadline(s.at(c.writeBy))
 		}
 	}
+	n, err := w.Conn.Write(p)
+	if err != nil && w.c.werr == nil {
+		w.c.werr = err
+	}
+	return n, err
+}
+
+// SetDeadline implements net.Conn; the deadline replaces the one Write
+// keeps.
+func (w *sockConn) SetDeadline(t time.Time) error {
+	w.live = false
+	return w.Conn.SetDeadline(t)
+}
+
+// SetWriteDeadline implements net.Conn; the deadline replaces the one
+// Write keeps.
+func (w *sockConn) SetWriteDeadline(t time.Time) error {
+	w.live = false
+	return w.Conn.SetWriteDeadline(t)
 }

@@ -84,7 +84,7 @@ func (e *testEnv) baseline() leakBaseline {
 }
 
 // expectNoLeaks waits until every connection the server accepted is
-// closed (Events), its pooled buffers are back, and the process's
+// closed (Events) and the process's
 // descriptors and goroutines are back to b.
 func (e *testEnv) expectNoLeaks(b leakBaseline) {
 	e.t.Helper()
@@ -92,9 +92,6 @@ func (e *testEnv) expectNoLeaks(b leakBaseline) {
 	waitUntil(e.t, 30*time.Second, func() string {
 		if n := e.srv.active.Load(); n != 0 {
 			return fmt.Sprintf("the server counts %d connections, want 0", n)
-		}
-		if n := e.srv.buffersOut.Load(); n != 0 {
-			return fmt.Sprintf("%d connections hold pooled buffers, want 0", n)
 		}
 		if b.fds >= 0 {
 			if n := openFDs(e.t); n > b.fds {
@@ -988,9 +985,12 @@ func TestKeyUpdateFlood(t *testing.T) {
 // bounded. crypto/tls writes its answers from inside Read (conn.go,
 // handleKeyUpdate), so they are writes the server must bound like its
 // replies. The epoll engine cuts the connection WriteTimeout after its
-// output queue began to wait; the goroutine engine reads under a write
-// deadline WriteTimeout past its read deadline, so it cuts it at most
-// IdleTimeout+WriteTimeout after the socket filled.
+// output queue began to wait; the goroutine engine bounds every write,
+// those from inside Read included, by WriteTimeout (sockConn). The request
+// is fed a byte a round for longer than the default idle timeout of a
+// test: the idle timeout is set far beyond the wait, so that the frame's
+// deadline (a frame must be whole within IdleTimeout of its first byte)
+// does not cut the connection first.
 //
 // The sockets are sized so that the server's side fills after a few
 // thousand answers and stays full: a small send buffer on the server,
@@ -1000,7 +1000,7 @@ func TestKeyUpdateFlood(t *testing.T) {
 // kernel collapses them; at 4 KiB, loopback TCP drops the ACKs riding on
 // the server's segments and both sides stall in reads instead.
 func TestKeyUpdateRequestedNeverRead(t *testing.T) {
-	const writeTimeout, idleTimeout = 500 * time.Millisecond, 2 * time.Second
+	const writeTimeout, idleTimeout = 500 * time.Millisecond, time.Minute
 	for _, engine := range testEngines() {
 		t.Run(engine, func(t *testing.T) {
 			cert, pool := mustCert(t)

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"log/slog"
 	"math"
 	"net"
 	"net/netip"
@@ -8,26 +10,28 @@ import (
 	"time"
 )
 
-// Per-source limits (issue 7, handshake-CPU exhaustion). A full TLS
-// handshake costs the server far more CPU than it costs the client — about
-// 6 ms of a core with an RSA-4096 key, 0.4 ms with P-256 — so one host
-// opening connections as fast as it can would take every core from
-// everyone else. The server keeps, per source, a count of its open
+// Per-address limits, which Options and the logs call per-source (issue
+// 7, handshake-CPU exhaustion). A full TLS handshake costs the server far
+// more CPU than it costs the client (docs/BENCHMARKS.md has the figures:
+// an RSA-4096 handshake costs over ten P-256 ones), so one host opening
+// connections as fast as it can would take every core from everyone
+// else. The server keeps, per client address, a count of its open
 // connections and a token bucket of new connections, and refuses a
 // connection past either before any handshake work: accept, look up,
 // close.
 //
-// A source is an IPv4 address, or an IPv6 /64. An IPv6 host is normally
+// A client address — the key of the limits — is an IPv4 address, or an
+// IPv6 /64. An IPv6 host is normally
 // given a whole /64 (RFC 4291 section 2.5.1 fixes 64-bit interface
 // identifiers; SLAAC and privacy addresses, RFC 8981, let a host use any
 // of them at will), so keying IPv6 by the full address would give one
 // host 2^64 fresh buckets. IPv4-mapped IPv6 addresses count as the IPv4
 // address they carry.
 
-// sourceOf returns the source a remote address counts against, and false
+// limitKeyOf returns the key a remote address counts against, and false
 // when it is not an IP address (a listener wrapper's own kind of address):
-// such connections are not limited per source.
-func sourceOf(a net.Addr) (netip.Addr, bool) {
+// such connections are not limited per address.
+func limitKeyOf(a net.Addr) (netip.Addr, bool) {
 	var ap netip.AddrPort
 	switch a := a.(type) {
 	case *net.TCPAddr:
@@ -40,12 +44,12 @@ func sourceOf(a net.Addr) (netip.Addr, bool) {
 			return netip.Addr{}, false
 		}
 	}
-	return sourceKey(ap.Addr())
+	return limitKey(ap.Addr())
 }
 
-// sourceKey returns the source ip counts against: itself for IPv4, its /64
+// limitKey returns the key ip counts against: itself for IPv4, its /64
 // for IPv6.
-func sourceKey(ip netip.Addr) (netip.Addr, bool) {
+func limitKey(ip netip.Addr) (netip.Addr, bool) {
 	ip = ip.Unmap().WithZone("")
 	switch {
 	case ip.Is4():
@@ -57,84 +61,85 @@ func sourceKey(ip netip.Addr) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// sourceString is how logs name a source: the address, or the /64.
-func sourceString(k netip.Addr) string {
+// limitKeyString is how logs name a key (as "source"): the address, or
+// the /64.
+func limitKeyString(k netip.Addr) string {
 	if k.Is6() {
 		return netip.PrefixFrom(k, 64).String()
 	}
 	return k.String()
 }
 
-// sourceTableSpare is how many entries the table holds beyond one per
-// connection the server can hold (MaxConns): room for sources with no
+// limitTableSpare is how many entries the table holds beyond one per
+// connection the server can hold (MaxConns): room for addresses with no
 // connection whose buckets are still refilling.
-const sourceTableSpare = 16384
+const limitTableSpare = 16384
 
-// sourceSweepEvery is how often, at most, admit looks through the whole
+// limitSweepEvery is how often, at most, admit looks through the whole
 // table for entries to drop.
-const sourceSweepEvery = time.Second
+const limitSweepEvery = time.Second
 
-// sourceLimits is the table of sources. An entry exists while its source
-// has connections or a bucket that is not full; sweeps drop the others.
-// The table holds at most bound entries: at the bound, a new source first
-// makes admit sweep, then evicts entries with no connection, chosen at
-// random (Go's map order) — their sources start again with a full bucket.
-// Entries with connections are never evicted: there are at most MaxConns
-// of them, fewer than the bound, so a source's count is always right. So
-// an attacker with more addresses than the table's spare room can get a
-// full bucket per address back sooner than the rate allows; MaxConns
-// still bounds what it holds.
+// addrLimits is the table of client addresses. An entry exists while its
+// address has connections or a bucket that is not full; sweeps drop the
+// others. The table holds at most bound entries: at the bound, a new
+// address first makes admit sweep, then evicts entries with no
+// connection, chosen at random (Go's map order) — their addresses start
+// again with a full bucket. Entries with connections are never evicted:
+// there are at most MaxConns of them, fewer than the bound, so an
+// address's count is always right. So an attacker with more addresses
+// than the table's spare room can get a full bucket per address back
+// sooner than the rate allows; MaxConns still bounds what it holds.
 //
 // It is safe for concurrent use: admit runs on the accept loops (and, for
 // PROXY protocol connections, on the connections' goroutines), release on
 // the connections' goroutines.
-type sourceLimits struct {
-	maxConns int     // per source; 0: no limit
-	rate     float64 // new connections per second per source; 0: no limit
+type addrLimits struct {
+	maxConns int     // per address; 0: no limit
+	rate     float64 // new connections per second per address; 0: no limit
 	burst    float64 // the bucket's size
 	bound    int     // most entries
 
 	mu        sync.Mutex
-	table     map[netip.Addr]*sourceEntry
+	table     map[netip.Addr]*addrEntry
 	lastSweep time.Time
 }
 
-type sourceEntry struct {
+type addrEntry struct {
 	conns  int
 	tokens float64   // as of at
 	at     time.Time // when tokens was brought up to date
 }
 
-// newSourceLimits returns the table for resolved options, or nil when both
+// newAddrLimits returns the table for resolved options, or nil when both
 // limits are off.
-func newSourceLimits(o Options) *sourceLimits {
-	l := &sourceLimits{bound: o.MaxConns + sourceTableSpare}
+func newAddrLimits(o Options) *addrLimits {
+	l := &addrLimits{bound: o.MaxConns + limitTableSpare}
 	if o.SourceMaxConns > 0 {
 		l.maxConns = o.SourceMaxConns
 	}
 	if o.SourceHandshakeRate > 0 {
 		l.rate = o.SourceHandshakeRate
-		l.burst = sourceBurst(o.SourceHandshakeRate)
+		l.burst = burstOf(o.SourceHandshakeRate)
 	}
 	if l.maxConns == 0 && l.rate == 0 {
 		return nil
 	}
-	l.table = make(map[netip.Addr]*sourceEntry)
+	l.table = make(map[netip.Addr]*addrEntry)
 	return l
 }
 
-// sourceBurst is the bucket size for a rate: two seconds' worth, at least
+// burstOf is the bucket size for a rate: two seconds' worth, at least
 // one.
-func sourceBurst(rate float64) float64 { return max(1, math.Ceil(2*rate)) }
+func burstOf(rate float64) float64 { return max(1, math.Ceil(2*rate)) }
 
-// admit counts a new connection from source k at now, or returns the
-// reason to refuse it: RefusedSourceConns when the source holds maxConns
+// admit counts a new connection from address k at now, or returns the
+// reason to refuse it: RefusedSourceConns when the address holds maxConns
 // connections (no token is spent then), RefusedSourceRate when its bucket
 // is empty. An admitted connection must be released once.
-func (l *sourceLimits) admit(k netip.Addr, now time.Time) string {
+func (l *addrLimits) admit(k netip.Addr, now time.Time) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now.Sub(l.lastSweep) >= sourceSweepEvery {
+	if now.Sub(l.lastSweep) >= limitSweepEvery {
 		l.sweepLocked(now)
 	}
 	e := l.table[k]
@@ -143,7 +148,7 @@ func (l *sourceLimits) admit(k netip.Addr, now time.Time) string {
 			l.sweepLocked(now)
 			l.evictLocked()
 		}
-		e = &sourceEntry{tokens: l.burst, at: now}
+		e = &addrEntry{tokens: l.burst, at: now}
 		l.table[k] = e
 	}
 	if l.maxConns > 0 && e.conns >= l.maxConns {
@@ -162,7 +167,7 @@ func (l *sourceLimits) admit(k netip.Addr, now time.Time) string {
 }
 
 // release uncounts a connection admit counted.
-func (l *sourceLimits) release(k netip.Addr) {
+func (l *addrLimits) release(k netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if e := l.table[k]; e != nil && e.conns > 0 {
@@ -171,13 +176,13 @@ func (l *sourceLimits) release(k netip.Addr) {
 }
 
 // tokensAt is e's bucket at now (a clock that went back adds nothing).
-func (l *sourceLimits) tokensAt(e *sourceEntry, now time.Time) float64 {
+func (l *addrLimits) tokensAt(e *addrEntry, now time.Time) float64 {
 	return min(l.burst, e.tokens+l.rate*max(now.Sub(e.at).Seconds(), 0))
 }
 
 // sweepLocked drops the entries that hold nothing: no connection and a
 // full bucket.
-func (l *sourceLimits) sweepLocked(now time.Time) {
+func (l *addrLimits) sweepLocked(now time.Time) {
 	l.lastSweep = now
 	for k, e := range l.table {
 		if e.conns == 0 && (l.rate == 0 || l.tokensAt(e, now) >= l.burst) {
@@ -188,7 +193,7 @@ func (l *sourceLimits) sweepLocked(now time.Time) {
 
 // evictLocked makes room for one entry, dropping entries with no
 // connection, at random, until the table is under its bound.
-func (l *sourceLimits) evictLocked() {
+func (l *addrLimits) evictLocked() {
 	for k, e := range l.table {
 		if len(l.table) < l.bound {
 			return
@@ -199,16 +204,51 @@ func (l *sourceLimits) evictLocked() {
 	}
 }
 
-// size returns how many sources the table holds (tests).
-func (l *sourceLimits) size() int {
+// size returns how many addresses the table holds (tests).
+func (l *addrLimits) size() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.table)
 }
 
 // sweep drops what a sweep at now would (tests).
-func (l *sourceLimits) sweep(now time.Time) {
+func (l *addrLimits) sweep(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sweepLocked(now)
+}
+
+// limitAddr counts c against the limits of its client's address, or
+// returns the reason to refuse it, which it logs at
+// most once a second for all addresses together.
+func (s *Server) limitAddr(ctx context.Context, c *conn) string {
+	if s.limits == nil {
+		return ""
+	}
+	k, ok := limitKeyOf(c.remoteAddr())
+	if !ok {
+		return ""
+	}
+	reason := s.limits.admit(k, time.Now())
+	if reason == "" {
+		c.limitKey, c.limited = k, true
+		return ""
+	}
+	if ok, suppressed := s.limitLog.allow(time.Now()); ok {
+		limit := slog.Int("source_max_conns", s.opts.SourceMaxConns)
+		if reason == RefusedSourceRate {
+			limit = slog.Float64("source_handshake_rate", s.opts.SourceHandshakeRate)
+		}
+		s.log.LogAttrs(ctx, slog.LevelWarn, "refusing connections: per-source limit",
+			slog.String("source", limitKeyString(k)), slog.String("reason", reason), limit, slog.Int("suppressed", suppressed))
+	}
+	return reason
+}
+
+// releaseLimit uncounts c from its address's limits, once.
+func (s *Server) releaseLimit(c *conn) {
+	if c.limited {
+		c.limited = false
+		s.limits.release(c.limitKey)
+	}
 }

@@ -17,7 +17,7 @@ import (
 // Issue 7, handshake-CPU exhaustion: per-source limits on concurrent
 // connections and on the handshake rate.
 
-func TestSourceKey(t *testing.T) {
+func TestLimitKey(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
@@ -32,57 +32,57 @@ func TestSourceKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := sourceKey(netip.MustParseAddr(tt.in))
+			got, ok := limitKey(netip.MustParseAddr(tt.in))
 			if !ok || got != netip.MustParseAddr(tt.want) {
-				t.Errorf("sourceKey(%s): got %v, %v; want %s, true", tt.in, got, ok, tt.want)
+				t.Errorf("limitKey(%s): got %v, %v; want %s, true", tt.in, got, ok, tt.want)
 			}
 		})
 	}
-	if got := sourceString(netip.MustParseAddr("2001:db8::")); got != "2001:db8::/64" {
-		t.Errorf("sourceString of an IPv6 source: got %q, want 2001:db8::/64", got)
+	if got := limitKeyString(netip.MustParseAddr("2001:db8::")); got != "2001:db8::/64" {
+		t.Errorf("limitKeyString of an IPv6 source: got %q, want 2001:db8::/64", got)
 	}
-	if _, ok := sourceOf(&net.UnixAddr{Name: "/run/sc.sock", Net: "unix"}); ok {
-		t.Error("sourceOf a unix address: got a source, want none (not limited)")
+	if _, ok := limitKeyOf(&net.UnixAddr{Name: "/run/sc.sock", Net: "unix"}); ok {
+		t.Error("limitKeyOf a unix address: got a source, want none (not limited)")
 	}
-	if got, ok := sourceOf(&net.TCPAddr{IP: net.ParseIP("2001:db8::7"), Port: 4242}); !ok || got != netip.MustParseAddr("2001:db8::") {
-		t.Errorf("sourceOf a TCP address: got %v, %v; want 2001:db8::, true", got, ok)
+	if got, ok := limitKeyOf(&net.TCPAddr{IP: net.ParseIP("2001:db8::7"), Port: 4242}); !ok || got != netip.MustParseAddr("2001:db8::") {
+		t.Errorf("limitKeyOf a TCP address: got %v, %v; want 2001:db8::, true", got, ok)
 	}
 }
 
-func TestSourceLimitsOptions(t *testing.T) {
+func TestAddrLimitsOptions(t *testing.T) {
 	s, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.sources == nil || s.sources.maxConns != DefaultSourceMaxConns || s.sources.rate != DefaultSourceHandshakeRate || s.sources.burst != 100 {
-		t.Errorf("defaults: got %+v, want max conns %d, rate %v, burst 100", s.sources, DefaultSourceMaxConns, DefaultSourceHandshakeRate)
+	if s.limits == nil || s.limits.maxConns != DefaultSourceMaxConns || s.limits.rate != DefaultSourceHandshakeRate || s.limits.burst != 100 {
+		t.Errorf("defaults: got %+v, want max conns %d, rate %v, burst 100", s.limits, DefaultSourceMaxConns, DefaultSourceHandshakeRate)
 	}
 	s, err = New(Options{SourceMaxConns: -1, SourceHandshakeRate: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.sources != nil {
-		t.Errorf("both limits off: got a table %+v, want none", s.sources)
+	if s.limits != nil {
+		t.Errorf("both limits off: got a table %+v, want none", s.limits)
 	}
 	s, err = New(Options{SourceMaxConns: -1, SourceHandshakeRate: 0.2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.sources.maxConns != 0 || s.sources.burst != 1 {
-		t.Errorf("conns off, rate 0.2: got max conns %d, burst %v; want 0 and 1", s.sources.maxConns, s.sources.burst)
+	if s.limits.maxConns != 0 || s.limits.burst != 1 {
+		t.Errorf("conns off, rate 0.2: got max conns %d, burst %v; want 0 and 1", s.limits.maxConns, s.limits.burst)
 	}
 	if _, err := New(Options{SourceHandshakeRate: math.Inf(1)}); err == nil {
 		t.Error("an infinite rate: got no error")
 	}
 }
 
-func TestSourceLimitsTable(t *testing.T) {
+func TestAddrLimitsTable(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
-	newLimits := func() *sourceLimits {
-		return newSourceLimits(Options{MaxConns: 100, SourceMaxConns: 3, SourceHandshakeRate: 10})
+	newLimits := func() *addrLimits {
+		return newAddrLimits(Options{MaxConns: 100, SourceMaxConns: 3, SourceHandshakeRate: 10})
 	}
-	admit := func(t *testing.T, l *sourceLimits, k netip.Addr, at time.Time, want string) {
+	admit := func(t *testing.T, l *addrLimits, k netip.Addr, at time.Time, want string) {
 		t.Helper()
 		if got := l.admit(k, at); got != want {
 			t.Fatalf("admit %v at +%v: got %q, want %q", k, at.Sub(t0), got, want)
@@ -265,8 +265,8 @@ func TestSourceHandshakeFlood(t *testing.T) {
 			}
 
 			e.rec.waitFor(t, "every connection closed", 30*time.Second, func() bool { return e.rec.active == 0 })
-			e.srv.sources.sweep(time.Now().Add(time.Minute))
-			if n := e.srv.sources.size(); n != 0 {
+			e.srv.limits.sweep(time.Now().Add(time.Minute))
+			if n := e.srv.limits.size(); n != 0 {
 				t.Errorf("a minute after the flood: %d sources in the table, want 0", n)
 			}
 		})
@@ -328,8 +328,8 @@ func TestSourceMaxConns(t *testing.T) {
 			}
 			held = nil
 			e.rec.waitFor(t, "every connection closed", 10*time.Second, func() bool { return e.rec.active == 0 })
-			e.srv.sources.sweep(time.Now())
-			if n := e.srv.sources.size(); n != 0 {
+			e.srv.limits.sweep(time.Now())
+			if n := e.srv.limits.size(); n != 0 {
 				t.Errorf("with no connection left: %d sources in the table, want 0", n)
 			}
 		})

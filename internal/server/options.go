@@ -24,9 +24,9 @@ const (
 	// DefaultSourceMaxConns and DefaultSourceHandshakeRate are the
 	// per-source limits (see Options.SourceMaxConns): generous enough for
 	// a few hundred players behind one NAT address, low enough that one
-	// address cannot hold a tenth of DefaultMaxConns or take more than
-	// about a third of a core in RSA-4096 handshakes (6 ms each; 2% of a
-	// core with P-256).
+	// address cannot hold a tenth of DefaultMaxConns or take more than a
+	// fraction of a core in handshakes, even RSA-4096 ones (what a
+	// handshake costs: docs/BENCHMARKS.md).
 	DefaultSourceMaxConns      = 1000
 	DefaultSourceHandshakeRate = 50.0
 
@@ -129,22 +129,22 @@ type Options struct {
 	// cut there. Zero means DefaultHandshakeTimeout (5 s).
 	HandshakeTimeout time.Duration
 
-	// IdleTimeout bounds the wait for the next request, and for the rest of
-	// a request once its first byte has come. Zero means
-	// DefaultIdleTimeout (5 minutes). The goroutine engine refreshes read
-	// deadlines lazily, so a connection may be cut up to IdleTimeout/16
-	// early; the epoll engine sweeps its deadlines, so a connection may be
-	// cut up to one sweep late (see the package doc).
+	// IdleTimeout bounds the wait for the next request, and a request once
+	// its first byte has come: it must be whole within IdleTimeout of that
+	// byte, however slowly the rest comes. Zero means DefaultIdleTimeout (5
+	// minutes). The goroutine engine refreshes read deadlines lazily, so a
+	// connection may be cut up to IdleTimeout/16 early; the epoll engine
+	// sweeps its deadlines, so a connection may be cut up to one sweep late
+	// (see the package doc).
 	IdleTimeout time.Duration
 
 	// WriteTimeout bounds every write of replies: a client that does not
 	// read them is cut then. It bounds crypto/tls's own writes too (the
-	// answer to a KeyUpdate, written from inside a read): the goroutine
-	// engine reads under a write deadline WriteTimeout past the read
-	// deadline, so such a write always gets at least WriteTimeout and a
-	// client that asks for key updates and never reads is cut at most
-	// IdleTimeout+WriteTimeout after the socket fills. Zero means
-	// DefaultWriteTimeout (10 s).
+	// answer to a KeyUpdate, written from inside a read), so a client that
+	// asks for key updates and never reads is cut WriteTimeout after the
+	// socket fills. The goroutine engine refreshes write deadlines lazily,
+	// so a write may be cut up to WriteTimeout/16 early; the epoll engine
+	// sweeps its deadlines. Zero means DefaultWriteTimeout (10 s).
 	WriteTimeout time.Duration
 
 	// Keys returns the body of a KEYS reply, built with proto.AppendKeys
@@ -173,8 +173,9 @@ type Options struct {
 	// returns that memory at once (runtime/debug.FreeOSMemory: a full
 	// garbage collection and a scavenge, on a goroutine of its own), at
 	// most once every 10 seconds. That costs CPU in proportion to the live
-	// heap — about 40 ms with 15,000 TLS connections held — and affects
-	// the whole process. The goroutine engine has no such policy.
+	// heap (tens of milliseconds with 15,000 TLS connections held:
+	// docs/BENCHMARKS.md) and affects the whole process. The goroutine
+	// engine has no such policy.
 	KeepFreedMemory bool
 }
 

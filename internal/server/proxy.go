@@ -192,7 +192,7 @@ func (s *Server) trustedProxy(addr net.Addr) bool {
 }
 
 // admitProxied finishes accepting a connection from a trusted balancer,
-// on its own goroutine (each engine's serve calls it first): it reads the
+// on its own goroutine (serveConn calls it first): it reads the
 // PROXY protocol header under the handshake deadline, takes the client's
 // address from it and applies the per-source limits to that address. It
 // reports whether c goes on; if not, c is closed, untracked and reported
@@ -233,15 +233,9 @@ func (s *Server) admitProxied(c *conn) bool {
 	if client != nil {
 		c.remote, c.proxyAddr = client, c.nc.RemoteAddr()
 	}
-	if s.sources != nil {
-		if k, ok := sourceOf(c.remoteAddr()); ok {
-			if reason := s.sources.admit(k, time.Now()); reason != "" {
-				s.refuseProxied(c, reason, nil)
-				s.logSourceRefused(context.Background(), k, reason)
-				return false
-			}
-			c.source, c.sourced = k, true
-		}
+	if reason := s.limitAddr(context.Background(), c); reason != "" {
+		s.refuseProxied(c, reason, nil)
+		return false
 	}
 	c.proxied = false
 	s.events.ConnAccepted()
@@ -253,7 +247,8 @@ func (s *Server) admitProxied(c *conn) bool {
 func (s *Server) refuseProxied(c *conn, reason string, err error) {
 	c.nc.Close()
 	s.active.Add(-1)
-	s.events.ConnRefused(reason)
+	// Logged before it is counted, so that whoever waits for the count
+	// finds the log line (and the limiter's choice) made.
 	switch {
 	case err == nil:
 	case errors.Is(err, io.EOF):
@@ -269,5 +264,6 @@ func (s *Server) refuseProxied(c *conn, reason string, err error) {
 				slog.String("proxy_addr", c.nc.RemoteAddr().String()), slog.Any("err", err), slog.Int("suppressed", suppressed))
 		}
 	}
+	s.events.ConnRefused(reason)
 	s.untrackConn(c)
 }

@@ -296,6 +296,9 @@ func TestProxyProtocol(t *testing.T) {
 						if err != nil {
 							t.Fatalf("handshake after the header: %v", err)
 						}
+						// Closed, and counted closed by the server, before
+						// the next case counts its source's connections.
+						defer e.rec.waitFor(t, "the connection closed", 10*time.Second, func() bool { return e.rec.active == 0 })
 						defer c.Close()
 						if f := roundTrip(t, c, proto.Echo, []byte("through the balancer")); string(f.Body) != "through the balancer" {
 							t.Fatalf("ECHO: got %q", f.Body)
@@ -322,13 +325,13 @@ func TestProxyProtocol(t *testing.T) {
 						case tt.wantRemote == "" && hasProxy:
 							t.Errorf("proxy_addr %v for a LOCAL header, want none", proxyAddr)
 						}
-						e.srv.sources.mu.Lock()
-						entry := e.srv.sources.table[netip.MustParseAddr(tt.wantSource)]
+						e.srv.limits.mu.Lock()
+						entry := e.srv.limits.table[netip.MustParseAddr(tt.wantSource)]
 						conns := 0
 						if entry != nil {
 							conns = entry.conns
 						}
-						e.srv.sources.mu.Unlock()
+						e.srv.limits.mu.Unlock()
 						if conns != 1 {
 							t.Errorf("source %s holds %d connections, want 1", tt.wantSource, conns)
 						}

@@ -30,18 +30,22 @@ type Server struct {
 	inSize          int // read buffer: a whole frame, and a TLS record
 	flushAt         int // write the replies gathered once they reach this
 
-	active     atomic.Int64 // connections counted against MaxConns
-	buffersOut atomic.Int64 // connections holding pooled buffers
-	testIdle   func()       // tests: called as a connection starts to wait idle
+	// epoch is the zero of the server's clock (now): deadlines and
+	// request times are monotonic nanoseconds since New.
+	epoch time.Time
+
+	active   atomic.Int64 // connections counted against MaxConns
+	testIdle func(*conn)  // tests: called on c's owner as c starts to wait idle
 
 	stopping   atomic.Bool   // Shutdown or Serve's ctx has begun the end
+	forcing    atomic.Bool   // forceClose has begun: connections end as forced
 	stopped    chan struct{} // closed with stopping, wakes waits
 	stopOnce   sync.Once
 	refusedLog logLimiter
-	sourceLog  logLimiter
+	limitLog   logLimiter
 	proxyLog   logLimiter
 	acceptLog  logLimiter
-	sources    *sourceLimits // nil when both per-source limits are off
+	limits     *addrLimits // nil when both per-source limits are off
 
 	mu        sync.Mutex
 	listeners map[*listener]struct{}
@@ -67,6 +71,7 @@ func New(opts Options) (*Server, error) {
 		events:    o.Events,
 		timed:     o.Events != nil,
 		env:       proto.Env{Now: o.Now, Keys: o.Keys},
+		epoch:     time.Now(),
 		stopped:   make(chan struct{}),
 		listeners: make(map[*listener]struct{}),
 		conns:     make(map[*conn]struct{}),
@@ -84,9 +89,9 @@ func New(opts Options) (*Server, error) {
 	s.inPool.New = func() any { b := make([]byte, s.inSize); return &b }
 	s.outPool.New = func() any { b := make([]byte, 0, outSize); return &b }
 	s.refusedLog.every = time.Second
-	s.sourceLog.every = time.Second
+	s.limitLog.every = time.Second
 	s.proxyLog.every = time.Second
-	s.sources = newSourceLimits(o)
+	s.limits = newAddrLimits(o)
 	s.acceptLog.every = time.Second
 	s.eng = newEngine(s, o.Engine)
 	return s, nil
@@ -96,6 +101,16 @@ const (
 	maxRecord     = 16 << 10
 	maxErrorReply = 256
 )
+
+// now reads the server's clock: monotonic nanoseconds since New. It is
+// what deadlines and request times are kept in, because it reads the
+// monotonic clock alone; time.Now reads the wall clock too, which costs
+// more than twice as much where the clock is virtualised
+// (docs/BENCHMARKS.md), and the hot path reads the clock per batch.
+func (s *Server) now() int64 { return int64(time.Since(s.epoch)) }
+
+// at turns a reading of now into a time.Time, for a net.Conn deadline.
+func (s *Server) at(ns int64) time.Time { return s.epoch.Add(time.Duration(ns)) }
 
 // Serve accepts connections on ln and serves them until Shutdown is called
 // or ctx is done; it closes ln before it returns.
@@ -182,6 +197,10 @@ func (s *Server) beginStop() int {
 // forceClose stops the server and closes every connection hard; it returns
 // how many there were.
 func (s *Server) forceClose() int {
+	// Before stopping is set: a connection that sees stopping and ends
+	// itself gracefully before the loop below reaches it still ends as
+	// forced, as every connection open now does.
+	s.forcing.Store(true)
 	s.beginStop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
