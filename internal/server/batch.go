@@ -61,6 +61,13 @@ func (c *conn) step() (began bool, reason string, err error) {
 	}
 	s := c.srv
 	in := (*c.in)[:c.inLen]
+	if _, n, err := proto.Parse(in, s.opts.MaxMessage); n == 0 && err == nil {
+		// Not one whole frame yet (a header read alone, say): nothing to
+		// answer or write.
+		began = c.kept == 0
+		c.kept = c.inLen
+		return began, "", nil
+	}
 	outp := s.outPool.Get().(*[]byte)
 	out := (*outp)[:0]
 	r := 0
