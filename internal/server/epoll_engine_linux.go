@@ -307,7 +307,7 @@ func (e *epollEngine) handOff(c *conn) bool {
 	// inside crypto/tls already (its reads take what the socket has, conn.go
 	// readFromUntil), where no epoll event will ever announce it. Runs
 	// that events ask for are the workers'.
-	e.serveReady(c)
+	e.serveReady(c, s.now())
 	if !lc.sched.CompareAndSwap(schedRunning, schedIdle) && lc.sched.CompareAndSwap(schedAgain, schedQueued) {
 		e.pushReady(c)
 		e.wake()

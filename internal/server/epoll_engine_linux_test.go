@@ -56,7 +56,7 @@ func (ee *epollEngine) inspect(c *conn, f func()) bool {
 	}
 	f()
 	if !lc.sched.CompareAndSwap(schedRunning, schedIdle) {
-		ee.run(c) // woken meanwhile: serve it, as its worker would have
+		ee.run(c, ee.s.now()) // woken meanwhile: serve it, as its worker would have
 	}
 	return true
 }

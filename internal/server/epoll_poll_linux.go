@@ -53,7 +53,7 @@ func (e *epollEngine) worker(i int, leading bool) {
 			leading = false
 		}
 		if c, _ := e.popReady(); c != nil {
-			e.serveQueued(c)
+			e.serveQueued(c, e.s.now())
 			continue
 		}
 		select {
@@ -107,8 +107,9 @@ func (e *epollEngine) leadWhile(i int, events []unix.EpollEvent) bool {
 		if err := e.rc.Read(poll); err != nil || failed {
 			return false // the file is closed: the engine has halted
 		}
-		w.busySince.Store(e.s.now())
-		e.serveQueued(got)
+		now := e.s.now()
+		w.busySince.Store(now)
+		e.serveQueued(got, now)
 		w.busySince.Store(0)
 		if w.replaced.Swap(false) {
 			return true // another worker leads in this one's stead
@@ -117,7 +118,7 @@ func (e *epollEngine) leadWhile(i int, events []unix.EpollEvent) bool {
 }
 
 // leadWatch is a worker's state as a leader, for the watchdog: when it
-// began serving a connection itself (unix nanoseconds, 0 while it polls),
+// began serving a connection itself (Server.now, 0 while it polls),
 // and whether the watchdog has made another worker lead in its stead.
 // Each replaced flag stands for one worker promoted, and a leader steps
 // down only by clearing its own, so at least one leader is always left.
@@ -159,22 +160,23 @@ func (e *epollEngine) promote() bool {
 	}
 }
 
-// serveQueued serves c, taken from the ready queue.
-func (e *epollEngine) serveQueued(c *conn) {
+// serveQueued serves c, taken from the ready queue at now (Server.now).
+func (e *epollEngine) serveQueued(c *conn, now int64) {
 	c.loop.sched.Store(schedRunning) // from schedQueued, which notify leaves alone
-	e.run(c)
+	e.run(c, now)
 }
 
-// run serves c, which this goroutine has marked running, until it parks
-// or ends.
-func (e *epollEngine) run(c *conn) {
+// run serves c, which this goroutine has marked running at now
+// (Server.now), until it parks or ends.
+func (e *epollEngine) run(c *conn, now int64) {
 	lc := &c.loop
 	for {
-		e.serveReady(c)
+		e.serveReady(c, now)
 		if lc.sched.CompareAndSwap(schedRunning, schedIdle) || lc.sched.Load() == schedDone {
 			return
 		}
 		lc.sched.Store(schedRunning)
+		now = e.s.now()
 	}
 }
 

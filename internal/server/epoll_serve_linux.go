@@ -4,12 +4,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// serveReady is one run of a worker on c: flush what is queued, then read
-// and run batch steps until the socket and crypto/tls have nothing more,
-// and park c — or end it. Every run drains until would-block, because
-// epoll is edge-triggered and crypto/tls may hold data the socket no
-// longer shows.
-func (e *epollEngine) serveReady(c *conn) {
+// serveReady is one run of a worker on c, begun at now (Server.now): flush
+// what is queued, then read and run batch steps until the socket and
+// crypto/tls have nothing more, and park c — or end it. Every run drains
+// until would-block, because epoll is edge-triggered and crypto/tls may
+// hold data the socket no longer shows.
+//
+// Deadlines are reckoned from the run's beginning, which the worker read
+// anyway: close to when the bytes that woke c came, since a run is short
+// (the watchdog replaces a leader whose run is not).
+func (e *epollEngine) serveReady(c *conn, now int64) {
 	s := e.s
 	lc := &c.loop
 	t := &lc.t
@@ -26,7 +30,7 @@ func (e *epollEngine) serveReady(c *conn) {
 		if err == nil && t.q != nil {
 			// Still full: wait for the next EPOLLOUT, unless the write
 			// deadline has passed.
-			if s.now() < t.writeBy.Load() {
+			if now < t.writeBy.Load() {
 				return
 			}
 			err = t.timeout("write")
@@ -52,7 +56,6 @@ func (e *epollEngine) serveReady(c *conn) {
 		e.endAfterFlush(c, reason, err)
 		return
 	}
-	now := s.now()
 	partial := c.inLen > 0
 	switch {
 	case partial && began, !partial && (got || flushed || first):
