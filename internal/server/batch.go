@@ -15,9 +15,34 @@ import (
 // more is never stalled: they are written before the next read.
 //
 // The input buffer is taken from the server's pool when a connection has
-// work and given back when everything read is answered, so that a
-// connection that waits for its next request holds no buffer of the
-// server's.
+// work — on the goroutine engine, only when a frame is not whole in the
+// few bytes it first read — and given back when everything read is
+// answered, so that a connection that waits for its next request holds
+// no pooled buffer.
+
+// input returns what c has read and not yet answered: the front of its
+// input buffer, or, before it needs one, of what it first read into
+// (c.first, the goroutine engine's).
+func (c *conn) input() []byte {
+	if c.in != nil {
+		return (*c.in)[:c.inLen]
+	}
+	return c.first[:c.inLen]
+}
+
+// keep moves rest, the start of a frame not yet whole, to the front of
+// c's input buffer, taking one if c has none yet.
+func (c *conn) keep(rest []byte) {
+	switch {
+	case len(rest) == 0:
+	case c.in == nil:
+		c.takeInput()
+		copy(*c.in, rest)
+	case &(*c.in)[0] != &rest[0]:
+		copy(*c.in, rest)
+	}
+	c.inLen, c.kept = len(rest), len(rest)
+}
 
 // takeInput gives c an input buffer unless it holds one.
 func (c *conn) takeInput() {
@@ -60,12 +85,11 @@ func (c *conn) step() (began bool, reason string, err error) {
 		return false, "", nil // the read brought nothing
 	}
 	s := c.srv
-	in := (*c.in)[:c.inLen]
+	in := c.input()
 	if _, n, err := proto.Parse(in, s.opts.MaxMessage); n == 0 && err == nil {
-		// Not one whole frame yet (a header read alone, say): nothing to
-		// answer or write.
+		// Not one whole frame yet: nothing to answer or write.
 		began = c.kept == 0
-		c.kept = c.inLen
+		c.keep(in)
 		return began, "", nil
 	}
 	outp := s.outPool.Get().(*[]byte)
@@ -96,14 +120,11 @@ func (c *conn) step() (began bool, reason string, err error) {
 	case perr != nil:
 		return false, CloseProtocolError, perr
 	}
-	left := len(in) - r
 	// Between steps there is one read: what is left began with it if a
 	// frame ended in it, or if the last step left nothing.
-	began = left > 0 && (r > 0 || c.kept == 0)
-	if r > 0 && left > 0 {
-		copy(in, in[r:])
-	}
-	c.inLen, c.kept = left, left
+	left := in[r:]
+	began = len(left) > 0 && (r > 0 || c.kept == 0)
+	c.keep(left)
 	return began, "", nil
 }
 

@@ -102,13 +102,12 @@ type conn struct {
 	kept  int
 
 	// The goroutine engine's state (goroutine_engine.go): the socket
-	// crypto/tls talks over, the deadlines last set (Server.now), and all
-	// an idle connection reads into — one header's worth, so that it
-	// holds no buffer of the server's while it waits.
+	// crypto/tls talks over, the deadlines last set (Server.now), and what
+	// a waiting connection reads into (firstRead bytes of its own).
 	gsock   sockConn
 	readBy  int64
 	writeBy int64
-	hdr     [proto.HeaderSize]byte
+	first   []byte
 
 	// loop is the epoll engine's state for c (empty on other platforms).
 	loop loopConn

@@ -41,7 +41,8 @@
 //
 // "goroutine" is the portable engine (Linux, macOS, Windows): one goroutine
 // per connection, blocked in Read on Go's runtime netpoller, crypto/tls on
-// top. An idle TLS connection holds its goroutine's stack, about 8 KB.
+// top. An idle TLS connection holds its goroutine's stack, about 8 KB, and
+// the 128 bytes it reads a short request into.
 //
 // "epoll" (Linux) holds an established, idle TLS connection with no
 // goroutine and no buffer of the server's own: only its socket, its
@@ -82,7 +83,7 @@
 // ([Options.SourceMaxConns], [Options.SourceHandshakeRate]; a source is an
 // IPv4 address or an IPv6 /64), before any handshake work; its handshake
 // is bounded by [Options.HandshakeTimeout]; while it waits for a request
-// it holds no buffer of the server's own and is cut after
+// it holds none of the server's pooled buffers and is cut after
 // [Options.IdleTimeout], and a request that has begun must be whole
 // within IdleTimeout of its first byte, however slowly its bytes come;
 // every write is bounded by [Options.WriteTimeout], so a client that stops

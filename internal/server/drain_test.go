@@ -23,8 +23,8 @@ func TestShutdownStopsAtBatch(t *testing.T) {
 			return []byte("keys")
 		}})
 		c := e.dial()
-		// An ECHO first, so that the goroutine engine, which reads a
-		// header alone when it wakes, reads on into the stream.
+		// An ECHO first, longer than the goroutine engine reads when it
+		// wakes (firstRead), so that it reads on into the stream.
 		batch := proto.AppendFrame(nil, proto.Echo, make([]byte, 512))
 		batch = proto.AppendFrame(batch, proto.Keys, nil)
 		for range echoes {

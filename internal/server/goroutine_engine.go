@@ -47,11 +47,18 @@ func (c *conn) blockingSocket() *sockConn {
 	return &c.gsock
 }
 
+// firstRead is how much a connection served on a goroutine reads while it
+// waits: a short request's worth (an ECHO or REVERSE of up to 120 bytes, a
+// TIME, a KEYS), into a buffer of its own, so that a short request is
+// answered with one read and no buffer from the pools, and a waiting
+// connection holds none of them.
+const firstRead = 128
+
 // serveBlocking serves c, its handshake done, on this goroutine until it
-// ends, and says why. It waits for each request in a blocking Read of one
-// header's worth into c.hdr, holding no buffer of the server's, then takes
-// an input buffer and runs batch steps, reading more whenever a frame has
-// begun, until everything read is answered and written.
+// ends, and says why. It waits for each request in a blocking Read into
+// c.first, then runs batch steps — taking an input buffer from the pool
+// when a frame is not whole in what it read, and reading more — until
+// everything read is answered and written.
 //
 // Deadlines are kept per batch, not per message, and lazily (extendRead,
 // sockConn): a ping-pong client costs a timer update once per
@@ -59,6 +66,7 @@ func (c *conn) blockingSocket() *sockConn {
 func (c *conn) serveBlocking() (reason string, err error) {
 	s := c.srv
 	c.gsock.live = true
+	c.first = make([]byte, firstRead)
 	for {
 		c.state.Store(stateIdle)
 		c.extendRead()
@@ -68,13 +76,12 @@ func (c *conn) serveBlocking() (reason string, err error) {
 		if s.testIdle != nil {
 			s.testIdle(c)
 		}
-		n, rerr := c.rw.Read(c.hdr[:])
+		n, rerr := c.rw.Read(c.first)
 		if n == 0 {
 			return c.readFailed(rerr, false)
 		}
 		c.state.Store(stateActive)
-		c.takeInput()
-		c.inLen = copy(*c.in, c.hdr[:n])
+		c.inLen = n
 		for {
 			if isTimeout(rerr) {
 				rerr = nil // data came; the next read times out again if due
