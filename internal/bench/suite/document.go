@@ -597,10 +597,13 @@ var pingPong = struct {
 	refBefore, refAfter       int    // refserver, in the same rounds
 	simGorBefore, simGorAfter string // side by side: median of per-round ratios to refserver
 	simEpBefore, simEpAfter   string
+	specEp, specGor, specRef  int // the suite's own 5 runs of the after revision alone
+	specLoad                  string
 }{
 	before: "797fab4", after: "bc71043", load: "12 to 15",
 	gorBefore: 64472, gorAfter: 67653, epBefore: 70310, epAfter: 67794, refBefore: 68666, refAfter: 67770,
 	simGorBefore: "0.928", simGorAfter: "0.997", simEpBefore: "1.109", simEpAfter: "1.071",
+	specEp: 72292, specGor: 63048, specRef: 59811, specLoad: "5 rising to 13",
 }
 
 // pingPongProfile is the profile table of writePingPong: the share of
@@ -661,6 +664,8 @@ func (d *document) writePingPong(w io.Writer) {
 	p("| refserver, same rounds | %s | %s |", count(float64(pp.refBefore)), count(float64(pp.refAfter)))
 	p("| goroutine ÷ refserver | %s | %s |", ratio(pp.gorBefore, pp.refBefore), ratio(pp.gorAfter, pp.refAfter))
 	p("| epoll ÷ refserver | %s | %s |", ratio(pp.epBefore, pp.refBefore), ratio(pp.epAfter, pp.refAfter))
+	p("")
+	p("The target's own measure, the suite's 5 interleaved runs of %s alone (`suite -runs 5 -only '^echo-50x64B-tls13$'`, as `scripts/bench.sh` runs it), load average %s: epoll %s, goroutine %s, refserver %s ECHOs per server CPU-s, %s× and %s× the refserver — provisional too: the load rose during the runs.", pp.after, pp.specLoad, count(float64(pp.specEp)), count(float64(pp.specGor)), count(float64(pp.specRef)), ratio(pp.specEp, pp.specRef), ratio(pp.specGor, pp.specRef))
 	p("")
 	p("Because the machine's load drifted from one run to the next, the same comparison was also made with the servers side by side: in each of 5 rounds the refserver and both revisions' two engines ran at the same time, each with its own `sc-client bench echo` for 10 s, so that all five shared the same moments; the figure is the median of the per-round ratios to the refserver. Goroutine engine: %s before, %s after; epoll engine: %s before, %s after. Side by side the servers compete for the two cores, which favours the epoll engine's batching, and the per-round ratios still spread by ±5%%: these are not the target's measure, only a comparison of before and after under the same conditions.", pp.simGorBefore, pp.simGorAfter, pp.simEpBefore, pp.simEpAfter)
 	p("")
