@@ -600,7 +600,7 @@ var pingPong = struct {
 	specEp, specGor, specRef  int // the suite's own 5 runs of the after revision alone
 	specLoad                  string
 }{
-	before: "797fab4", after: "bc71043", load: "12 to 15",
+	before: "f2f8f88", after: "a418d33", load: "12 to 15",
 	gorBefore: 64472, gorAfter: 67653, epBefore: 70310, epAfter: 67794, refBefore: 68666, refAfter: 67770,
 	simGorBefore: "0.928", simGorAfter: "0.997", simEpBefore: "1.109", simEpAfter: "1.071",
 	specEp: 72292, specGor: 63048, specRef: 59811, specLoad: "5 rising to 13",
@@ -634,7 +634,7 @@ func (d *document) writePingPong(w io.Writer) {
 	ratio := func(a, b int) string { return fmt.Sprintf("%.3f", float64(a)/float64(b)) }
 	p("## Ping-pong at bare crypto/tls cost")
 	p("")
-	p("The target (issue 13): 50 connections, each sending a 64-byte ECHO and waiting for its reply, TLS 1.3; on both engines at least 0.98× the refserver's ECHOs per server CPU-second in the median of 5 interleaved runs. The refserver (`internal/bench/refserver`) is the yardstick and stays as it is: a goroutine per connection, a `bufio.Reader`, one `Write` per reply, no deadlines, no accounting. The targets table above gives the figure of the full run this file records (its revision is under Machine), a median of that run's runs.")
+	p("The target (issue 13): 50 connections, each sending a 64-byte ECHO and waiting for its reply, TLS 1.3; on both engines at least 0.98× the refserver's ECHOs per server CPU-second in the median of 5 interleaved runs. The refserver (`internal/bench/refserver`) is the yardstick and stays as it is: a goroutine per connection, a `bufio.Reader`, one `Write` per reply, no deadlines, no accounting. The targets table above gives the figure of the full run this file records (its revision is under Machine), a median of that run's runs. Below, before is %s and after %s (measured as built before that commit was rebased onto a main that leaves `internal/server` and `internal/proto` as they were).", pingPong.before, pingPong.after)
 	p("")
 	p("### Where the cost went")
 	p("")
