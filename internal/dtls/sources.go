@@ -11,7 +11,7 @@ import (
 // that its address is not proved, and counting it would let a spoofer
 // spend a real player's budget. A source is an IPv4 address or an IPv6
 // /64 (an IPv6 host may use any address of its /64), as over TCP; the TCP
-// server's table (internal/server, sources.go) is the model.
+// server's table (internal/server, limits.go) is the model.
 
 // sourceKey returns the source ip counts against: itself for IPv4, its /64
 // for IPv6.
