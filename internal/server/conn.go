@@ -95,9 +95,10 @@ type conn struct {
 	werr error // the first write to the socket that failed (sockConn, transport)
 
 	// The batch step's input (batch.go): a buffer from Server.inPool while
-	// c has a frame begun, nil while it waits; inLen bytes read and not
-	// yet answered (in it, or, before it is taken, in first); kept, how
-	// many of them the last step left (a frame begun).
+	// c has work (on the goroutine engine, a frame not whole in first),
+	// nil while it waits; inLen bytes read and not yet answered (in it,
+	// or, before it is taken, in first); kept, how many of them the last
+	// step left (a frame begun).
 	in    *[]byte
 	inLen int
 	kept  int
