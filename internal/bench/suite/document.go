@@ -593,7 +593,7 @@ var pingPong = struct {
 	before, after string // revisions
 	sets          []pingPongSet
 }{
-	before: "f2f8f88", after: "cab1d0d",
+	before: "f2f8f88", after: "c846ad6",
 	sets: []pingPongSet{
 		{"interleaved, 5 rounds (one server at a time, as the suite runs them)", "12 to 15", "0.939", "0.998", "1.024", "1.000"},
 		{"interleaved, 5 rounds, again", "1.4 rising to 11", "0.868", "0.909", "0.917", "0.951"},
