@@ -119,6 +119,11 @@ func Parse(path string, data []byte) (*File, error) {
 				if strings.TrimPrefix(p, "!") == "" {
 					return nil, &ParseError{path, n, fmt.Sprintf("Host pattern %q is empty", p)}
 				}
+				// No host name holds '=', and one leading the patterns
+				// would read back as the separator of "Host=pattern".
+				if strings.Contains(p, "=") {
+					return nil, &ParseError{path, n, fmt.Sprintf("Host pattern %q holds '=': want host names or wildcards", p)}
+				}
 			}
 			f.Blocks = append(f.Blocks, Block{Patterns: patterns, Line: n})
 			cur = len(f.Blocks) - 1

@@ -84,6 +84,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad key", "se/rver x\n", "hosts:1:"},
 		{"match", "Match host x\n", "hosts:1: match is not supported"},
 		{"control", "server a\x01b\n", "hosts:1: control characters"},
+		{"equals pattern", "Host==\n", `hosts:1: Host pattern "=" holds '='`},
+		{"equals inside", "Host a=b\n", `hosts:1: Host pattern "a=b" holds '='`},
 	} {
 		_, err := Parse("hosts", []byte(c.text))
 		var pe *ParseError
