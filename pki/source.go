@@ -115,6 +115,14 @@ type ReloadEvent struct {
 	// NextKeyPath); NextErr says why it was refused.
 	NextResult ReloadResult
 	NextErr    error
+	// Recheck means the refusal may be files caught mid-change — a
+	// rotation between its renames, a file half-written — because the
+	// reload followed a file event or re-established watches: it is
+	// logged at Debug only, and the source looks again once the files
+	// settle ([TriggerSettle]); that look reports the refusal if it
+	// persists. A count of failures an operator must act on (a metric)
+	// skips failed results with Recheck set.
+	Recheck bool
 	// State is what is served after the reload.
 	State *SourceState
 }
@@ -364,7 +372,7 @@ func (s *Source) reload(ctx context.Context, t Trigger) (recheck bool, err error
 	r1 := s.pairFail.report(ctx, s.log, t, perr, certSum, keySum, "certificate", failPath)
 	r2 := s.nextFail.report(ctx, s.log, t, ev.NextErr, nextSum, fileSum{}, "next key", s.nextPath)
 
-	ev.State = state
+	ev.State, ev.Recheck = state, r1 || r2
 	if s.onReload != nil {
 		s.onReload(ev)
 	}

@@ -36,7 +36,9 @@ func (m *Metrics) CertLoaded(cert *x509.Certificate, pin string) {
 // CertReloaded counts one reload attempt of the certificate source, made
 // at the time at, by result: [ReloadChanged], [ReloadUnchanged] or
 // [ReloadFailed] — the words of pki.ReloadResult, so the CLI passes
-// string(event.Result) from pki.SourceOptions.OnReload. Every result but
+// string(event.Result) from pki.SourceOptions.OnReload, except for a
+// refusal with event.Recheck set (files perhaps caught mid-change, looked
+// at again once they settle), which it does not pass. Every result but
 // ReloadFailed is a success and sets the last-success timestamp: the
 // certificate on disk is the one being served.
 func (m *Metrics) CertReloaded(result string, at time.Time) {

@@ -61,6 +61,10 @@
 //     it and its key's sha256// pin. On rotation the old series goes.
 //   - spacecaptain_cert_reloads_total{result} (counter): reload attempts
 //     of the certificate source; result changed, unchanged or failed.
+//     failed counts refusals that keep the old pair serving: a look that
+//     follows a file event and may have caught files mid-change (a
+//     rotation between its renames) is looked at again once the files
+//     settle, and only that second look is counted.
 //   - spacecaptain_cert_last_reload_success_timestamp_seconds (gauge):
 //     the last reload that did not fail, as a Unix timestamp.
 //
@@ -94,7 +98,9 @@
 // Examples in PromQL:
 //
 //	spacecaptain_cert_not_after_timestamp_seconds - time() < 14 * 86400     expires within 14 days (the renewer should have acted)
-//	increase(spacecaptain_cert_reloads_total{result="failed"}[15m]) > 0     new certificate files were refused; the old one still serves
+//	increase(spacecaptain_cert_reloads_total{result="failed"}[15m]) > 0     new certificate files were refused (even after a second look)
+//	  and on(job, instance) time() - spacecaptain_cert_last_reload_success_timestamp_seconds > 180
+//	                                                                         ... and none has loaded since: the old one still serves
 //	spacecaptain_connections_open / spacecaptain_connections_max > 0.9      near max conns
 //	rate(spacecaptain_connections_refused_total{reason="max_conns"}[5m]) > 0
 //	rate(spacecaptain_tls_handshakes_total{result="client_alert"}[5m]) > 0  clients reject the certificate: a pin or CA mismatch

@@ -77,7 +77,8 @@ const (
 	// ReloadUnchanged: the files hold what is already served.
 	ReloadUnchanged = "unchanged"
 	// ReloadFailed: the files changed but were refused; the old
-	// certificate is still served.
+	// certificate is still served. The CLI does not pass a refusal that
+	// the certificate source will look at again (pki.ReloadEvent.Recheck).
 	ReloadFailed = "failed"
 )
 

@@ -76,8 +76,13 @@ func newCertSource(o *options, log *slog.Logger, now func() time.Time, m *metric
 // certificate or next key changed, rebuilds the KEYS body and the
 // certificate metrics. Source calls it under its reload lock, one call at a
 // time, after every attempt (file event, periodic check, SIGHUP).
+//
+// A refusal the source will look at again once the files settle (a
+// rotation caught between its renames) is not counted: only the second
+// look is, so that result="failed" counts refusals that keep the old pair
+// serving, which an operator must act on.
 func (s *certSource) onReload(ev pki.ReloadEvent) {
-	if s.m != nil {
+	if s.m != nil && !(ev.Result == pki.ReloadFailed && ev.Recheck) {
 		s.m.CertReloaded(string(ev.Result), s.now())
 	}
 	st := ev.State
