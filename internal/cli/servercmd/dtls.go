@@ -22,6 +22,9 @@ type dtlsOptions struct {
 	enabled bool
 	// listen is the UDP address. Default: --listen's, on UDP.
 	listen string
+	// samePort is set when listen was left to its default: DTLS then
+	// takes the port TCP has, also when --listen's port 0 picked it.
+	samePort bool
 	// idleTimeout closes a session with no datagram from its client for
 	// this long. Default dtls.DefaultIdleTimeout (30 s).
 	idleTimeout time.Duration
@@ -33,7 +36,7 @@ type dtlsOptions struct {
 // addDTLSFlags adds the DTLS flags to fs.
 func addDTLSFlags(fs *pflag.FlagSet, d *dtlsOptions) {
 	fs.BoolVar(&d.enabled, "dtls", false, "also serve DTLS 1.2 on UDP, on --dtls-listen (the same certificate, keys, pins and rotation as TCP)")
-	fs.StringVar(&d.listen, "dtls-listen", "", "UDP `ADDRESS` for DTLS, HOST:PORT; implies --dtls (default: the address and port --listen has, on UDP, also when --listen's port 0 picked one)")
+	fs.StringVar(&d.listen, "dtls-listen", "", "UDP `ADDRESS` for DTLS, HOST:PORT (port 0 picks a free port); implies --dtls (default: the address and port --listen has, on UDP; with --listen's port 0, a port free on both)")
 	cli.DurationVar(fs, &d.idleTimeout, "dtls-idle-timeout", dtls.DefaultIdleTimeout, "close a DTLS session when its client has sent nothing for this long (UDP has no FIN: this is how a vanished player is noticed)")
 	fs.IntVar(&d.maxSessions, "dtls-max-sessions", dtls.DefaultMaxSessions, "most DTLS sessions held at once (`NUMBER`); a client past it is refused once it has returned its cookie")
 }
@@ -59,7 +62,7 @@ func (o *options) validateDTLS() error {
 		return cli.Usagef("--dtls can't be used with --plaintext: DTLS is always encrypted")
 	}
 	if d.listen == "" {
-		d.listen = o.listen
+		d.listen, d.samePort = o.listen, true
 	}
 	if _, _, err := net.SplitHostPort(d.listen); err != nil {
 		return cli.Usagef("--dtls-listen %q: want HOST:PORT, e.g. :4242 or 127.0.0.1:4242", d.listen)
@@ -80,21 +83,13 @@ type dtlsServer struct {
 	errc chan error
 }
 
-// startDTLS binds --dtls-listen and serves DTLS there with the TCP
+// startDTLS serves DTLS on pc (bound by listenGame) with the TCP
 // server's certificate source: every reload (file events, SIGHUP,
 // renewal) reaches the next DTLS handshake. It returns nil, nil without
-// --dtls.
-func startDTLS(ctx context.Context, log *slog.Logger, o *options, src *certSource, obs *observer, tcp net.Addr) (*dtlsServer, error) {
-	if !o.dtls.enabled || src == nil {
+// --dtls (pc nil). pc is closed on error.
+func startDTLS(ctx context.Context, log *slog.Logger, o *options, src *certSource, obs *observer, pc net.PacketConn) (*dtlsServer, error) {
+	if pc == nil {
 		return nil, nil
-	}
-	listen := o.dtls.listen
-	if host, port, _ := net.SplitHostPort(listen); listen == o.listen && port == "0" {
-		// The same port as TCP, also when --listen let the system pick
-		// one: players give one HOST:PORT for both.
-		if ta, ok := tcp.(*net.TCPAddr); ok {
-			listen = net.JoinHostPort(host, fmt.Sprint(ta.Port))
-		}
 	}
 	opts := dtls.Options{
 		GetCertificate:    src.GetCertificate,
@@ -115,18 +110,72 @@ func startDTLS(ctx context.Context, log *slog.Logger, o *options, src *certSourc
 	}
 	srv, err := dtls.New(opts)
 	if err != nil {
+		pc.Close()
 		return nil, err
-	}
-	pc, err := net.ListenPacket("udp", listen)
-	if err != nil {
-		return nil, cli.WithHint(fmt.Errorf("listening on UDP %s: %w", listen, err),
-			"is another server using the UDP port? choose another with --dtls-listen, e.g. --dtls-listen 127.0.0.1:4243")
 	}
 	d := &dtlsServer{srv: srv, addr: pc.LocalAddr(), errc: make(chan error, 1)}
 	// As for TCP, Serve's context is never cancelled: Shutdown is the
 	// graceful stop.
 	go func() { d.errc <- srv.Serve(context.WithoutCancel(ctx), pc) }()
 	return d, nil
+}
+
+// pairTries bounds the ports tried for TCP and UDP together when --listen's
+// port 0 lets the system pick one for both (listenGame).
+const pairTries = 10
+
+// listenGame binds the game port: TCP on --listen and, with DTLS, UDP on
+// --dtls-listen (pc is nil without DTLS). listenTCP is net.Listen unless a
+// test replaces it.
+//
+// By default DTLS takes TCP's port, so that players give one HOST:PORT
+// for both. When --listen's port is 0 the system picks a port free on TCP,
+// which any other program's UDP socket may hold (a DNS client's, another
+// server's): the pair is then tried again with a new port, up to
+// pairTries times, so that port 0 works whatever holds UDP ports. A port
+// given (the default :4242) is bound as given: if UDP has it taken, the
+// error says so and how to choose another.
+func listenGame(o *options, listenTCP func(network, address string) (net.Listener, error)) (ln net.Listener, pc net.PacketConn, err error) {
+	if listenTCP == nil {
+		listenTCP = net.Listen
+	}
+	tcpErr := func(err error) error {
+		return cli.WithHint(fmt.Errorf("listening on %s: %w", o.listen, err),
+			"is another server using the port? choose another with --listen, e.g. --listen 127.0.0.1:4243")
+	}
+	udpErr := func(addr string, err error, hint string) error {
+		return cli.WithHint(fmt.Errorf("listening on UDP %s for DTLS: %w", addr, err), hint)
+	}
+	const udpHint = "is another program using the UDP port? choose another with --dtls-listen, e.g. --dtls-listen 127.0.0.1:4243"
+	host, port, _ := net.SplitHostPort(o.listen)
+	paired := o.dtls.enabled && o.dtls.samePort && port == "0"
+	tries := 1
+	if paired {
+		tries = pairTries
+	}
+	var lastUDP string
+	for range tries {
+		if ln, err = listenTCP("tcp", o.listen); err != nil {
+			return nil, nil, tcpErr(err)
+		}
+		if !o.dtls.enabled {
+			return ln, nil, nil
+		}
+		udp := o.dtls.listen
+		if o.dtls.samePort {
+			udp = net.JoinHostPort(host, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
+		}
+		if pc, err = net.ListenPacket("udp", udp); err == nil {
+			return ln, pc, nil
+		}
+		ln.Close()
+		if !paired || !addrInUse(err) {
+			return nil, nil, udpErr(udp, err, udpHint)
+		}
+		lastUDP = udp
+	}
+	return nil, nil, udpErr(lastUDP, err,
+		fmt.Sprintf("the %d ports the system picked for TCP were all taken on UDP; give DTLS a port of its own with --dtls-listen, e.g. --dtls-listen %s", pairTries, net.JoinHostPort(host, "0")))
 }
 
 // errs returns the channel Serve's end comes on; nil (which never

@@ -59,6 +59,10 @@ type Env struct {
 	// --metrics-listen once it serves, before the certificates are loaded
 	// and before the game port is bound: /readyz answers 503 until then.
 	MetricsListening func(net.Addr)
+
+	// listenTCP binds the TCP game port. Nil means net.Listen; tests
+	// replace it to hand out a port whose UDP twin is taken.
+	listenTCP func(network, address string) (net.Listener, error)
 }
 
 // options are sc-server's flags. Each maps to a field here or in srv, the

@@ -100,10 +100,9 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 		return err
 	}
 
-	ln, err := net.Listen("tcp", o.listen)
+	ln, pc, err := listenGame(o, env.listenTCP)
 	if err != nil {
-		return cli.WithHint(fmt.Errorf("listening on %s: %w", o.listen, err),
-			"is another server using the port? choose another with --listen, e.g. --listen 127.0.0.1:4243")
+		return err
 	}
 	addr := ln.Addr()
 
@@ -141,7 +140,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 		})
 	})
 
-	dt, err := startDTLS(ctx, log, o, src, obs, addr)
+	dt, err := startDTLS(ctx, log, o, src, obs, pc)
 	if err != nil {
 		ln.Close()
 		return err
