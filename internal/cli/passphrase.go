@@ -9,9 +9,12 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
+
+	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
 // PassphraseEnv is the environment variable a passphrase may come from.
@@ -51,6 +54,11 @@ type Passphrase struct {
 	// IsTerminal reports whether Stdin is a terminal. Nil means checking
 	// it with golang.org/x/term.
 	IsTerminal func() bool
+
+	// PipeTimeout bounds the wait for File when it is a pipe (a FIFO, or
+	// the /dev/fd/N of a shell's <(…)): its writer must write and close
+	// it within this time. Zero means trustfile.DefaultPipeTimeout.
+	PipeTimeout time.Duration
 
 	// Context ends a prompt: when it is done (SIGINT or SIGTERM, through
 	// signal.NotifyContext in main), the terminal is restored and the
@@ -108,8 +116,19 @@ func (p *Passphrase) getenv(k string) string {
 // pki says it around a Source's errors, and ForNewKey around its own.
 func (p *Passphrase) read(what string, confirm bool) ([]byte, error) {
 	if p.File != "" {
-		data, err := os.ReadFile(p.File)
+		// Through the hardened reader, as every file the toolkit trusts:
+		// a regular file, or a pipe whose writer closes it in time — never
+		// a FIFO that nobody writes, which os.ReadFile waits on forever.
+		kind := trustfile.Passphrase
+		if p.PipeTimeout > 0 {
+			kind.PipeTimeout = p.PipeTimeout
+		}
+		data, _, err := trustfile.Read(p.File, kind)
 		if err != nil {
+			var tf *trustfile.Error
+			if errors.As(err, &tf) {
+				return nil, fmt.Errorf("passphrase file %q: %w", p.File, err)
+			}
 			return nil, err
 		}
 		line, _, _ := bytes.Cut(data, []byte("\n"))

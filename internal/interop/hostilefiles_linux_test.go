@@ -307,3 +307,37 @@ func TestStrictModesRealServer(t *testing.T) {
 		}
 	})
 }
+
+// --key-password-file with the real binaries, as a shell gives it: a
+// process substitution <(echo …) is read; a FIFO nobody writes is an error
+// within the pipe timeout (10 s), naming the file, where os.ReadFile
+// blocked forever.
+func TestPassphrasePipeRealServer(t *testing.T) {
+	bash := needTool(t, "bash")
+	dir := t.TempDir()
+	const pass = "correct horse battery staple"
+	good := filepath.Join(dir, "pass")
+	mustWriteFile(t, good, []byte(pass+"\n"), 0o600)
+	run(t, dir, bin(t, "sc-cert"), "init", "--encrypt-key", "--password-file", good)
+
+	// bash runs sc-server in its place, with the read end of the pipe from
+	// echo as /dev/fd/N.
+	out, errOut, code := runBounded(t, dir, nil, bash, "-c", `exec "$0" --check --key-password-file <(echo "$1")`, bin(t, "sc-server"), pass)
+	if code != 0 {
+		t.Errorf("--check --key-password-file <(echo …): exit %d, want 0\n%s%s", code, out, errOut)
+	}
+
+	fifo := filepath.Join(dir, "pass.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, errOut, code = runBounded(t, dir, nil, bin(t, "sc-server"), "--check", "--key-password-file", fifo)
+	took := time.Since(start)
+	if code != 1 || !strings.Contains(errOut, fifo) || !strings.Contains(errOut, "nothing was written to it within 10s") {
+		t.Errorf("--key-password-file naming a FIFO nobody writes: exit %d after %v, want 1 naming the file and the timeout:\n%s", code, took, errOut)
+	}
+	if took > 40*time.Second {
+		t.Errorf("the refusal took %v, want about the 10s pipe timeout", took)
+	}
+}

@@ -13,6 +13,10 @@ var (
 	// ErrTooLarge means the file is larger than its kind allows.
 	ErrTooLarge = errors.New("file too large")
 
+	// ErrPipeTimeout means a pipe its kind accepts ([Kind.PipeTimeout])
+	// was not written and closed in time.
+	ErrPipeTimeout = errors.New("pipe not closed in time")
+
 	// ErrAccess means group or others may access a file that must be
 	// private to its owner ([CheckPrivate]).
 	ErrAccess = errors.New("group or others may access the file")

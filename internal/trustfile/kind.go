@@ -1,5 +1,7 @@
 package trustfile
 
+import "time"
+
 // Check is a set of optional checks a [Kind] asks [Read] to make.
 type Check uint8
 
@@ -32,6 +34,12 @@ const (
 	MaxSmallSize = 64 << 10
 )
 
+// DefaultPipeTimeout is the [Kind.PipeTimeout] of the kinds that accept a
+// pipe: long enough for a command in a shell's process substitution
+// (<(pass show game/key)) to write, short enough that a FIFO nobody
+// writes is an error a person sees.
+const DefaultPipeTimeout = 10 * time.Second
+
 // Kind describes one kind of file: its name in errors, its size cap and
 // the checks it needs. The zero value has no cap and is refused by
 // [Read]; use the variables below or build one from them.
@@ -42,6 +50,14 @@ type Kind struct {
 	MaxSize int64
 	// Checks are the optional checks made.
 	Checks Check
+	// PipeTimeout, when not zero, accepts a pipe at the path as well as a
+	// regular file: a FIFO, or /dev/fd/N, the pipe a shell's process
+	// substitution <(…) or a pipeline into /dev/stdin passes. [Read]
+	// reads it until its writer closes it, at most MaxSize bytes, and
+	// gives up with [ErrPipeTimeout] after PipeTimeout: a FIFO nobody
+	// writes never hangs the reader. Zero refuses pipes, like every other
+	// file that is not regular.
+	PipeTimeout time.Duration
 }
 
 // With returns k with the checks c added.
@@ -65,8 +81,9 @@ var (
 	// Journal is the commit record of a multi-file change, and the files
 	// it stages.
 	Journal = Kind{Name: "journal", MaxSize: MaxPEMSize}
-	// Passphrase is a file holding a key's passphrase on its first line.
-	Passphrase = Kind{Name: "passphrase file", MaxSize: MaxSmallSize}
+	// Passphrase is a file holding a key's passphrase on its first line,
+	// or a pipe giving it (--key-password-file <(…)).
+	Passphrase = Kind{Name: "passphrase file", MaxSize: MaxSmallSize, PipeTimeout: DefaultPipeTimeout}
 	// ClientHosts is sc-client's per-host settings file, which says how
 	// each server is trusted; ServerConfig is sc-server's configuration
 	// file, which names the files it trusts.

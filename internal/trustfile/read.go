@@ -14,7 +14,8 @@ import (
 // (matching fs.ErrNotExist); a file refused is an [*Error].
 //
 // Read never blocks on what is at the path: a FIFO is refused without
-// waiting for a writer, and a device without reading from it.
+// waiting for a writer, and a device without reading from it. A kind with
+// a [Kind.PipeTimeout] accepts a pipe and waits for it at most that long.
 func Read(path string, k Kind) (data []byte, fi fs.FileInfo, err error) {
 	if k.MaxSize <= 0 {
 		panic("trustfile: Read with a Kind that has no size cap")
@@ -25,6 +26,9 @@ func Read(path string, k Kind) (data []byte, fi fs.FileInfo, err error) {
 	pre, err := os.Stat(path)
 	if err != nil {
 		return nil, nil, err
+	}
+	if k.PipeTimeout > 0 && pre.Mode()&fs.ModeNamedPipe != 0 {
+		return readPipe(path, k)
 	}
 	if err := checkInfo(path, pre, k); err != nil {
 		return nil, nil, err
@@ -116,4 +120,15 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// pipeTimeout is the error of a pipe not closed within k.PipeTimeout,
+// after n bytes.
+func pipeTimeout(path string, n int, k Kind) error {
+	what := "nothing was written to it"
+	if n > 0 {
+		what = fmt.Sprintf("its writer sent %s and has not closed it", formatSize(int64(n)))
+	}
+	return &Error{Path: path, Err: ErrPipeTimeout,
+		Detail: fmt.Sprintf("a pipe (FIFO) read as a %s, and %s within %v: give a regular file, or a pipe whose writer writes and exits, e.g. <(echo …)", k.Name, what, k.PipeTimeout)}
 }

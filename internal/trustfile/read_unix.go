@@ -3,12 +3,16 @@
 package trustfile
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // openNonblocking opens path for reading without waiting: a FIFO with no
@@ -157,4 +161,91 @@ func realDir(dir string) (string, error) {
 func within(d, top string) bool {
 	rel, err := filepath.Rel(top, d)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// readPipe reads the pipe at path (k.PipeTimeout > 0) until its writer
+// closes it, within k.PipeTimeout. It opens without blocking and waits
+// with poll(2), so that nothing hangs on a FIFO nobody writes: Linux
+// reports such a FIFO neither readable nor hung up until a writer comes.
+func readPipe(path string, k Kind) ([]byte, fs.FileInfo, error) {
+	f, err := openNonblocking(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	if fi.Mode()&fs.ModeNamedPipe == 0 {
+		// Swapped for something else between the stat and the open.
+		if err := checkInfo(path, fi, k); err != nil {
+			return nil, nil, err
+		}
+		return nil, nil, &Error{Path: path, Err: ErrNotRegular, Detail: "changed while it was opened: refusing to read it as a " + k.Name}
+	}
+	if err := checkOwnerMode(path, fi, k.Checks); err != nil {
+		return nil, nil, err
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	deadline := time.Now().Add(k.PipeTimeout)
+	var data []byte
+	var readErr error
+	// Control, not Fd: Fd would make the descriptor blocking.
+	if err := rc.Control(func(fd uintptr) {
+		data, readErr = pollRead(int(fd), k.MaxSize, deadline)
+	}); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case errors.Is(readErr, os.ErrDeadlineExceeded):
+		return nil, nil, pipeTimeout(path, len(data), k)
+	case readErr != nil:
+		return nil, nil, readErr
+	case int64(len(data)) > k.MaxSize:
+		return nil, nil, tooLarge(path, int64(len(data)), k)
+	}
+	return data, fi, nil
+}
+
+// pollRead reads the non-blocking descriptor fd to end of file, up to
+// max+1 bytes, waiting for it with poll(2) until deadline. An end of file
+// with nothing read is believed only once poll has reported the pipe
+// ready: a FIFO opened without a writer reads as ended until one comes,
+// and poll reports it neither readable nor hung up until then.
+func pollRead(fd int, max int64, deadline time.Time) ([]byte, error) {
+	var data []byte
+	buf := make([]byte, 4096)
+	waited := false
+	for int64(len(data)) <= max {
+		n, err := unix.Read(fd, buf)
+		switch {
+		case n > 0:
+			data = append(data, buf[:n]...)
+			continue
+		case err == unix.EINTR:
+			continue
+		case err != nil && err != unix.EAGAIN:
+			return data, err
+		case err == nil && (len(data) > 0 || waited):
+			return data, nil // end of file
+		}
+		// Nothing yet: wait for data, or for the writer to close.
+		left := time.Until(deadline)
+		if left <= 0 {
+			return data, os.ErrDeadlineExceeded
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		ready, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+		if err != nil && err != unix.EINTR {
+			return data, err
+		}
+		if ready > 0 {
+			waited = true // data, or a writer that came and went
+		}
+	}
+	return data, nil
 }

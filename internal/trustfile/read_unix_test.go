@@ -4,6 +4,7 @@ package trustfile
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -319,4 +320,140 @@ func TestKubernetesSecretLayoutAccepted(t *testing.T) {
 	if _, _, err := Read(paths["tls.key"], PrivateKey); !errors.Is(err, ErrAccess) {
 		t.Errorf("as root: got %v, want ErrAccess", err)
 	}
+}
+
+// pipeKind is Passphrase with a timeout short enough for tests.
+var pipeKind = func() Kind { k := Passphrase; k.PipeTimeout = 300 * time.Millisecond; return k }()
+
+// readWithin runs Read(path, k) and fails the test if it has not returned
+// within 10 s (far past any PipeTimeout here): it must never hang.
+func readWithin(t *testing.T, path string, k Kind) ([]byte, error) {
+	t.Helper()
+	type result struct {
+		data []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		data, _, err := Read(path, k)
+		done <- result{data, err}
+	}()
+	select {
+	case r := <-done:
+		return r.data, r.err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Read(%s) blocked past 10s with a pipe timeout of %v", path, k.PipeTimeout)
+	}
+	return nil, nil
+}
+
+// A kind with a pipe timeout (the passphrase file) still never hangs on a
+// FIFO nobody writes: it fails with ErrPipeTimeout once the timeout has
+// passed, saying nothing was written.
+func TestReadPipeNobodyWrites(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "pw")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := readWithin(t, fifo, pipeKind)
+	if !errors.Is(err, ErrPipeTimeout) || !strings.Contains(err.Error(), "nothing was written") {
+		t.Errorf("got %v, want ErrPipeTimeout saying nothing was written", err)
+	}
+	if took := time.Since(start); took < pipeKind.PipeTimeout {
+		t.Errorf("gave up after %v, before the timeout of %v", took, pipeKind.PipeTimeout)
+	}
+}
+
+// pipePath returns /dev/fd/N for the read end of a new pipe, as a shell's
+// process substitution <(…) gives it, and the write end.
+func pipePath(t *testing.T) (string, *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(); w.Close() })
+	return fmt.Sprintf("/dev/fd/%d", r.Fd()), w
+}
+
+// A pipe whose writer writes and closes is read to its end, whether the
+// writer finished before the read began (<(echo pw) where echo is quick)
+// or while it waits; a named FIFO whose writer comes later is read too.
+func TestReadPipeFromWriter(t *testing.T) {
+	if _, err := os.Stat("/dev/fd/0"); err != nil {
+		t.Skip("no /dev/fd on this system")
+	}
+	t.Run("written and closed before", func(t *testing.T) {
+		path, w := pipePath(t)
+		w.WriteString("pw\n")
+		w.Close()
+		if data, err := readWithin(t, path, pipeKind); err != nil || string(data) != "pw\n" {
+			t.Errorf("got %q, %v; want %q", data, err, "pw\n")
+		}
+	})
+	t.Run("written while the reader waits", func(t *testing.T) {
+		path, w := pipePath(t)
+		k := pipeKind
+		k.PipeTimeout = 10 * time.Second
+		go func() {
+			w.WriteString("p")
+			w.WriteString("w\n")
+			w.Close()
+		}()
+		if data, err := readWithin(t, path, k); err != nil || string(data) != "pw\n" {
+			t.Errorf("got %q, %v; want %q", data, err, "pw\n")
+		}
+	})
+	t.Run("closed without a word", func(t *testing.T) {
+		path, w := pipePath(t)
+		w.Close()
+		start := time.Now()
+		if data, err := readWithin(t, path, pipeKind); err != nil || len(data) != 0 {
+			t.Errorf("got %q, %v; want nothing, no error (the caller says it is empty)", data, err)
+		}
+		if time.Since(start) >= pipeKind.PipeTimeout {
+			t.Error("an empty closed pipe waited for the timeout")
+		}
+	})
+	t.Run("written but never closed", func(t *testing.T) {
+		path, w := pipePath(t)
+		w.WriteString("pw\n")
+		_, err := readWithin(t, path, pipeKind)
+		if !errors.Is(err, ErrPipeTimeout) || !strings.Contains(err.Error(), "sent 3 bytes and has not closed it") {
+			t.Errorf("got %v, want ErrPipeTimeout saying 3 bytes came", err)
+		}
+	})
+	t.Run("larger than the kind allows", func(t *testing.T) {
+		path, w := pipePath(t)
+		k := pipeKind
+		k.PipeTimeout = 10 * time.Second
+		go func() {
+			w.Write(make([]byte, k.MaxSize+100)) // fails once the reader gives up
+			w.Close()
+		}()
+		if _, err := readWithin(t, path, k); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("got %v, want ErrTooLarge", err)
+		}
+	})
+	t.Run("named FIFO, writer comes later", func(t *testing.T) {
+		fifo := filepath.Join(t.TempDir(), "pw")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		k := pipeKind
+		k.PipeTimeout = 10 * time.Second
+		go func() {
+			// Blocks until the reader has opened the FIFO.
+			f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+			if err != nil {
+				return
+			}
+			f.WriteString("pw\n")
+			f.Close()
+		}()
+		if data, err := readWithin(t, fifo, k); err != nil || string(data) != "pw\n" {
+			t.Errorf("got %q, %v; want %q", data, err, "pw\n")
+		}
+	})
 }
