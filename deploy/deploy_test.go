@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/internal/cli/servercmd"
 	"go.yaml.in/yaml/v3"
@@ -103,7 +104,7 @@ func TestSystemdVerify(t *testing.T) {
 			}
 			cmd := exec.Command(analyze, append(args, unit)...)
 			cmd.Env = env
-			out, err := cmd.CombinedOutput()
+			out, err := childproc.CombinedOutput(cmd)
 			if err != nil || len(bytes.TrimSpace(out)) > 0 {
 				t.Errorf("systemd-analyze verify %s: %v\n%s", m.name, err, out)
 			}
@@ -317,7 +318,7 @@ func TestHAProxyConfig(t *testing.T) {
 	}
 
 	haproxy := needTool(t, "haproxy", true)
-	out, err := exec.Command(haproxy, "-c", "-f", "haproxy/haproxy.cfg").CombinedOutput()
+	out, err := childproc.CombinedOutput(exec.Command(haproxy, "-c", "-f", "haproxy/haproxy.cfg"))
 	if err != nil || !bytes.Contains(out, []byte("Configuration file is valid")) || bytes.Contains(out, []byte("WARNING")) {
 		t.Errorf("haproxy -c: %v\n%s", err, out)
 	}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 )
 
 // fixedClock is a settable clock for the store's and the verifier's times.
@@ -452,7 +454,7 @@ func TestStoreConcurrentProcesses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := cmd.Start(); err != nil {
+		if err := childproc.Start(cmd); err != nil {
 			t.Fatal(err)
 		}
 		children = append(children, child{cmd, start, out})

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 	"github.com/spacecaptain/spacecaptain/internal/promcheck"
 )
 
@@ -53,7 +54,7 @@ func promtool(t *testing.T) string {
 		t.Skipf("promtool %s is not built yet: run scripts/promtool.sh (once; it takes several minutes), then rerun", m[1])
 	}
 	cmd := exec.Command("../../scripts/promtool.sh")
-	out, err := cmd.Output()
+	out, err := childproc.Output(cmd)
 	if err != nil {
 		t.Fatalf("scripts/promtool.sh: %v", err)
 	}
@@ -66,7 +67,7 @@ func promtool(t *testing.T) string {
 func runPromtool(t *testing.T, args ...string) {
 	t.Helper()
 	cmd := exec.Command(promtool(t), args...)
-	out, err := cmd.CombinedOutput()
+	out, err := childproc.CombinedOutput(cmd)
 	if err != nil {
 		t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 	}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 )
 
 // scServer is a real sc-server process started by startSCServer.
@@ -69,7 +71,7 @@ func startSCServer(t *testing.T, dir string, args ...string) *scServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	s := &scServer{proc: cmd.Process, done: make(chan struct{})}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 )
 
 // buildMbed compiles testdata/NAME.c against the system's Mbed TLS 2.x,
@@ -136,7 +138,7 @@ func TestSCClientAgainstMbedTLSDTLSServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)

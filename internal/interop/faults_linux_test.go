@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
 
@@ -254,7 +255,7 @@ func chattr(dir, flag string) error {
 	if err != nil {
 		return err
 	}
-	if out, err := exec.Command(p, flag, dir).CombinedOutput(); err != nil {
+	if out, err := childproc.CombinedOutput(exec.Command(p, flag, dir)); err != nil {
 		return errors.New(strings.TrimSpace(string(out)))
 	}
 	return nil

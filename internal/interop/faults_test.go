@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
 
@@ -82,7 +83,7 @@ func runBounded(t *testing.T, dir string, env []string, name string, args ...str
 	cmd.Env = append(environWithout("SC_KEY_PASSWORD"), env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
+	err := childproc.Run(cmd)
 	if ctx.Err() != nil {
 		t.Fatalf("%s %s did not exit within a minute (serving instead of refusing?):\n%s", filepath.Base(name), strings.Join(args, " "), errOut.String())
 	}

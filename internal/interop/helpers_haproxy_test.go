@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 )
 
 // Helpers of the HAProxy scale-out test: HAProxy in front of real
@@ -123,7 +125,7 @@ func startHAProxy(t *testing.T, haproxy, cfg string) *haProxy {
 
 	check := exec.Command(haproxy, "-c", "-f", path)
 	check.ExtraFiles = []*os.File{f} // descriptor 3, which bind checks
-	if out, err := check.CombinedOutput(); err != nil {
+	if out, err := childproc.CombinedOutput(check); err != nil {
 		t.Fatalf("haproxy -c: %v\n%s\n%s", err, out, cfg)
 	}
 	h := &haProxy{Addr: ln.Addr().String(), done: make(chan struct{})}
@@ -132,7 +134,7 @@ func startHAProxy(t *testing.T, haproxy, cfg string) *haProxy {
 	h.cmd.ExtraFiles = []*os.File{f} // descriptor 3
 	h.cmd.Stdout = &lockedWriter{mu: &h.mu, w: &h.out}
 	h.cmd.Stderr = &lockedWriter{mu: &h.mu, w: &h.out}
-	if err := h.cmd.Start(); err != nil {
+	if err := childproc.Start(h.cmd); err != nil {
 		t.Fatal(err)
 	}
 	go func() {

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 	"github.com/spacecaptain/spacecaptain/internal/client"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 	"github.com/spacecaptain/spacecaptain/pki"
@@ -47,7 +48,7 @@ func rotloadBin(t *testing.T) string {
 		if os.Getenv("GOTOOLCHAIN") == "" {
 			cmd.Env = append(cmd.Env, "GOTOOLCHAIN=auto")
 		}
-		if b, err := cmd.CombinedOutput(); err != nil {
+		if b, err := childproc.CombinedOutput(cmd); err != nil {
 			toolErr = fmt.Errorf("building rotload: %v\n%s", err, b)
 		}
 	})
@@ -116,7 +117,7 @@ func startLoad(t *testing.T, srv *scServer, caFile string, args ...string) *load
 	l := &load{t: t, stdin: stdin, done: make(chan struct{}), changed: make(chan struct{}),
 		seen: map[string]loadEvent{}, learned: map[int]string{}}
 	cmd.Stderr = &lockedWriter{mu: &l.mu, w: &l.stderr}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	go func() {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
 
@@ -81,7 +82,7 @@ func runFile(t *testing.T, dir, in string, name string, args ...string) (string,
 	cmd.Stdin = f
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	code := exitCode(t, cmd.Run())
+	code := exitCode(t, childproc.Run(cmd))
 	return out.String(), errOut.String(), code
 }
 

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
@@ -503,7 +504,7 @@ func startSClient(t *testing.T, openssl, dir, addr string, args ...string) *sCli
 	if s.stdin, err = s.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.cmd.Start(); err != nil {
+	if err := childproc.Start(s.cmd); err != nil {
 		t.Fatal(err)
 	}
 	go func() {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
 
@@ -139,7 +140,7 @@ func runAsNobody(t *testing.T, dir, binary string, args ...string) (string, stri
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
+	err := childproc.Run(cmd)
 	return out.String(), errOut.String(), exitCode(t, err)
 }
 

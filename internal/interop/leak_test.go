@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
 
@@ -505,7 +506,7 @@ func (lk *leakCheck) startServer(dir string, env []string, args ...string) *leak
 	s.cmd.Env = append(environWithout("SC_KEY_PASSWORD"), env...)
 	s.cmd.Stdout = &lockedWriter{mu: &s.mu, w: &s.out}
 	s.cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.log}
-	if err := s.cmd.Start(); err != nil {
+	if err := childproc.Start(s.cmd); err != nil {
 		t.Fatal(err)
 	}
 	go func() {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 	"github.com/spacecaptain/spacecaptain/internal/cli"
 )
 
@@ -47,7 +48,7 @@ func runTests(m *testing.M) int {
 		if os.Getenv("GOTOOLCHAIN") == "" {
 			cmd.Env = append(cmd.Env, "GOTOOLCHAIN=auto") // go.mod asks for a newer Go
 		}
-		if b, err := cmd.CombinedOutput(); err != nil {
+		if b, err := childproc.CombinedOutput(cmd); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, b)
 			return 1
 		}
@@ -109,7 +110,7 @@ func runErr(dir string, stdin []byte, name string, args ...string) (string, stri
 	}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
+	err := childproc.Run(cmd)
 	return out.String(), errOut.String(), err
 }
 
@@ -120,6 +121,6 @@ func runEnv(dir string, env []string, name string, args ...string) (string, stri
 	cmd.Env = append(os.Environ(), env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
+	err := childproc.Run(cmd)
 	return out.String(), errOut.String(), err
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
+
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 )
 
 // onPTY is a real command whose standard streams are a pseudo-terminal,
@@ -41,7 +43,7 @@ func startOnPTY(t *testing.T, dir string, env []string, name string, args ...str
 	p.cmd.Env = env
 	p.cmd.Stdin, p.cmd.Stdout, p.cmd.Stderr = slave, slave, slave
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	if err := p.cmd.Start(); err != nil {
+	if err := childproc.Start(p.cmd); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
@@ -137,7 +139,7 @@ func encryptedLayout(t *testing.T, dir string) {
 	cmd := exec.Command(bin(t, "sc-cert"), "init", "--encrypt-key")
 	cmd.Dir = dir
 	cmd.Env = append(environWithout("SC_KEY_PASSWORD"), "SC_KEY_PASSWORD=correct horse")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := childproc.CombinedOutput(cmd); err != nil {
 		t.Fatalf("sc-cert init --encrypt-key: %v\n%s", err, out)
 	}
 }
@@ -219,7 +221,7 @@ func TestNewPassphraseMismatchAsksAgain(t *testing.T) {
 	cmd := exec.Command(bin(t, "sc-cert"), "inspect", "s.key")
 	cmd.Dir = dir
 	cmd.Env = append(environWithout("SC_KEY_PASSWORD"), "SC_KEY_PASSWORD=third")
-	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Encrypted:") {
+	if out, err := childproc.CombinedOutput(cmd); err != nil || !strings.Contains(string(out), "Encrypted:") {
 		t.Errorf("the key does not open with the confirmed passphrase: %v\n%s", err, out)
 	}
 }

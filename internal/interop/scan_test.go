@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 )
 
 // Issue 7, scanners in CI: testssl and sslscan against the real sc-server
@@ -112,7 +114,7 @@ func runTestssl(t *testing.T, testssl, dir, addr, caFile string) []testsslFindin
 		"--connect-timeout", "30", "--openssl-timeout", "30", addr)
 	cmd.Dir = dir
 	start := time.Now()
-	b, err := cmd.CombinedOutput()
+	b, err := childproc.CombinedOutput(cmd)
 	t.Logf("testssl %s: %v in %v", addr, err, time.Since(start).Round(time.Second))
 	if ctx.Err() != nil {
 		t.Fatalf("testssl did not finish within 10 minutes:\n%s", b)
@@ -310,7 +312,7 @@ func TestSSLScan(t *testing.T) {
 			xmlFile := filepath.Join(dir, "sslscan.xml")
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, sslscan, "--no-colour", "--xml="+xmlFile, srv.Addr).CombinedOutput()
+			out, err := childproc.CombinedOutput(exec.CommandContext(ctx, sslscan, "--no-colour", "--xml="+xmlFile, srv.Addr))
 			if err != nil {
 				t.Fatalf("sslscan: %v\n%s", err, out)
 			}
@@ -509,7 +511,7 @@ func TestSSLScanGateCatchesWeakServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -538,7 +540,7 @@ func TestSSLScanGateCatchesWeakServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	xmlFile := filepath.Join(dir, "sslscan.xml")
-	if out, err := exec.CommandContext(ctx, sslscan, "--no-colour", "--xml="+xmlFile, addr).CombinedOutput(); err != nil {
+	if out, err := childproc.CombinedOutput(exec.CommandContext(ctx, sslscan, "--no-colour", "--xml="+xmlFile, addr)); err != nil {
 		t.Fatalf("sslscan: %v\n%s", err, out)
 	}
 	data, err := os.ReadFile(xmlFile)

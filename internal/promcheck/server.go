@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 	"github.com/spacecaptain/spacecaptain/internal/client"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 )
@@ -34,7 +35,7 @@ func ScrapeServer(ctx context.Context, dir string) ([]byte, error) {
 	if os.Getenv("GOTOOLCHAIN") == "" {
 		build.Env = append(build.Env, "GOTOOLCHAIN=auto") // go.mod asks for a newer Go
 	}
-	if out, err := build.CombinedOutput(); err != nil {
+	if out, err := childproc.CombinedOutput(build); err != nil {
 		return nil, fmt.Errorf("building sc-server: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json")
@@ -44,7 +45,7 @@ func ScrapeServer(ctx context.Context, dir string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		return nil, err
 	}
 	exited := make(chan error, 1)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
@@ -68,7 +69,7 @@ func (c *certDir) run(ctx context.Context, args ...string) ([]byte, error) {
 	cmd.Env = append(os.Environ(), "SC_KEY_PASSWORD=")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	if err := childproc.Run(cmd); err != nil {
 		return nil, fmt.Errorf("sc-cert %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.Bytes(), nil

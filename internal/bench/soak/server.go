@@ -19,6 +19,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 )
 
 // serverProc is the sc-server process of a run.
@@ -69,7 +71,7 @@ func startServer(bin, dir, logPath string, args []string) (*serverProc, error) {
 		return nil, err
 	}
 	cmd.Stdout = logFile
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting sc-server: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/spacecaptain/spacecaptain/internal/bench"
 	"github.com/spacecaptain/spacecaptain/internal/bench/benchdoc"
+	"github.com/spacecaptain/spacecaptain/internal/childproc"
 	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/internal/cli/benchcmd"
 	"github.com/spf13/cobra"
@@ -381,7 +382,7 @@ func (c *config) runOne(ctx context.Context, sc scenario, srv server, run int, c
 	defer logFile.Close()
 	proc := exec.Command(argv[0], argv[1:]...)
 	proc.Stdout, proc.Stderr = logFile, logFile
-	if err := proc.Start(); err != nil {
+	if err := childproc.Start(proc); err != nil {
 		res.Err = fmt.Sprintf("starting %s: %v", argv[0], err)
 		return res
 	}
@@ -410,7 +411,7 @@ func (c *config) runOne(ctx context.Context, sc scenario, srv server, run int, c
 	cmd := exec.CommandContext(bctx, bargs[0], bargs[1:]...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
+	runErr := childproc.Run(cmd)
 	_ = os.WriteFile(base+".json", stdout.Bytes(), 0o644)
 	_ = os.WriteFile(base+".cmd", []byte(cmds.server[srv.Name]+"\n"+cmds.bench+"\n"+stderr.String()), 0o644)
 	select {
