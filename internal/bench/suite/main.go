@@ -362,32 +362,53 @@ func checkSmoke(results []result) error {
 	return nil
 }
 
+// bindTries bounds the runs of one scenario whose server could not bind
+// the port freeAddr found free: another program may take it (a UDP port
+// above all, which any program's DNS lookup may use) before the server
+// starts.
+const bindTries = 3
+
 // runOne starts a fresh server, runs the bench command against it with
-// --pid, stops the server and returns the report.
+// --pid, stops the server and returns the report. A server that exits
+// because its port was taken in the meantime is started again on another
+// port, up to bindTries times.
 func (c *config) runOne(ctx context.Context, sc scenario, srv server, run int, cmds *commands) result {
-	res := result{Scenario: sc.ID, Server: srv.Name, Run: run}
+	for try := 1; ; try++ {
+		res, portTaken := c.runOnce(ctx, sc, srv, run, cmds)
+		if !portTaken || try == bindTries {
+			return res
+		}
+		fmt.Fprintf(os.Stderr, "suite: %s on %s: %s; again on another port\n", sc.ID, srv.Name, res.Err)
+	}
+}
+
+// runOnce is one try of runOne; portTaken says that the server exited
+// because its address was in use.
+func (c *config) runOnce(ctx context.Context, sc scenario, srv server, run int, cmds *commands) (res result, portTaken bool) {
+	res = result{Scenario: sc.ID, Server: srv.Name, Run: run}
 	base := filepath.Join(c.resultDir, fmt.Sprintf("%s__%s__%d", sc.ID, strings.ReplaceAll(srv.Name, "/", "-"), run))
-	addr, err := freeAddr()
+	addr, err := freeAddr(sc.DTLS)
 	if err != nil {
 		res.Err = err.Error()
-		return res
+		return res, false
 	}
 	argv := c.serverArgv(sc, srv, addr)
 	cmds.server[srv.Name] = strings.Join(argv, " ")
 	logFile, err := os.Create(base + ".server.log")
 	if err != nil {
 		res.Err = err.Error()
-		return res
+		return res, false
 	}
 	defer logFile.Close()
 	proc := exec.Command(argv[0], argv[1:]...)
 	proc.Stdout, proc.Stderr = logFile, logFile
 	if err := childproc.Start(proc); err != nil {
 		res.Err = fmt.Sprintf("starting %s: %v", argv[0], err)
-		return res
+		return res, false
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- proc.Wait() }()
+	died := make(chan struct{}) // closed when the server exits
+	go func() { exited <- proc.Wait(); close(died) }()
 	defer stopServer(proc, exited)
 
 	bargs := append([]string{}, c.benchCmd...)
@@ -408,6 +429,15 @@ func (c *config) runOne(ctx context.Context, sc scenario, srv server, run int, c
 	}
 	bctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// A server that exits (its port taken, say) ends the run at once,
+	// rather than after the bench's --wait.
+	go func() {
+		select {
+		case <-died:
+			cancel()
+		case <-bctx.Done():
+		}
+	}()
 	cmd := exec.CommandContext(bctx, bargs[0], bargs[1:]...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -418,7 +448,8 @@ func (c *config) runOne(ctx context.Context, sc scenario, srv server, run int, c
 	case err := <-exited:
 		exited <- err
 		res.Err = fmt.Sprintf("the server exited during the run (%v); see %s.server.log", err, base)
-		return res
+		log, _ := os.ReadFile(base + ".server.log")
+		return res, bytes.Contains(log, []byte("address already in use"))
 	default:
 	}
 	var rep bench.Report
@@ -426,17 +457,17 @@ func (c *config) runOne(ctx context.Context, sc scenario, srv server, run int, c
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rep); err != nil {
 		res.Err = fmt.Sprintf("no JSON report (%v): %v: %s", runErr, err, strings.TrimSpace(stderr.String()))
-		return res
+		return res, false
 	}
 	if dec.More() {
 		res.Err = "more than one JSON value on stdout"
-		return res
+		return res, false
 	}
 	res.Report = &rep
 	if runErr != nil && rep.Errors == 0 {
 		res.Err = fmt.Sprintf("bench failed (%v) without counting errors: %s", runErr, strings.TrimSpace(stderr.String()))
 	}
-	return res
+	return res, false
 }
 
 func (c *config) serverArgv(sc scenario, srv server, addr string) []string {
@@ -483,14 +514,28 @@ func stopServer(proc *exec.Cmd, exited chan error) {
 	}
 }
 
-// freeAddr returns a loopback address with a port nobody listens on.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// freeAddr returns a loopback address with a port nobody listens on: on
+// TCP, and with udp on UDP too (sc-server --dtls serves both on it). A
+// port the system picks for TCP may be taken on UDP: up to 10 are tried.
+func freeAddr(udp bool) (string, error) {
+	for range 10 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := ln.Addr().String()
+		if !udp {
+			ln.Close()
+			return addr, nil
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return addr, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return "", errors.New("no loopback port free on both TCP and UDP in 10 tries")
 }
 
 func readPin(path string) (string, error) {
