@@ -22,8 +22,10 @@
 #
 # It fails if any handshake or request fails or a client is locked out;
 # if RSS at the end exceeds RSS at the start of the steady state (minute 5;
-# second 30 in a run under 10 minutes) by more than 10% (15% in a short
-# run); if open descriptors at the end differ from then by more than 50, or
+# second 30 in a run under 10 minutes, or later, once the server has
+# collected garbage 3 times under the full load: a Go heap reaches its
+# working size only then, see SteadyGCCycles in internal/bench/soak) by
+# more than 10% (15% in a short run); if open descriptors at the end differ from then by more than 50, or
 # goroutines by more than 200 (epoll) / 1% of the connections (goroutine);
 # or if the heartbeat ECHOs' p99 exceeds 50 ms in any 10 s window.
 #

@@ -97,6 +97,9 @@ func passingRun() (Options, *Summary, []Sample) {
 		if k > 0 {
 			s.HBCount, s.HBP99 = 2000, 3
 		}
+		if k > 0 && k%2 == 0 {
+			s.GCCycles = 1 // a collection every 20 s: the third at 60 s
+		}
 		samples = append(samples, s)
 	}
 	sum := &Summary{}
@@ -122,6 +125,22 @@ func TestEvaluate(t *testing.T) {
 		{"RSS up 15% in a short run", func(_ *Options, _ *Summary, x []Sample) { x[12].RSS = 40 << 20 * 115 / 100 }, ""},
 		{"RSS up 16% in a short run", func(_ *Options, _ *Summary, x []Sample) { x[12].RSS = 40 << 20 * 116 / 100 }, "RSS growth"},
 		{"RSS growth before the steady state is not counted", func(_ *Options, _ *Summary, x []Sample) { x[2].RSS = 20 << 20 }, ""},
+		{"RSS rising until the third GC cycle is warm-up", func(_ *Options, _ *Summary, x []Sample) {
+			x[3].RSS, x[4].RSS, x[5].RSS = 34<<20, 36<<20, 38<<20 // 40 MiB is 17.6% over 34
+		}, ""},
+		{"RSS up 16% from the third GC cycle", func(_ *Options, _ *Summary, x []Sample) {
+			x[3].RSS, x[4].RSS, x[5].RSS = 34<<20, 36<<20, 38<<20
+			x[12].RSS = 40 << 20 * 116 / 100
+		}, "RSS growth"},
+		{"RSS rising until the third GC cycle, counted from 30s", func(o *Options, _ *Summary, x []Sample) {
+			o.SteadyGCCycles = -1
+			x[3].RSS = 34 << 20
+		}, "RSS growth"},
+		{"two GC cycles in the whole run", func(_ *Options, _ *Summary, x []Sample) {
+			for i := 6; i < len(x); i++ {
+				x[i].GCCycles = 0
+			}
+		}, "RSS growth"},
 		{"RSS up 11% in a full run's terms", func(o *Options, _ *Summary, x []Sample) {
 			o.RSSGrowth = 0.10
 			x[12].RSS = 40 << 20 * 111 / 100
@@ -173,5 +192,49 @@ func TestEvaluateGoroutineEngine(t *testing.T) {
 	Evaluate(o, sum, samples)
 	if f := sum.Failures(); len(f) != 1 || f[0].Name != "goroutines" {
 		t.Errorf("got failures %+v, want the goroutine check alone", f)
+	}
+}
+
+// The RSS criterion's reference waits for SteadyGCCycles collections in
+// windows that began once every held connection was open; the descriptor
+// and goroutine criteria keep SteadyAt.
+func TestEvaluateMemorySteadyState(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		open   float64 // seconds until every held connection was open
+		cycles int     // SteadyGCCycles
+		want   float64 // MemorySteady.T
+		limit  string
+	}{
+		{"third collection at 60s", 5, 0, 60, "≤ 15% from 60s (the first sample after 30s with 3 GC cycles under the full load) to the end"},
+		{"collections while opening do not count", 45, 0, 100, "from 100s"},
+		{"SteadyAt alone", 45, -1, 30, "≤ 15% from 30s to the end"},
+		{"one collection", 5, 1, 30, "≤ 15% from 30s to the end"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o, sum, samples := passingRun()
+			o.SteadyGCCycles = tt.cycles
+			o, _ = o.resolve()
+			sum.OpenSeconds = tt.open
+			samples[1].GCCycles = 23 // the opening's collections
+			Evaluate(o, sum, samples)
+			if !sum.Pass || sum.MemorySteady.T != tt.want || sum.Steady.T != 30 {
+				t.Errorf("pass %v, memory steady at %vs, steady at %vs; want a pass, %vs and 30s\n%+v", sum.Pass, sum.MemorySteady.T, sum.Steady.T, tt.want, sum.Checks)
+			}
+			for _, c := range sum.Checks {
+				if c.Name == "RSS growth" && !strings.Contains(c.Limit, tt.limit) {
+					t.Errorf("RSS growth limit %q, want it to say %q", c.Limit, tt.limit)
+				}
+			}
+		})
+	}
+	o, sum, samples := passingRun()
+	for i := range samples {
+		samples[i].GCCycles = 0
+	}
+	samples[4].GCCycles, samples[6].GCCycles = 1, 1
+	Evaluate(o, sum, samples)
+	if f := sum.Failures(); len(f) != 1 || f[0].Name != "RSS growth" || !strings.Contains(f[0].Measured, "collected garbage 2 times under the full load") {
+		t.Errorf("two collections: got failures %+v, want RSS growth saying so", f)
 	}
 }

@@ -38,6 +38,7 @@ func main() {
 	flag.IntVar(&o.Players, "players", soak.DefaultPlayers, "players trusting on first use, each with a known-hosts file")
 	flag.IntVar(&o.CAEvery, "ca-every", soak.DefaultCAEvery, "every Nth connection trusts the local CA instead")
 	flag.DurationVar(&o.SteadyAt, "steady-at", 0, "start of the steady state (default: 5m in a run of 10 minutes or more, else 30s)")
+	flag.IntVar(&o.SteadyGCCycles, "steady-gc-cycles", soak.DefaultSteadyGCCycles, "the RSS criterion counts from the first sample after -steady-at by which the server has collected garbage this many times under the full load (negative: from -steady-at)")
 	flag.StringVar(&o.Note, "note", "", "a `NOTE` kept with the results (say, that the machine was busy)")
 	flag.StringVar(&csvPath, "csv", "", "write the samples to this CSV `FILE`")
 	flag.StringVar(&jsonPath, "json", "", "write the summary to this JSON `FILE`")
