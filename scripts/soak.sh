@@ -26,7 +26,8 @@
 # collected garbage 3 times under the full load: a Go heap reaches its
 # working size only then, see SteadyGCCycles in internal/bench/soak) by
 # more than 10% (15% in a short run); if open descriptors at the end differ from then by more than 50, or
-# goroutines by more than 200 (epoll) / 1% of the connections (goroutine);
+# goroutines by more than 200 (epoll) / 1% of the held connections + the new
+# ones a second + 8 (goroutine);
 # or if the heartbeat ECHOs' p99 exceeds 50 ms in any 10 s window.
 #
 #   scripts/soak.sh                                   # 60 minutes, 15,000 connections, epoll

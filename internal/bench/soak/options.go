@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 )
 
@@ -162,17 +163,22 @@ func (o Options) resolve() (Options, error) {
 	setInt(&o.DialConcurrency, DefaultDialConcurrency)
 	setInt(&o.FDDrift, DefaultFDDrift)
 	setInt(&o.SteadyGCCycles, DefaultSteadyGCCycles)
-	if o.GoroutineDrift == 0 {
-		o.GoroutineDrift = 200
-		if o.Engine == "goroutine" {
-			o.GoroutineDrift = max(o.Conns/100, 1)
-		}
-	}
 	if o.PingPongRate == 0 {
 		o.PingPongRate = DefaultPingPongRate
 	}
 	if o.NewRate == 0 {
 		o.NewRate = DefaultNewRate
+	}
+	if o.GoroutineDrift == 0 {
+		o.GoroutineDrift = 200
+		if o.Engine == "goroutine" {
+			// One goroutine per connection: 1% of the held ones, plus
+			// the new connections alive at a sample's instant (NewRate
+			// a second, each living up to a second on a busy machine)
+			// and a few for a reload in progress. Without that margin
+			// a 40-connection run failed on two connections in flight.
+			o.GoroutineDrift = o.Conns/100 + int(math.Ceil(o.NewRate)) + 8
+		}
 	}
 	if o.RSSGrowth == 0 {
 		o.RSSGrowth = 0.15

@@ -36,7 +36,10 @@ exec sleep 60
 `)
 	// The bench waits for the first server forever, and reports at once
 	// against the second.
-	write("bench", `if [ "$(cat "$FAKE_COUNT")" = 1 ]; then exec sleep 60; fi
+	// It waits for the server's count first: under load the bench may
+	// start before the server script has written it.
+	write("bench", `while [ ! -s "$FAKE_COUNT" ]; do sleep 0.01; done
+if [ "$(cat "$FAKE_COUNT")" = 1 ]; then exec sleep 60; fi
 echo '{}'
 `)
 	c := &config{binDir: dir, benchCmd: []string{filepath.Join(dir, "bench")}, resultDir: t.TempDir(), duration: time.Second}
