@@ -66,6 +66,11 @@ func ParsePin(s string) (Pin, error) {
 			return Pin{}, fmt.Errorf("parsing pin %q: %w", s, err)
 		}
 	case hasOtherAlgorithm(s):
+		// A bare base64 digest may hold "//" too ("AAAAAAAA//AAA…="):
+		// it is one if it decodes to a whole SHA-256 digest.
+		if p.setBase64(s) == nil {
+			break
+		}
 		alg, _, _ := strings.Cut(s, "//")
 		return Pin{}, fmt.Errorf("parsing pin %q: only sha256// pins are supported (SHA-256 of the key's SubjectPublicKeyInfo, as curl --pinnedpubkey and HPKP use), not %s//", s, alg)
 	case looksHex(s):

@@ -56,6 +56,23 @@ func TestParsePinForms(t *testing.T) {
 	}
 }
 
+// A bare base64 digest can hold "//" after letters, which reads like
+// ALG//VALUE: it is a pin, not another algorithm's (found by fuzzing:
+// the Base64 form of such a pin did not parse back).
+func TestParsePinBareBase64WithSlashes(t *testing.T) {
+	const in = "AAAAAAAA//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+	p, err := ParsePin(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Base64() != in {
+		t.Errorf("got %s, want %s", p.Base64(), in)
+	}
+	if _, err := ParsePin("sha1//" + base64.StdEncoding.EncodeToString(make([]byte, 20))); err == nil || !strings.Contains(err.Error(), "only sha256// pins") {
+		t.Errorf("a sha1// pin: got %v, want it refused as another algorithm", err)
+	}
+}
+
 func TestParsePinErrors(t *testing.T) {
 	tests := []struct {
 		name, in, wantSub string
