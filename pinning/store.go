@@ -13,7 +13,7 @@ import (
 
 	"github.com/gofrs/flock"
 
-	"github.com/spacecaptain/spacecaptain/atomicfile"
+	"github.com/spacecaptain/spacecaptain/internal/atomicfile"
 	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 

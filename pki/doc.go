@@ -29,7 +29,7 @@
 //
 // # Files
 //
-// Every file is written through package atomicfile (temporary file in the
+// Every file is written through internal/atomicfile (temporary file in the
 // same directory, fsync, rename, fsync of the directory), keys with mode
 // 0600 from creation and certificates 0644; nothing is replaced unless asked.
 // Keys are written as PKCS#8, encrypted with PBES2 when a passphrase is

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/atomicfile"
 	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
@@ -62,6 +63,13 @@ var (
 	// ErrFileTooLarge means a file is larger than its kind may be (1 MiB
 	// for certificates and keys); it is refused before it is read.
 	ErrFileTooLarge = trustfile.ErrTooLarge
+
+	// ErrExists means a file this package was asked to create is there
+	// already, and nothing was written: [WriteKeyFile] and
+	// [WriteCertificatesFile] without [WriteOptions.Overwrite], and
+	// [InitLayout] without [InitOptions.Overwrite]. It also matches
+	// [fs.ErrExist].
+	ErrExists = atomicfile.ErrExists
 
 	// ErrChainTooLong means a certificate chain to serve has more than
 	// [MaxChainCertificates] certificates or [MaxChainBytes] bytes.

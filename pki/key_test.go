@@ -296,8 +296,8 @@ func TestWriteKeyFile(t *testing.T) {
 	}
 	before := mustRead(t, path)
 	err := WriteKeyFile(path, mustKey(t, KeyEd25519), WriteOptions{})
-	if !errors.Is(err, fs.ErrExist) {
-		t.Fatalf("second write: got %v, want fs.ErrExist", err)
+	if !errors.Is(err, ErrExists) || !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("second write: got %v, want ErrExists (and fs.ErrExist)", err)
 	}
 	if !bytes.Equal(mustRead(t, path), before) {
 		t.Error("refused write changed the file")

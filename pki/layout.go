@@ -113,7 +113,7 @@ type InitOptions struct {
 
 	// Overwrite replaces existing files. Default false: if any of the
 	// layout's files exists, nothing is written and the error matches
-	// [fs.ErrExist].
+	// [ErrExists].
 	Overwrite bool
 
 	// Now and Rand as in [CertOptions]. Nil means the real sources.
@@ -142,7 +142,7 @@ type InitResult struct {
 // InitLayout makes the default certificate layout in one crash-safe step:
 // all files appear together or none does (see [Recover]). sc-cert init and
 // sc-server's first run call it. Existing files are refused unless
-// opts.Overwrite; the error names them and matches [fs.ErrExist].
+// opts.Overwrite; the error names them and matches [ErrExists].
 func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	l := DefaultLayout(opts.Dir)
 	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
@@ -169,7 +169,7 @@ func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
 			}
 		}
 		if len(existing) > 0 {
-			return nil, fmt.Errorf("initialising %q: refusing to replace %s: %w", l.Dir, strings.Join(existing, ", "), fs.ErrExist)
+			return nil, fmt.Errorf("initialising %q: refusing to replace %s: %w", l.Dir, strings.Join(existing, ", "), ErrExists)
 		}
 	}
 

@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 
-	"github.com/spacecaptain/spacecaptain/atomicfile"
+	"github.com/spacecaptain/spacecaptain/internal/atomicfile"
 	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 	"go.step.sm/crypto/pemutil"
 )
@@ -97,7 +97,7 @@ type WriteOptions struct {
 
 	// Overwrite allows replacing an existing file (atomically). Default
 	// false: an existing file is left alone and the write fails with an
-	// error matching [fs.ErrExist].
+	// error matching [ErrExists].
 	Overwrite bool
 }
 

@@ -65,8 +65,8 @@ func TestInitLayout(t *testing.T) {
 			// A second init refuses, naming the files, and changes nothing.
 			before := snapshot(t, l)
 			_, err = InitLayout(context.Background(), InitOptions{Dir: l.Dir, SelfSigned: selfSigned})
-			if !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), "server.crt") {
-				t.Fatalf("second init: got %v, want fs.ErrExist naming server.crt", err)
+			if !errors.Is(err, ErrExists) || !errors.Is(err, fs.ErrExist) || !strings.Contains(err.Error(), "server.crt") {
+				t.Fatalf("second init: got %v, want ErrExists naming server.crt", err)
 			}
 			if after := snapshot(t, l); !after.equal(before) {
 				t.Error("refused init changed files")

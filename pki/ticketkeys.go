@@ -16,7 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/spacecaptain/spacecaptain/atomicfile"
+	"github.com/spacecaptain/spacecaptain/internal/atomicfile"
 	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
-	"github.com/spacecaptain/spacecaptain/atomicfile"
+	"github.com/spacecaptain/spacecaptain/internal/atomicfile"
 	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
@@ -253,7 +253,7 @@ func commit(dir string, changes []change, hook stepHook) error {
 	for _, c := range changes {
 		if c.mustNotExist {
 			if _, err := os.Lstat(c.path); err == nil {
-				return fmt.Errorf("writing %q: %w", c.path, atomicfile.ErrExists)
+				return fmt.Errorf("writing %q: %w", c.path, ErrExists)
 			}
 		}
 		rel := func(p string) string {

@@ -10,9 +10,14 @@ import (
 	"runtime"
 )
 
-// ErrExists is returned (wrapped, and also matching [fs.ErrExist]) when the
-// target exists and [Options.Overwrite] is false.
-var ErrExists = fmt.Errorf("file exists (use overwrite to replace it): %w", fs.ErrExist)
+// ErrExists is returned (wrapped) when the target exists and
+// [Options.Overwrite] is false. It matches [fs.ErrExist] too.
+var ErrExists error = existsError{}
+
+type existsError struct{}
+
+func (existsError) Error() string        { return "file already exists" }
+func (existsError) Is(target error) bool { return target == fs.ErrExist }
 
 // Options controls a write. The zero value writes a new file with mode 0600
 // and refuses to replace an existing one.
