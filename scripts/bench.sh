@@ -2,7 +2,7 @@
 # scripts/bench.sh: the benchmark anyone can rerun (issue 6).
 #
 # Builds sc-server, sc-client, sc-cert, the reference server
-# (internal/bench/refserver) and the matrix driver (internal/bench/suite),
+# (internal/cmd/refserver) and the matrix driver (internal/cmd/benchsuite),
 # makes P-256, RSA-4096 and Ed25519 certificate layouts with sc-cert, runs the Go
 # benchmarks of the codec and the server path, then runs every scenario
 # against sc-server with each engine and against the reference server —
@@ -76,14 +76,14 @@ trap 'rm -rf "$work"' EXIT
 bin=$work/bin
 
 echo "bench.sh: building into $bin" >&2
-go build -o "$bin/" ./cmd/sc-server ./cmd/sc-cert ./internal/bench/refserver ./internal/bench/suite ./internal/cmd/benchdoc
+go build -o "$bin/" ./cmd/sc-server ./cmd/sc-cert ./internal/cmd/refserver ./internal/cmd/benchsuite ./internal/cmd/benchdoc
 
 # The load generator is sc-client bench; a tree whose sc-client does not
 # have it yet uses the same command built into the suite.
 bench_cmd="$bin/sc-client bench"
 if ! { go build -o "$bin/" ./cmd/sc-client 2>/dev/null && "$bin/sc-client" bench --help >/dev/null 2>&1; }; then
-	echo "bench.sh: this sc-client has no bench command yet; using the same command from internal/bench/suite" >&2
-	bench_cmd="$bin/suite bench"
+	echo "bench.sh: this sc-client has no bench command yet; using the same command from internal/cmd/benchsuite" >&2
+	bench_cmd="$bin/benchsuite bench"
 fi
 
 # The engines this sc-server has, from its --help ("connection ENGINE: a, b").
@@ -102,7 +102,7 @@ certs "$work/certs-p256"
 results=${keep:-$work/results}
 
 if [ "$smoke" = 1 ]; then
-	exec_suite=("$bin/suite" -smoke -bin "$bin" -bench-cmd "$bench_cmd" -engines "$engines"
+	exec_suite=("$bin/benchsuite" -smoke -bin "$bin" -bench-cmd "$bench_cmd" -engines "$engines"
 		-certs-p256 "$work/certs-p256" -results "$results")
 	[ -n "$only" ] && exec_suite+=(-only "$only")
 	"${exec_suite[@]}"
@@ -119,7 +119,7 @@ fi
 if [ -n "$scaling" ]; then
 	duration=${duration:-20s}
 	echo "bench.sh: the scaling run: points $points, each measured $duration; load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-	"$bin/suite" -bin "$bin" -bench-cmd "$bench_cmd" -engines "$engines" -certs-p256 "$work/certs-p256" \
+	"$bin/benchsuite" -bin "$bin" -bench-cmd "$bench_cmd" -engines "$engines" -certs-p256 "$work/certs-p256" \
 		-scaling "$points" -duration "$duration" -results "$results"
 	docdir=$(dirname "$out")/bench
 	mkdir -p "$docdir"
@@ -145,7 +145,7 @@ revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if ! git diff --quiet HEAD -- 2>/dev/null; then
 	revision="$revision (with uncommitted changes in the working tree)"
 fi
-suite=("$bin/suite" -bin "$bin" -bench-cmd "$bench_cmd" -engines "$engines"
+suite=("$bin/benchsuite" -bin "$bin" -bench-cmd "$bench_cmd" -engines "$engines"
 	-certs-p256 "$work/certs-p256" -certs-rsa4096 "$work/certs-rsa4096" -certs-ed25519 "$work/certs-ed25519"
 	-runs "$runs" -duration "$duration" -results "$results" -out "$out"
 	-go-bench "$work/gobench.txt" -revision "$revision" -go-version "$(go version)")

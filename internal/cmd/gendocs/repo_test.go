@@ -69,7 +69,7 @@ func TestTicketLifetimeDocumented(t *testing.T) {
 			t.Errorf("docs/SECURITY.md does not say %q", want)
 		}
 	}
-	for _, f := range []string{"docs/BENCHMARKS.md", "internal/bench/suite/document.go"} {
+	for _, f := range []string{"docs/BENCHMARKS.md", "internal/cmd/benchsuite/document.go"} {
 		if !strings.Contains(read(f), "crypto/tls always advertises a 7-day ticket lifetime") {
 			t.Errorf("%s does not explain the advertised 7-day ticket lifetime", f)
 		}

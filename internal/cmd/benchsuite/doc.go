@@ -1,4 +1,4 @@
-// Command suite runs the benchmark matrix of scripts/bench.sh and writes
+// Command benchsuite runs the benchmark matrix of scripts/bench.sh and writes
 // docs/BENCHMARKS.md: every scenario against every server (sc-server with
 // each engine, and the plain crypto/tls reference server, refserver), a
 // fresh server process for every run, several runs interleaved so that

@@ -50,7 +50,7 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "bench" {
 		// The same bench command sc-client mounts, for a tree whose
 		// sc-client does not have it yet: scripts/bench.sh falls back to
-		// "suite bench" then, and says so.
+		// "benchsuite bench" then, and says so.
 		os.Exit(benchMain())
 	}
 	var c config
@@ -85,7 +85,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, &c); err != nil {
-		fmt.Fprintf(os.Stderr, "suite: error: %v\n", err)
+		fmt.Fprintf(os.Stderr, "benchsuite: error: %v\n", err)
 		os.Exit(1)
 	}
 }
@@ -145,7 +145,7 @@ func run(ctx context.Context, c *config) error {
 			continue
 		}
 		if sc.Cert != certNone && c.certDirs[sc.Cert] == "" {
-			fmt.Fprintf(os.Stderr, "suite: skipping %s: no %s certificate directory\n", sc.ID, sc.Cert)
+			fmt.Fprintf(os.Stderr, "benchsuite: skipping %s: no %s certificate directory\n", sc.ID, sc.Cert)
 			continue
 		}
 		picked = append(picked, sc)
@@ -358,7 +358,7 @@ func checkSmoke(results []result) error {
 	if len(bad) > 0 {
 		return fmt.Errorf("smoke run failed:\n  %s", strings.Join(bad, "\n  "))
 	}
-	fmt.Fprintf(os.Stderr, "suite: smoke run ok: %d runs, every report well-formed and error-free\n", len(results))
+	fmt.Fprintf(os.Stderr, "benchsuite: smoke run ok: %d runs, every report well-formed and error-free\n", len(results))
 	return nil
 }
 

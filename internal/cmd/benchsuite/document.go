@@ -473,7 +473,7 @@ func (d *document) writeCommands(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("## Commands")
 	p("")
-	p("`scripts/bench.sh` builds `sc-server`, `sc-client`, `sc-cert` and the reference server (`internal/bench/refserver`: goroutine per connection, one `Write` — one TLS record and one system call — per reply, crypto/tls defaults) into a temporary directory, makes P-256, RSA-4096 and Ed25519 certificate layouts with `sc-cert init --dir DIR [--key-type rsa-4096|ed25519]`, then for every run starts a fresh server on a free loopback port (PORT) and runs one bench command against it, with that server's PID. The command lines of each scenario (the pin is that of the layout the script made):")
+	p("`scripts/bench.sh` builds `sc-server`, `sc-client`, `sc-cert` and the reference server (`internal/cmd/refserver`: goroutine per connection, one `Write` — one TLS record and one system call — per reply, crypto/tls defaults) into a temporary directory, makes P-256, RSA-4096 and Ed25519 certificate layouts with `sc-cert init --dir DIR [--key-type rsa-4096|ed25519]`, then for every run starts a fresh server on a free loopback port (PORT) and runs one bench command against it, with that server's PID. The command lines of each scenario (the pin is that of the layout the script made):")
 	p("")
 	for _, sc := range d.scenarios {
 		cmds := d.commands[sc.ID]
