@@ -2,18 +2,12 @@ package client_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"slices"
 	"strconv"
@@ -24,43 +18,12 @@ import (
 	"github.com/spacecaptain/spacecaptain/internal/client"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 	"github.com/spacecaptain/spacecaptain/internal/server"
+	"github.com/spacecaptain/spacecaptain/internal/testutil"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// mustCert makes a self-signed P-256 certificate for 127.0.0.1 and a pool
-// that trusts it.
-func mustCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "client test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
 
 func pinOf(seed string) string {
@@ -82,7 +45,8 @@ func startServer(t testing.TB, m mode, opts server.Options) (string, client.Opti
 	t.Helper()
 	var copts client.Options
 	if m.tls {
-		cert, pool := mustCert(t)
+		tcert := testutil.MustCert(t, testutil.CertOptions{})
+		cert, pool := tcert.TLS, tcert.Pool
 		opts.TLSConfig = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }}
 		copts.TLSConfig = &tls.Config{RootCAs: pool, MinVersion: m.version, MaxVersion: m.version}
 	}
@@ -291,7 +255,7 @@ func TestSendTooLarge(t *testing.T) {
 func TestDialErrors(t *testing.T) {
 	t.Run("untrusted certificate", func(t *testing.T) {
 		addr, _ := startServer(t, modes[1], server.Options{})
-		_, otherPool := mustCert(t)
+		otherPool := testutil.MustCert(t, testutil.CertOptions{}).Pool
 		_, err := client.Dial(context.Background(), addr, client.Options{TLSConfig: &tls.Config{RootCAs: otherPool}})
 		var ve *tls.CertificateVerificationError
 		if !errors.As(err, &ve) || !strings.Contains(err.Error(), addr) {

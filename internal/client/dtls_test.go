@@ -15,13 +15,14 @@ import (
 	"github.com/spacecaptain/spacecaptain/internal/client"
 	"github.com/spacecaptain/spacecaptain/internal/dtls"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
+	"github.com/spacecaptain/spacecaptain/internal/testutil"
 )
 
 // startDTLS runs a real DTLS server on 127.0.0.1 and returns its address
 // and the certificate it presents.
 func startDTLS(t *testing.T) (string, tls.Certificate) {
 	t.Helper()
-	cert, _ := mustCert(t)
+	cert := testutil.MustCert(t, testutil.CertOptions{}).TLS
 	srv, err := dtls.New(dtls.Options{
 		GetCertificate:    func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
 		Keys:              func() []byte { return proto.AppendKeys(nil, pinOf("current"), []string{pinOf("next")}) },
@@ -102,7 +103,7 @@ func TestDTLSDo(t *testing.T) {
 
 func TestDTLSRefusesUntrustedServer(t *testing.T) {
 	addr, _ := startDTLS(t)
-	other, _ := mustCert(t)
+	other := testutil.MustCert(t, testutil.CertOptions{}).TLS
 	_, err := client.Dial(context.Background(), addr, client.Options{Timeout: 5 * time.Second, DTLS: &client.DTLSOptions{Verify: verifyLeaf(other)}})
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("not the pinned certificate")) {
 		t.Fatalf("got %v, want the Verify function's refusal", err)

@@ -3,16 +3,11 @@ package dtls
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"runtime"
@@ -25,44 +20,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/spacecaptain/spacecaptain/internal/proto"
+	"github.com/spacecaptain/spacecaptain/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// mustCert makes a self-signed P-256 certificate for 127.0.0.1 and
-// localhost, and a pool that trusts it. (Package pki is the project's way
-// to make certificates; the server's tests do not depend on it.)
-func mustCert(t testing.TB, serial int64) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("generating key: %v", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial),
-		Subject:               pkix.Name{CommonName: "space captain dtls test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatalf("creating certificate: %v", err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("parsing certificate: %v", err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
 
 // recorder is an Events that counts, and signals every change.
@@ -207,7 +169,8 @@ type testEnv struct {
 func start(t testing.TB, opts Options) *testEnv {
 	t.Helper()
 	e := &testEnv{t: t, rec: newRecorder(), serveErr: make(chan error, 1)}
-	e.cert, e.pool = mustCert(t, 1)
+	tcert := testutil.MustCert(t, testutil.CertOptions{Serial: 1})
+	e.cert, e.pool = tcert.TLS, tcert.Pool
 	if opts.GetCertificate == nil {
 		cert := e.cert
 		opts.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }

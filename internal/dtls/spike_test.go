@@ -12,6 +12,8 @@ import (
 
 	piondtls "github.com/pion/dtls/v4"
 	"github.com/pion/dtls/v4/pkg/protocol"
+
+	"github.com/spacecaptain/spacecaptain/internal/testutil"
 )
 
 // The experiment behind the gate's design (docs/SECURITY.md, "DTLS:
@@ -43,7 +45,7 @@ func TestStatelessCookieHandoffFails(t *testing.T) {
 }
 
 func statelessHandoff(t *testing.T, rewrite bool) (clientErr, serverErr error) {
-	cert, _ := mustCert(t, 1)
+	cert := testutil.MustCert(t, testutil.CertOptions{Serial: 1}).TLS
 	key := []byte("stateless cookie key")
 	cookieFor := func(a net.Addr) []byte {
 		m := hmac.New(sha256.New, key)

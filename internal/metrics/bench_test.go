@@ -12,6 +12,7 @@ import (
 	"github.com/spacecaptain/spacecaptain/internal/client"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 	"github.com/spacecaptain/spacecaptain/internal/server"
+	"github.com/spacecaptain/spacecaptain/internal/testutil"
 )
 
 // The Events methods are on the server's hot path: Message once per
@@ -108,11 +109,11 @@ func BenchmarkServerEcho(b *testing.B) {
 func benchmarkServerEcho(b *testing.B, engine string, events string) {
 	const batch = 64
 	now := time.Now()
-	cert := mustCert(b, 1, now.Add(-time.Hour), now.Add(time.Hour))
+	cert := testutil.MustCert(b, testutil.CertOptions{Serial: 1, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
 	opts := server.Options{
 		Engine: engine,
 		TLSConfig: &tls.Config{
-			GetCertificate:              func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert.tls, nil },
+			GetCertificate:              func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert.TLS, nil },
 			DynamicRecordSizingDisabled: true,
 		},
 		Logger: slog.New(slog.DiscardHandler),
@@ -140,7 +141,7 @@ func benchmarkServerEcho(b *testing.B, engine string, events string) {
 		<-errc
 	}()
 	c, err := client.Dial(context.Background(), ln.Addr().String(), client.Options{
-		TLSConfig: &tls.Config{RootCAs: cert.pool, MinVersion: tls.VersionTLS13},
+		TLSConfig: &tls.Config{RootCAs: cert.Pool, MinVersion: tls.VersionTLS13},
 	})
 	if err != nil {
 		b.Fatal(err)

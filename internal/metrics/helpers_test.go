@@ -3,18 +3,12 @@ package metrics
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
-	"math/big"
 	"net"
 	"net/http"
 	"slices"
@@ -31,59 +25,10 @@ import (
 
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 	"github.com/spacecaptain/spacecaptain/internal/server"
-	"github.com/spacecaptain/spacecaptain/pinning"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// testCert is a self-signed certificate for 127.0.0.1 and a pool that
-// trusts it.
-type testCert struct {
-	tls  tls.Certificate
-	leaf *x509.Certificate
-	pool *x509.CertPool
-	pin  string
-}
-
-// mustCert makes a self-signed P-256 certificate for 127.0.0.1 with the
-// given serial and validity. (Package pki is the project's way to make
-// certificates; these tests only need one, and build it with the
-// standard library as the server's tests do.)
-func mustCert(t testing.TB, serial int64, notBefore, notAfter time.Time) testCert {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("generating key: %v", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial),
-		Subject:               pkix.Name{CommonName: "space captain metrics test"},
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatalf("creating certificate: %v", err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("parsing certificate: %v", err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return testCert{
-		tls:  tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
-		leaf: leaf,
-		pool: pool,
-		pin:  pinning.PinOf(leaf).String(),
-	}
 }
 
 func mustNew(t testing.TB, opts Options) *Metrics {

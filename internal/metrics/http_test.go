@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/testutil"
 )
 
 // syncBuffer is a bytes.Buffer safe for the HTTP server's goroutines.
@@ -43,7 +45,7 @@ func TestReadiness(t *testing.T) {
 	var clock atomic.Pointer[time.Time]
 	clock.Store(&now)
 	m := mustNew(t, Options{OmitRuntime: true, Now: func() time.Time { return *clock.Load() }})
-	cert := mustCert(t, 0x42, now.Add(-time.Hour), now.Add(30*24*time.Hour))
+	cert := testutil.MustCert(t, testutil.CertOptions{Serial: 0x42, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(30 * 24 * time.Hour)})
 
 	var listening atomic.Bool
 	var logs syncBuffer
@@ -82,7 +84,7 @@ func TestReadiness(t *testing.T) {
 		},
 		{
 			name:   "certificate loaded, not yet listening",
-			do:     func() { m.CertLoaded(cert.leaf, cert.pin) },
+			do:     func() { m.CertLoaded(cert.Leaf, cert.Pin) },
 			status: http.StatusServiceUnavailable,
 			body:   "listening: not listening\ncertificate: ok\n",
 		},
@@ -103,13 +105,13 @@ func TestReadiness(t *testing.T) {
 			// An approaching expiry is for alerts, not readiness: a fleet
 			// sharing a certificate must not leave its load balancer at once.
 			name:   "expires in an hour: still ready",
-			do:     func() { t := cert.leaf.NotAfter.Add(-time.Hour); clock.Store(&t) },
+			do:     func() { t := cert.Leaf.NotAfter.Add(-time.Hour); clock.Store(&t) },
 			status: http.StatusOK,
 			body:   "listening: ok\ncertificate: ok\n",
 		},
 		{
 			name:   "expired",
-			do:     func() { t := cert.leaf.NotAfter.Add(time.Second); clock.Store(&t) },
+			do:     func() { t := cert.Leaf.NotAfter.Add(time.Second); clock.Store(&t) },
 			status: http.StatusServiceUnavailable,
 			body:   "listening: ok\ncertificate: certificate serial 42 expired at 2030-02-01T03:04:05Z: renew it on the same key with sc-cert rotate\n",
 			log:    `level=WARN msg="not ready" failed="certificate: certificate serial 42 expired`,
@@ -117,7 +119,7 @@ func TestReadiness(t *testing.T) {
 		{
 			name: "renewed",
 			do: func() {
-				m.CertLoaded(mustCert(t, 0x43, now, now.Add(90*24*time.Hour)).leaf, "sha256//x")
+				m.CertLoaded(testutil.MustCert(t, testutil.CertOptions{Serial: 0x43, NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour)}).Leaf, "sha256//x")
 				clock.Store(&now)
 			},
 			status: http.StatusOK,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 	"github.com/spacecaptain/spacecaptain/internal/server"
+	"github.com/spacecaptain/spacecaptain/internal/testutil"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
 
@@ -146,8 +147,8 @@ func near(got, want float64) bool { return got > want*0.999 && got < want*1.001 
 // check metrics) over every metric: names, units, suffixes, help.
 func TestMetricsLint(t *testing.T) {
 	m := mustNew(t, Options{MaxConns: 10, OmitRuntime: true})
-	cert := mustCert(t, 7, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	m.CertLoaded(cert.leaf, cert.pin)
+	cert := testutil.MustCert(t, testutil.CertOptions{Serial: 7, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)})
+	m.CertLoaded(cert.Leaf, cert.Pin)
 	m.CertReloaded(ReloadChanged, time.Now())
 	m.Handshake(tls.ConnectionState{Version: tls.VersionTLS13}, time.Millisecond, nil)
 	fams, err := m.Registry().Gather()
@@ -187,12 +188,12 @@ func TestCertMetrics(t *testing.T) {
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	clock := now
 	m := mustNew(t, Options{OmitRuntime: true, Now: func() time.Time { return clock }})
-	first := mustCert(t, 0x0102, now.Add(-24*time.Hour), now.Add(30*24*time.Hour))
-	second := mustCert(t, 0xabcdef, now, now.Add(90*24*time.Hour))
-	forever := mustCert(t, 3, now, time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC))
+	first := testutil.MustCert(t, testutil.CertOptions{Serial: 0x0102, NotBefore: now.Add(-24 * time.Hour), NotAfter: now.Add(30 * 24 * time.Hour)})
+	second := testutil.MustCert(t, testutil.CertOptions{Serial: 0xabcdef, NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour)})
+	forever := testutil.MustCert(t, testutil.CertOptions{Serial: 3, NotBefore: now, NotAfter: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)})
 
-	info := func(c testCert) map[string]float64 {
-		return map[string]float64{labels{"serial": pki.SerialHex(c.leaf.SerialNumber), "pin": c.pin}.String(): 1}
+	info := func(c testutil.Cert) map[string]float64 {
+		return map[string]float64{labels{"serial": pki.SerialHex(c.Leaf.SerialNumber), "pin": c.Pin}.String(): 1}
 	}
 	steps := []struct {
 		name        string
@@ -209,17 +210,17 @@ func TestCertMetrics(t *testing.T) {
 		},
 		{
 			name:        "first certificate",
-			do:          func() { m.CertLoaded(first.leaf, first.pin); m.CertReloaded(ReloadChanged, now) },
+			do:          func() { m.CertLoaded(first.Leaf, first.Pin); m.CertReloaded(ReloadChanged, now) },
 			info:        info(first),
-			notAfter:    first.leaf.NotAfter,
+			notAfter:    first.Leaf.NotAfter,
 			reloads:     map[string]float64{"result=changed": 1, "result=unchanged": 0, "result=failed": 0},
 			lastSuccess: now,
 		},
 		{
 			name:        "the same again, unchanged",
-			do:          func() { m.CertLoaded(first.leaf, first.pin); m.CertReloaded(ReloadUnchanged, now.Add(time.Minute)) },
+			do:          func() { m.CertLoaded(first.Leaf, first.Pin); m.CertReloaded(ReloadUnchanged, now.Add(time.Minute)) },
 			info:        info(first),
-			notAfter:    first.leaf.NotAfter,
+			notAfter:    first.Leaf.NotAfter,
 			reloads:     map[string]float64{"result=changed": 1, "result=unchanged": 1, "result=failed": 0},
 			lastSuccess: now.Add(time.Minute),
 		},
@@ -227,23 +228,23 @@ func TestCertMetrics(t *testing.T) {
 			name:        "a refused reload keeps the old certificate and the last success",
 			do:          func() { m.CertReloaded(ReloadFailed, now.Add(2*time.Minute)) },
 			info:        info(first),
-			notAfter:    first.leaf.NotAfter,
+			notAfter:    first.Leaf.NotAfter,
 			reloads:     map[string]float64{"result=changed": 1, "result=unchanged": 1, "result=failed": 1},
 			lastSuccess: now.Add(time.Minute),
 		},
 		{
 			name:        "rotated: the old info series is gone",
-			do:          func() { m.CertLoaded(second.leaf, second.pin); m.CertReloaded(ReloadChanged, now.Add(3*time.Minute)) },
+			do:          func() { m.CertLoaded(second.Leaf, second.Pin); m.CertReloaded(ReloadChanged, now.Add(3*time.Minute)) },
 			info:        info(second),
-			notAfter:    second.leaf.NotAfter,
+			notAfter:    second.Leaf.NotAfter,
 			reloads:     map[string]float64{"result=changed": 2, "result=unchanged": 1, "result=failed": 1},
 			lastSuccess: now.Add(3 * time.Minute),
 		},
 		{
 			name:        "an expiry past 2262 (RFC 5280's 99991231235959Z)",
-			do:          func() { m.CertLoaded(forever.leaf, forever.pin) },
+			do:          func() { m.CertLoaded(forever.Leaf, forever.Pin) },
 			info:        info(forever),
-			notAfter:    forever.leaf.NotAfter,
+			notAfter:    forever.Leaf.NotAfter,
 			reloads:     map[string]float64{"result=changed": 2, "result=unchanged": 1, "result=failed": 1},
 			lastSuccess: now.Add(3 * time.Minute),
 		},
@@ -283,7 +284,7 @@ func TestCertMetrics(t *testing.T) {
 
 func TestCheckCertificate(t *testing.T) {
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-	cert := mustCert(t, 0x42, now.Add(-time.Hour), now.Add(24*time.Hour))
+	cert := testutil.MustCert(t, testutil.CertOptions{Serial: 0x42, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour)})
 	tests := []struct {
 		name    string
 		load    bool
@@ -292,15 +293,15 @@ func TestCheckCertificate(t *testing.T) {
 	}{
 		{"nothing loaded", false, now, ErrNoCertificate.Error()},
 		{"valid", true, now, ""},
-		{"expires in a minute: still usable", true, cert.leaf.NotAfter.Add(-time.Minute), ""},
-		{"expired", true, cert.leaf.NotAfter.Add(time.Second), "certificate serial 42 expired at 2030-01-03T03:04:05Z"},
-		{"not yet valid", true, cert.leaf.NotBefore.Add(-time.Second), "certificate serial 42 is not valid before 2030-01-02T02:04:05Z"},
+		{"expires in a minute: still usable", true, cert.Leaf.NotAfter.Add(-time.Minute), ""},
+		{"expired", true, cert.Leaf.NotAfter.Add(time.Second), "certificate serial 42 expired at 2030-01-03T03:04:05Z"},
+		{"not yet valid", true, cert.Leaf.NotBefore.Add(-time.Second), "certificate serial 42 is not valid before 2030-01-02T02:04:05Z"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := mustNew(t, Options{OmitRuntime: true, Now: func() time.Time { return tt.now }})
 			if tt.load {
-				m.CertLoaded(cert.leaf, cert.pin)
+				m.CertLoaded(cert.Leaf, cert.Pin)
 			}
 			err := m.CheckCertificate()
 			switch {

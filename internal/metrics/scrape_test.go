@@ -17,6 +17,7 @@ import (
 	"github.com/spacecaptain/spacecaptain/internal/client"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 	"github.com/spacecaptain/spacecaptain/internal/server"
+	"github.com/spacecaptain/spacecaptain/internal/testutil"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
 
@@ -74,14 +75,14 @@ func testScrapeAfterTraffic(t *testing.T, engine string, mode trafficMode) {
 	isTLS := mode.version != 0
 	ver := versionNames[versionIndex(mode.version)]
 	now := time.Now()
-	cert := mustCert(t, 0x1234abcd, now.Add(-time.Hour), now.Add(90*24*time.Hour))
-	keysBody := proto.AppendKeys(nil, cert.pin, nil)
+	cert := testutil.MustCert(t, testutil.CertOptions{Serial: 0x1234abcd, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(90 * 24 * time.Hour)})
+	keysBody := proto.AppendKeys(nil, cert.Pin, nil)
 
 	m := mustNew(t, Options{MaxConns: 1})
 	ev := newWatched(m)
 	if isTLS {
 		// As the CLI does from the certificate source's reload hook.
-		m.CertLoaded(cert.leaf, cert.pin)
+		m.CertLoaded(cert.Leaf, cert.Pin)
 		m.CertReloaded(ReloadChanged, now.Add(-2*time.Minute))
 		m.CertReloaded(ReloadFailed, now.Add(-time.Minute))
 	}
@@ -101,10 +102,10 @@ func testScrapeAfterTraffic(t *testing.T, engine string, mode trafficMode) {
 	if isTLS {
 		opts.TLSConfig = &tls.Config{
 			MinVersion:                  tls.VersionTLS12,
-			GetCertificate:              func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert.tls, nil },
+			GetCertificate:              func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert.TLS, nil },
 			DynamicRecordSizingDisabled: true,
 		}
-		base = &tls.Config{RootCAs: cert.pool, MinVersion: mode.version, MaxVersion: mode.version}
+		base = &tls.Config{RootCAs: cert.Pool, MinVersion: mode.version, MaxVersion: mode.version}
 	}
 	srv, err := server.New(opts)
 	if err != nil {
@@ -311,7 +312,7 @@ func testScrapeAfterTraffic(t *testing.T, engine string, mode trafficMode) {
 
 		// A client that does not trust the certificate aborts with an
 		// alert, after the version is chosen.
-		untrusting := &tls.Config{RootCAs: mustCert(t, 99, now, now.Add(time.Hour)).pool, MinVersion: mode.version, MaxVersion: mode.version}
+		untrusting := &tls.Config{RootCAs: testutil.MustCert(t, testutil.CertOptions{Serial: 99, NotBefore: now, NotAfter: now.Add(time.Hour)}).Pool, MinVersion: mode.version, MaxVersion: mode.version}
 		if c, err := client.Dial(ctx, addr, client.Options{TLSConfig: untrusting}); err == nil {
 			c.Close()
 			t.Fatalf("a client that does not trust the certificate completed its handshake")
@@ -393,10 +394,10 @@ func testScrapeAfterTraffic(t *testing.T, engine string, mode trafficMode) {
 	}
 
 	if isTLS {
-		s.assertSeries(t, NameCertNotAfter, dto.MetricType_GAUGE, map[string]float64{"": float64(cert.leaf.NotAfter.Unix())})
-		s.assertSeries(t, NameCertNotBefore, dto.MetricType_GAUGE, map[string]float64{"": float64(cert.leaf.NotBefore.Unix())})
+		s.assertSeries(t, NameCertNotAfter, dto.MetricType_GAUGE, map[string]float64{"": float64(cert.Leaf.NotAfter.Unix())})
+		s.assertSeries(t, NameCertNotBefore, dto.MetricType_GAUGE, map[string]float64{"": float64(cert.Leaf.NotBefore.Unix())})
 		s.assertSeries(t, NameCertInfo, dto.MetricType_GAUGE, map[string]float64{
-			labels{"serial": pki.SerialHex(cert.leaf.SerialNumber), "pin": cert.pin}.String(): 1,
+			labels{"serial": pki.SerialHex(cert.Leaf.SerialNumber), "pin": cert.Pin}.String(): 1,
 		})
 		s.assertSeries(t, NameCertReloads, dto.MetricType_COUNTER, map[string]float64{
 			"result=changed": 1, "result=unchanged": 0, "result=failed": 1,

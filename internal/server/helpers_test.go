@@ -3,24 +3,19 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/proto"
+	"github.com/spacecaptain/spacecaptain/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -53,40 +48,6 @@ func forEach(t *testing.T, modes []mode, f func(t *testing.T, engine string, m m
 			t.Run(eng+"/"+m.name, func(t *testing.T) { f(t, eng, m) })
 		}
 	}
-}
-
-// mustCert makes a self-signed P-256 certificate for 127.0.0.1, ::1 and
-// localhost, and a pool that trusts it. (Package pki is the project's way to
-// make certificates; the server tests must not depend on it.)
-func mustCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("generating key: %v", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "space captain test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:              []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatalf("creating certificate: %v", err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("parsing certificate: %v", err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
 
 func serverTLS(cert tls.Certificate) *tls.Config {
@@ -252,7 +213,8 @@ func startWrapped(t testing.TB, engine string, m mode, opts Options, wrap func(n
 	}
 	offSourceLimits(&opts)
 	if m.tls && opts.TLSConfig == nil {
-		cert, pool := mustCert(t)
+		tcert := testutil.MustCert(t, testutil.CertOptions{})
+		cert, pool := tcert.TLS, tcert.Pool
 		opts.TLSConfig = serverTLS(cert)
 		e.clientTLS = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: m.version, MaxVersion: m.version}
 	}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/proto"
+	"github.com/spacecaptain/spacecaptain/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -1003,7 +1004,8 @@ func TestKeyUpdateRequestedNeverRead(t *testing.T) {
 	const writeTimeout, idleTimeout = 500 * time.Millisecond, time.Minute
 	for _, engine := range testEngines() {
 		t.Run(engine, func(t *testing.T) {
-			cert, pool := mustCert(t)
+			tcert := testutil.MustCert(t, testutil.CertOptions{})
+			cert, pool := tcert.TLS, tcert.Pool
 			cfg := serverTLS(cert)
 			cfg.SessionTicketsDisabled = true
 			e := startWrapped(t, engine, modeTLS13, Options{TLSConfig: cfg, WriteTimeout: writeTimeout, IdleTimeout: idleTimeout},

@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/proto"
+	"github.com/spacecaptain/spacecaptain/internal/testutil"
 )
 
 func TestNewValidates(t *testing.T) {
-	cert, _ := mustCert(t)
+	cert := testutil.MustCert(t, testutil.CertOptions{}).TLS
 	tests := []struct {
 		name    string
 		opts    Options
@@ -49,7 +50,7 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestNewDefaultsAndConfig(t *testing.T) {
-	cert, _ := mustCert(t)
+	cert := testutil.MustCert(t, testutil.CertOptions{}).TLS
 	cfg := serverTLS(cert)
 	cfg.DynamicRecordSizingDisabled = false
 	s, err := New(Options{TLSConfig: cfg})
@@ -77,7 +78,8 @@ func TestNewDefaultsAndConfig(t *testing.T) {
 func TestSetSessionTicketKeysReachesServer(t *testing.T) {
 	for _, m := range []mode{modeTLS12, modeTLS13} {
 		t.Run(m.name, func(t *testing.T) {
-			cert, pool := mustCert(t)
+			tcert := testutil.MustCert(t, testutil.CertOptions{})
+			cert, pool := tcert.TLS, tcert.Pool
 			cfg := serverTLS(cert)
 			var k1, k2 [32]byte
 			k1[0], k2[0] = 1, 2

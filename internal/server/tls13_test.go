@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/proto"
+	"github.com/spacecaptain/spacecaptain/internal/testutil"
 )
 
 // These tests speak TLS 1.3 records of their own after a crypto/tls
@@ -201,7 +202,8 @@ func dialTLS13Raw(t testing.TB, e *testEnv, pool *x509.CertPool) *tls13Raw {
 // and returns the pool that trusts its certificate.
 func startTLS13NoTickets(t *testing.T, engine string, opts Options) (*testEnv, *x509.CertPool) {
 	t.Helper()
-	cert, pool := mustCert(t)
+	tcert := testutil.MustCert(t, testutil.CertOptions{})
+	cert, pool := tcert.TLS, tcert.Pool
 	cfg := serverTLS(cert)
 	cfg.SessionTicketsDisabled = true
 	opts.TLSConfig = cfg
