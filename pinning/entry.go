@@ -10,26 +10,27 @@ import (
 	"time"
 )
 
-// Source says how a pin got into the store. It decides what a verified
+// Origin says how a pin got into the store (the via= attribute of the
+// file). It decides what a verified
 // announcement may remove: pins that were learned (on first use or from an
 // announcement) follow what the server announces; pins added by a person, or
 // of unknown origin, stay until that person forgets the host.
-type Source string
+type Origin string
 
 const (
-	// SourceFirstUse marks the pin recorded when the host was first seen.
-	SourceFirstUse Source = "first-use"
-	// SourceAnnounced marks a pin learned from the server's own
+	// OriginFirstUse marks the pin recorded when the host was first seen.
+	OriginFirstUse Origin = "first-use"
+	// OriginAnnounced marks a pin learned from the server's own
 	// announcement of its keys, made inside a verified session.
-	SourceAnnounced Source = "announced"
-	// SourceAdded marks a pin added by a person (sc-cert pin add).
-	SourceAdded Source = "added"
+	OriginAnnounced Origin = "announced"
+	// OriginAdded marks a pin added by a person (sc-cert pin add).
+	OriginAdded Origin = "added"
 )
 
-// learned reports whether a pin of this source was learned automatically,
+// learned reports whether a pin of this origin was learned automatically,
 // and so may be dropped automatically when the server stops announcing it.
-func (s Source) learned() bool {
-	return s == SourceFirstUse || s == SourceAnnounced
+func (o Origin) learned() bool {
+	return o == OriginFirstUse || o == OriginAnnounced
 }
 
 // PinRecord is one pin of a host in the store, with its role and history.
@@ -45,8 +46,8 @@ type PinRecord struct {
 	// LastSeen is when a verified handshake last presented this key; zero
 	// if it never has (a backup not yet in use).
 	LastSeen time.Time
-	// Source says how the pin got into the store; empty if unknown.
-	Source Source
+	// Origin says how the pin got into the store; empty if unknown.
+	Origin Origin
 
 	// extra holds attributes this version does not know, kept verbatim.
 	extra []string
@@ -130,7 +131,7 @@ const (
 	roleBackup  = "backup"
 	attrFirst   = "first"
 	attrLast    = "last"
-	attrSource  = "via"
+	attrOrigin  = "via"
 	// timeLayout is RFC 3339 in UTC with whole seconds: one spelling per
 	// instant, so a parsed line renders back to the same text.
 	timeLayout = "2006-01-02T15:04:05Z"
@@ -153,8 +154,8 @@ func (e Entry) String() string {
 		if !r.LastSeen.IsZero() {
 			b.WriteString(";" + attrLast + "=" + r.LastSeen.UTC().Format(timeLayout))
 		}
-		if r.Source != "" {
-			b.WriteString(";" + attrSource + "=" + string(r.Source))
+		if r.Origin != "" {
+			b.WriteString(";" + attrOrigin + "=" + string(r.Origin))
 		}
 		for _, x := range r.extra {
 			b.WriteByte(';')
@@ -182,7 +183,7 @@ func Line(host string, current Pin, backups ...Pin) (string, error) {
 	}
 	e := Entry{Host: h}
 	for i, p := range set.pins {
-		e.Pins = append(e.Pins, PinRecord{Pin: p, Current: i == 0, Source: SourceAdded})
+		e.Pins = append(e.Pins, PinRecord{Pin: p, Current: i == 0, Origin: OriginAdded})
 	}
 	return e.String(), nil
 }
@@ -264,11 +265,11 @@ func parsePinField(role, value string) (PinRecord, error) {
 			} else {
 				r.LastSeen = t
 			}
-		case attrSource:
+		case attrOrigin:
 			if v == "" || strings.ContainsAny(v, ";= \t") {
-				return PinRecord{}, fmt.Errorf("pin %v: %s %q: want a word such as %s", p, name, v, SourceAdded)
+				return PinRecord{}, fmt.Errorf("pin %v: %s %q: want a word such as %s", p, name, v, OriginAdded)
 			}
-			r.Source = Source(v)
+			r.Origin = Origin(v)
 		default:
 			r.extra = append(r.extra, a)
 		}

@@ -61,8 +61,8 @@ func TestParseLine(t *testing.T) {
 			name: "full line",
 			line: "127.0.0.1:4242 current=" + a.String() + ";first=2026-01-02T03:04:05Z;last=2026-02-03T04:05:06Z;via=first-use backup=" + b.String() + ";first=2026-02-03T04:05:06Z;via=announced",
 			want: Entry{Host: "127.0.0.1:4242", Pins: []PinRecord{
-				{Pin: a, Current: true, FirstSeen: t1, LastSeen: t2, Source: SourceFirstUse},
-				{Pin: b, FirstSeen: t2, Source: SourceAnnounced},
+				{Pin: a, Current: true, FirstSeen: t1, LastSeen: t2, Origin: OriginFirstUse},
+				{Pin: b, FirstSeen: t2, Origin: OriginAnnounced},
 			}},
 		},
 		{
@@ -73,7 +73,7 @@ func TestParseLine(t *testing.T) {
 		{
 			name: "unknown fields, attributes and a trailing comment are kept",
 			line: "h:1 color=blue current=" + a.String() + ";note=x;via=added later=1 # my server  here",
-			want: Entry{Host: "h:1", Pins: []PinRecord{{Pin: a, Current: true, Source: SourceAdded, extra: []string{"note=x"}}},
+			want: Entry{Host: "h:1", Pins: []PinRecord{{Pin: a, Current: true, Origin: OriginAdded, extra: []string{"note=x"}}},
 				extra: []string{"color=blue", "later=1", "# my server here"}},
 		},
 		{name: "no pins", line: "h:1 color=blue", error: "no pins for h:1"},

@@ -149,7 +149,7 @@ func ExampleTrust_Record() {
 	current, _ := entry.Current()
 	fmt.Println("known:", found)
 	fmt.Println("the server's key:", current.Pin.Equal(pinning.PinOf(srv.Certificate())))
-	fmt.Println("learned:", current.Source)
+	fmt.Println("learned:", current.Origin)
 	// Output:
 	// first use: recorded the server's key
 	// known: true
@@ -187,7 +187,7 @@ func ExampleTrust_RecordAnnounced() {
 
 	entry, _, _ := store.Lookup(host)
 	for _, r := range entry.Pins {
-		fmt.Println("current:", r.Current, "learned:", r.Source)
+		fmt.Println("current:", r.Current, "learned:", r.Origin)
 	}
 	// When the server moves to its next key, this client accepts it.
 	fmt.Println("next key trusted:", entry.Set().Contains(next))

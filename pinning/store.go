@@ -170,7 +170,7 @@ func (s *Store) List() ([]Entry, []*LineError, error) {
 // host not in the store the first pin becomes its current pin and the
 // others backups; for a known host every new pin is added as a backup (the
 // first handshake that presents it makes it current). Pins already on file
-// are left as they are. Added pins are marked [SourceAdded], so a server's
+// are left as they are. Added pins are marked [OriginAdded], so a server's
 // announcements never remove them.
 //
 // A host whose line cannot be parsed is refused with its [*LineError]:
@@ -205,7 +205,7 @@ func (s *Store) Add(host string, pins ...Pin) error {
 		if i < 0 {
 			e := &Entry{Host: h}
 			for j, p := range set.pins {
-				e.Pins = append(e.Pins, PinRecord{Pin: p, Current: j == 0, FirstSeen: now, Source: SourceAdded})
+				e.Pins = append(e.Pins, PinRecord{Pin: p, Current: j == 0, FirstSeen: now, Origin: OriginAdded})
 			}
 			f.append(e)
 			return true, nil
@@ -214,7 +214,7 @@ func (s *Store) Add(host string, pins ...Pin) error {
 		changed := false
 		for _, p := range set.pins {
 			if e.index(p) < 0 {
-				e.Pins = append(e.Pins, PinRecord{Pin: p, FirstSeen: now, Source: SourceAdded})
+				e.Pins = append(e.Pins, PinRecord{Pin: p, FirstSeen: now, Origin: OriginAdded})
 				changed = true
 			}
 		}
@@ -549,7 +549,7 @@ func (f *storeFile) applyHandshake(path, host string, pin Pin, now time.Time, ma
 			return -1, false, &UnknownHostError{Host: host, Got: pin, Path: path}
 		}
 		now = now.UTC().Truncate(time.Second)
-		f.append(&Entry{Host: host, Pins: []PinRecord{{Pin: pin, Current: true, FirstSeen: now, LastSeen: now, Source: SourceFirstUse}}})
+		f.append(&Entry{Host: host, Pins: []PinRecord{{Pin: pin, Current: true, FirstSeen: now, LastSeen: now, Origin: OriginFirstUse}}})
 		return len(f.lines) - 1, true, nil
 	}
 	changed, err := f.lines[i].entry.applyHandshake(path, pin, now)
@@ -584,7 +584,7 @@ func (e *Entry) applyHandshake(path string, pin Pin, now time.Time) (bool, error
 
 // applyAnnouncement records in e the keys its host announced in a session
 // verified with pin, which must already be e's current pin: each next pin
-// becomes a backup, and learned pins ([Source.learned]) no longer announced
+// becomes a backup, and learned pins ([Origin.learned]) no longer announced
 // are dropped; pins a person added are kept. It reports whether e changed.
 func (e *Entry) applyAnnouncement(pin Pin, next []Pin, now time.Time) bool {
 	now = now.UTC().Truncate(time.Second)
@@ -601,11 +601,11 @@ func (e *Entry) applyAnnouncement(pin Pin, next []Pin, now time.Time) bool {
 			r.Current = false
 			pins = append(pins, r)
 		} else {
-			pins = append(pins, PinRecord{Pin: n, FirstSeen: now, Source: SourceAnnounced})
+			pins = append(pins, PinRecord{Pin: n, FirstSeen: now, Origin: OriginAnnounced})
 		}
 	}
 	for _, r := range e.Pins {
-		if !announced.Contains(r.Pin) && !r.Source.learned() {
+		if !announced.Contains(r.Pin) && !r.Origin.learned() {
 			pins = append(pins, r)
 		}
 	}

@@ -98,7 +98,7 @@ func TestStoreAddLookupForget(t *testing.T) {
 		t.Errorf("got pins %v, want %v;%v", got, a, b)
 	}
 	cur, ok := e.Current()
-	if !ok || !cur.Pin.Equal(a) || cur.Source != SourceAdded || !cur.FirstSeen.Equal(clock.Now()) || !cur.LastSeen.IsZero() {
+	if !ok || !cur.Pin.Equal(a) || cur.Origin != OriginAdded || !cur.FirstSeen.Equal(clock.Now()) || !cur.LastSeen.IsZero() {
 		t.Errorf("got current %+v, want pin a, added now, never seen", cur)
 	}
 

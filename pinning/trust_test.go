@@ -447,7 +447,7 @@ func TestTOFUFirstUse(t *testing.T) {
 			checkRecorded(t, rec, Recorded{FirstUse: true})
 			e := mustLookup(t, store, srv.addr)
 			cur, ok := e.Current()
-			if len(e.Pins) != 1 || !ok || !cur.Pin.Equal(PinOf(leaf)) || cur.Source != SourceFirstUse ||
+			if len(e.Pins) != 1 || !ok || !cur.Pin.Equal(PinOf(leaf)) || cur.Origin != OriginFirstUse ||
 				!cur.FirstSeen.Equal(clock.Now()) || !cur.LastSeen.Equal(clock.Now()) {
 				t.Errorf("got entry %v, want the leaf's pin, current, first use, seen now", e)
 			}
@@ -810,7 +810,7 @@ func TestRollover(t *testing.T) {
 			}
 			checkRecorded(t, rec, Recorded{Added: []Pin{pinB}})
 			e := mustLookup(t, toldStore, srv.addr)
-			if !e.Set().Equal(mustSet(t, pinA, pinB)) || e.Pins[1].Source != SourceAnnounced || !e.Pins[1].LastSeen.IsZero() {
+			if !e.Set().Equal(mustSet(t, pinA, pinB)) || e.Pins[1].Origin != OriginAnnounced || !e.Pins[1].LastSeen.IsZero() {
 				t.Fatalf("after the announcement: got %v, want A current and B an announced backup", e)
 			}
 			mustConnectAndRecord(t, untold, srv.addr)

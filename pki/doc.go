@@ -22,7 +22,7 @@
 //     PEM.
 //   - [Fingerprint] is the certificate's SHA-256 as openssl prints it. Pins,
 //     which name keys rather than certificates, live in package pinning.
-//   - [NewSource] serves a certificate that follows its files on disk
+//   - [NewCertReloader] serves a certificate that follows its files on disk
 //     (tls.Config.GetCertificate, hot reload, the next key for KEYS);
 //     [NewTicketKeys] shares and rotates session-ticket keys; [NewRenewer]
 //     renews a certificate on its own key before it expires.

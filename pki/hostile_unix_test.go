@@ -18,7 +18,7 @@ import (
 
 // reloadWithin runs a Reload of the source and fails the test if it does
 // not return within a generous bound (it used to block forever on a FIFO).
-func reloadWithin(t *testing.T, src *Source) error {
+func reloadWithin(t *testing.T, src *CertReloader) error {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- src.Reload() }()
@@ -45,7 +45,7 @@ func keepsServing(t *testing.T, e *srcEnv, cert *x509.Certificate) {
 // refused at once with an error that says what they are, and the old pair
 // keeps serving (issue 12: a FIFO hung the reload forever, /dev/zero
 // exhausted memory).
-func TestSourceRefusesHostileFiles(t *testing.T) {
+func TestCertReloaderRefusesHostileFiles(t *testing.T) {
 	tests := []struct {
 		name    string
 		file    func(l Layout) string
@@ -87,7 +87,7 @@ func TestSourceRefusesHostileFiles(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := newCertDir(t, InitOptions{})
-			e := startSource(t, d, false, func(o *SourceOptions) { o.Key.RequirePrivateFile = true })
+			e := startSource(t, d, false, func(o *CertReloaderOptions) { o.Key.RequirePrivateFile = true })
 			cur := e.src.State().Certificate
 			next := e.src.State().NextSPKI
 			p := tt.file(d.l)
@@ -121,9 +121,9 @@ func TestChainTooLongRefused(t *testing.T) {
 	if !errors.Is(err, ErrChainTooLong) {
 		t.Errorf("LoadPair: got %v, want ErrChainTooLong", err)
 	}
-	_, err = NewSource(SourceOptions{CertPath: d.l.ServerCert, KeyPath: d.l.ServerKey})
+	_, err = NewCertReloader(CertReloaderOptions{CertPath: d.l.ServerCert, KeyPath: d.l.ServerKey})
 	if !errors.Is(err, ErrChainTooLong) {
-		t.Errorf("NewSource: got %v, want ErrChainTooLong", err)
+		t.Errorf("NewCertReloader: got %v, want ErrChainTooLong", err)
 	}
 	// Within the limit it loads.
 	mustWrite(t, d.l.ServerCert, EncodeCertificatesPEM(chain[:MaxChainCertificates]...), 0o644)
@@ -149,7 +149,7 @@ func needRoot(t *testing.T) {
 // another user owns, not as a symbolic link to another user's 0600 file
 // (issue 12: the server announced the attacker's next pin, and TOFU clients
 // recorded it).
-func TestSourceRefusesPlantedNextKey(t *testing.T) {
+func TestCertReloaderRefusesPlantedNextKey(t *testing.T) {
 	tests := []struct {
 		name    string
 		root    bool
@@ -189,7 +189,7 @@ func TestSourceRefusesPlantedNextKey(t *testing.T) {
 				needRoot(t)
 			}
 			d := newCertDir(t, InitOptions{})
-			e := startSource(t, d, false, func(o *SourceOptions) { o.Key.RequirePrivateFile = true })
+			e := startSource(t, d, false, func(o *CertReloaderOptions) { o.Key.RequirePrivateFile = true })
 			before := e.src.State().NextSPKI
 			tt.plant(t, d, keyPEM(t, mustKey(t, KeyECDSAP256)))
 			err := reloadWithin(t, e.src)
@@ -211,11 +211,11 @@ func TestSourceRefusesPlantedNextKey(t *testing.T) {
 // Swapped certificate and key paths are diagnosed as swapped by the
 // source, as sc-cert verify does, not as a key file with the wrong mode
 // (issue 12).
-func TestSourceDiagnosesSwappedPaths(t *testing.T) {
+func TestCertReloaderDiagnosesSwappedPaths(t *testing.T) {
 	d := newCertDir(t, InitOptions{})
-	_, err := NewSource(SourceOptions{CertPath: d.l.ServerKey, KeyPath: d.l.ServerCert, Key: KeyOptions{RequirePrivateFile: true}})
+	_, err := NewCertReloader(CertReloaderOptions{CertPath: d.l.ServerKey, KeyPath: d.l.ServerCert, Key: KeyOptions{RequirePrivateFile: true}})
 	if err == nil || !strings.Contains(err.Error(), "swapped") || errors.Is(err, ErrKeyFilePermissions) {
-		t.Errorf("NewSource: got %v, want the swapped-paths diagnosis", err)
+		t.Errorf("NewCertReloader: got %v, want the swapped-paths diagnosis", err)
 	}
 	_, err = LoadPair(d.l.ServerKey, d.l.ServerCert, LoadOptions{Key: KeyOptions{RequirePrivateFile: true}})
 	if err == nil || !strings.Contains(err.Error(), "swapped") || errors.Is(err, ErrKeyFilePermissions) {

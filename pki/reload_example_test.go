@@ -18,7 +18,7 @@ import (
 // GetCertificate into its tls.Config (leaving Certificates empty), runs
 // the source's watcher with Run, and calls Reload on SIGHUP; here a
 // rotation is followed by an explicit Reload.
-func ExampleNewSource() {
+func ExampleNewCertReloader() {
 	dir, err := os.MkdirTemp("", "certs")
 	if err != nil {
 		log.Fatal(err)
@@ -29,7 +29,7 @@ func ExampleNewSource() {
 		log.Fatal(err)
 	}
 
-	src, err := pki.NewSource(pki.SourceOptions{
+	src, err := pki.NewCertReloader(pki.CertReloaderOptions{
 		CertPath:    l.ServerCert,
 		KeyPath:     l.ServerKey,
 		NextKeyPath: l.NextKey,

@@ -79,8 +79,8 @@ type RenewerOptions struct {
 	Interval time.Duration
 
 	// OnRenew, when set, is called after this process renewed the
-	// certificate. The reloading [Source] picks the new file up by itself;
-	// calling [Source.Reload] here serves it without waiting for the
+	// certificate. The reloading [CertReloader] picks the new file up by itself;
+	// calling [CertReloader.Reload] here serves it without waiting for the
 	// debounce.
 	OnRenew func(*RotateResult)
 
@@ -100,7 +100,7 @@ type RenewerOptions struct {
 // self-signed. It renews through [Rotate], under the directory's lock and
 // only if the certificate on disk is still due, so several instances
 // sharing one directory renew it once between them and never corrupt it.
-// The reloading [Source] serves the new file like any rotation.
+// The reloading [CertReloader] serves the new file like any rotation.
 //
 // Without the issuing key, or with renewal disabled, it warns 30 and 7
 // days before expiry and at expiry; the server keeps serving.

@@ -116,7 +116,7 @@ func TestRenewerRenewsWhenDue(t *testing.T) {
 // renews and serves the new certificate without a restart.
 func TestRenewerRunRealClock(t *testing.T) {
 	d := newRenewableDir(t, false, time.Now().Add(time.Second))
-	var src *Source
+	var src *CertReloader
 	e := startSource(t, d, true, nil)
 	src = e.src
 	old := src.State().Certificate

@@ -184,7 +184,7 @@ type TicketKeysOptions struct {
 	// regular file of at most 64 KiB is read, whatever it says.
 	RequirePrivateFile bool
 
-	// Interval and Debounce are as in [SourceOptions]; they apply to File.
+	// Interval and Debounce are as in [CertReloaderOptions]; they apply to File.
 	// The periodic check also drops keys whose time is up.
 	Interval time.Duration
 	Debounce time.Duration

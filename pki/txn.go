@@ -101,7 +101,7 @@ func lockDir(ctx context.Context, dir string) (func(), error) {
 // directory) that was interrupted by a crash, so that dir holds the complete
 // old set of files or the complete new set, never a mix. It is cheap when
 // there is nothing to do (one stat), and [LoadPair], [Rotate] and
-// [InitLayout] call it first; a reloading certificate source should too.
+// [InitLayout] call it first; and [CertReloader] call it before every load.
 // If a change is running in another process it waits for it to finish.
 // When the journal cannot be acted on it returns [ErrRecoveryFailed] and
 // leaves everything for an operator to inspect.

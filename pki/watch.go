@@ -12,15 +12,15 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// Defaults shared by the reloading sources ([Source], [TicketKeys]).
+// Defaults shared by the reloaders ([CertReloader], [TicketKeys]).
 const (
-	// DefaultCheckInterval is how often a source re-reads its files even
+	// DefaultCheckInterval is how often a reloader ([CertReloader], [TicketKeys]) re-reads its files even
 	// without a file event, to catch the events some filesystems lose
 	// (network filesystems, some container overlays, an inotify queue
 	// overflow we did not hear about).
 	DefaultCheckInterval = time.Minute
 
-	// DefaultDebounce is how long a source waits after the last file event
+	// DefaultDebounce is how long a reloader waits after the last file event
 	// before it reloads, so that a burst of events (a rotation renames
 	// several files; an editor writes, renames and chmods) costs one
 	// reload, and a file written in pieces is read once it has settled.
@@ -58,7 +58,7 @@ const (
 )
 
 // watcher turns file-system activity around a set of files into calls of
-// one reload function. It is the component the certificate source, the
+// one reload function. It is the component the certificate reloader, the
 // next key and the ticket keys share.
 //
 // It watches directories, never files (see [fsnotify.Watcher.Add]): a file

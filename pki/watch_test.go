@@ -130,7 +130,7 @@ func (r *recorder) poke() {
 
 func (r *recorder) logger() *slog.Logger { return slog.New(recHandler{r}) }
 
-// onReload is a SourceOptions.OnReload.
+// onReload is a CertReloaderOptions.OnReload.
 func (r *recorder) onReload(ev ReloadEvent) {
 	r.mu.Lock()
 	r.events = append(r.events, ev)
@@ -341,7 +341,7 @@ func mustServe(t testing.TB, addr string, roots *x509.CertPool, want *x509.Certi
 }
 
 // sameSerial reports whether the source serves cert.
-func serving(s *Source, cert *x509.Certificate) bool {
+func serving(s *CertReloader, cert *x509.Certificate) bool {
 	return s.State().Certificate.Equal(cert)
 }
 

@@ -1,6 +1,6 @@
 // Package dtls serves the Space Captain protocol over DTLS 1.2 on UDP,
 // with the certificates, pins and rotation of the TCP server: the
-// certificate comes from a GetCertificate callback (pki.Source's, wired by
+// certificate comes from a GetCertificate callback (pki.CertReloader's, wired by
 // the CLI), so every reload reaches DTLS handshakes too.
 //
 // Build a [Server] with [New] from an [Options] value, run it with

@@ -70,7 +70,7 @@ type Options struct {
 	// GetCertificate returns the certificate to present, called once per
 	// handshake after the client has returned its cookie (so a spoofed
 	// ClientHello never reaches it). Required. It has crypto/tls's
-	// signature so that a hot-reloading source (pki.Source's
+	// signature so that a hot-reloading source (pki.CertReloader's
 	// GetCertificate) serves both transports: every reload reaches the
 	// next DTLS handshake. The ClientHelloInfo carries the ServerName and
 	// the cipher suites offered; its Conn is nil.

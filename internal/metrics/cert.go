@@ -36,7 +36,7 @@ func (m *Metrics) CertLoaded(cert *x509.Certificate, pin string) {
 // CertReloaded counts one reload attempt of the certificate source, made
 // at the time at, by result: [ReloadChanged], [ReloadUnchanged] or
 // [ReloadFailed] — the words of pki.ReloadResult, so the CLI passes
-// string(event.Result) from pki.SourceOptions.OnReload, except for a
+// string(event.Result) from pki.CertReloaderOptions.OnReload, except for a
 // refusal with event.Recheck set (files perhaps caught mid-change, looked
 // at again once they settle), which it does not pass. Every result but
 // ReloadFailed is a success and sets the last-success timestamp: the

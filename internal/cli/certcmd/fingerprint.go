@@ -97,7 +97,7 @@ func runFingerprint(ctx context.Context, stdout, stderr io.Writer, arg string, o
 	default:
 		return cli.Usagef("--format %q: want %s", o.format, strings.Join(fingerprintFormats, ", "))
 	}
-	src, err := loadSource(ctx, arg, sourceOptions{serverName: o.serverName, timeout: o.timeout, pass: o.pass, udp: o.udp})
+	src, err := loadTarget(ctx, arg, targetOptions{serverName: o.serverName, timeout: o.timeout, pass: o.pass, udp: o.udp})
 	if err != nil {
 		return err
 	}

@@ -118,14 +118,14 @@ type keyJSON struct {
 }
 
 func runInspect(ctx context.Context, stdout, stderr io.Writer, env *Env, arg string, o *inspectOptions) error {
-	src, err := loadSource(ctx, arg, sourceOptions{serverName: o.serverName, timeout: o.timeout, pass: o.pass, udp: o.udp})
+	src, err := loadTarget(ctx, arg, targetOptions{serverName: o.serverName, timeout: o.timeout, pass: o.pass, udp: o.udp})
 	if err != nil {
 		return err
 	}
 	if src.handshakeErr != nil {
 		fmt.Fprintf(stderr, "sc-cert: warning: %s presented this chain but did not complete the handshake (%v): it has not proved it holds the key, so nothing shown belongs to it for sure\n", arg, src.handshakeErr)
 	}
-	out := describeSource(src, env.now())
+	out := describeTarget(src, env.now())
 	if out.Key != nil && !out.Key.Private {
 		fmt.Fprintf(stderr, "sc-cert: warning: %s is readable by group or others (mode %s): run chmod 600 %s\n", src.name, out.Key.Mode, src.name)
 	}
@@ -136,7 +136,7 @@ func runInspect(ctx context.Context, stdout, stderr io.Writer, env *Env, arg str
 	return nil
 }
 
-func describeSource(src *source, now time.Time) inspectJSON {
+func describeTarget(src *target, now time.Time) inspectJSON {
 	out := inspectJSON{Source: src.name, Kind: "certificates"}
 	if src.state != nil {
 		out.TLS = &tlsJSON{

@@ -84,7 +84,7 @@ func entryJSON(e pinning.Entry) hostJSON {
 		if r.Current {
 			role = "current"
 		}
-		h.Pins = append(h.Pins, pinRecordJSON{Pin: r.Pin.String(), Role: role, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen, Via: string(r.Source)})
+		h.Pins = append(h.Pins, pinRecordJSON{Pin: r.Pin.String(), Role: role, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen, Via: string(r.Origin)})
 	}
 	return h
 }

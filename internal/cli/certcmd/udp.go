@@ -18,7 +18,7 @@ func addUDPFlag(fs *pflag.FlagSet, udp *bool) {
 }
 
 // fetchDTLS fetches a DTLS server's chain without trusting it.
-func fetchDTLS(ctx context.Context, addr string, o sourceOptions) (*source, error) {
+func fetchDTLS(ctx context.Context, addr string, o targetOptions) (*target, error) {
 	sni := o.serverName
 	if sni == "" {
 		sni, _, _ = net.SplitHostPort(addr)
@@ -31,11 +31,11 @@ func fetchDTLS(ctx context.Context, addr string, o sourceOptions) (*source, erro
 		return nil, cli.WithHint(fmt.Errorf("fetching the certificate of %s: %w", addr, err),
 			fmt.Sprintf("is a DTLS server (sc-server --dtls) listening on UDP %s?", addr))
 	}
-	return &source{name: addr, certs: certs, state: &state, dtls: true}, nil
+	return &target{name: addr, certs: certs, state: &state, dtls: true}, nil
 }
 
 // versionName names the protocol version a server was fetched with.
-func versionName(src *source) string {
+func versionName(src *target) string {
 	if src.dtls {
 		return "DTLS 1.2"
 	}

@@ -93,7 +93,7 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 		if pending {
 			add("warning", pendingMessage(dir, o))
 		}
-		st := src.src.State()
+		st := src.rl.State()
 		leaf := st.Certificate
 		if err := checkKeySize(leaf, o); err != nil {
 			return err

@@ -87,7 +87,7 @@ type dtlsServer struct {
 // server's certificate source: every reload (file events, SIGHUP,
 // renewal) reaches the next DTLS handshake. It returns nil, nil without
 // --dtls (pc nil). pc is closed on error.
-func startDTLS(ctx context.Context, log *slog.Logger, o *options, src *certSource, obs *observer, pc net.PacketConn) (*dtlsServer, error) {
+func startDTLS(ctx context.Context, log *slog.Logger, o *options, src *servedCert, obs *observer, pc net.PacketConn) (*dtlsServer, error) {
 	if pc == nil {
 		return nil, nil
 	}

@@ -18,7 +18,7 @@ import (
 // the methods below, so they always see a complete pair. Safe for use as
 // tls.Config callbacks; start, swap and stop are for the run loop alone.
 type liveCerts struct {
-	src     atomic.Pointer[certSource]
+	src     atomic.Pointer[servedCert]
 	tickets atomic.Pointer[pki.TicketKeys]
 
 	bg               context.Context
@@ -29,9 +29,9 @@ type liveCerts struct {
 
 // newLiveCerts serves src and tickets; their watchers (and renewer's) run
 // under bg from now on.
-func newLiveCerts(bg context.Context, log *slog.Logger, src *certSource, renewer *pki.Renewer, tickets *pki.TicketKeys) *liveCerts {
+func newLiveCerts(bg context.Context, log *slog.Logger, src *servedCert, renewer *pki.Renewer, tickets *pki.TicketKeys) *liveCerts {
 	l := &liveCerts{bg: bg, log: log}
-	l.swapSource(src, renewer)
+	l.swapServed(src, renewer)
 	l.swapTickets(tickets)
 	return l
 }
@@ -55,14 +55,14 @@ func (l *liveCerts) UnwrapSession(identity []byte, cs tls.ConnectionState) (*tls
 }
 
 // source returns the certificate source in force.
-func (l *liveCerts) source() *certSource { return l.src.Load() }
+func (l *liveCerts) served() *servedCert { return l.src.Load() }
 
 // ticketKeys returns the ticket keys in force.
 func (l *liveCerts) ticketKeys() *pki.TicketKeys { return l.tickets.Load() }
 
-// swapSource serves src from now on, starts its watcher and renewer's, and
+// swapServed serves src from now on, starts its watcher and renewer's, and
 // stops the previous ones.
-func (l *liveCerts) swapSource(src *certSource, renewer *pki.Renewer) {
+func (l *liveCerts) swapServed(src *servedCert, renewer *pki.Renewer) {
 	ctx, cancel := context.WithCancel(l.bg)
 	l.src.Store(src)
 	if l.stopSrc != nil {
@@ -111,7 +111,7 @@ func (l *liveCerts) stop() {
 // replaces the old one) and the ticket-key file. It logs what it applied
 // and which changed settings wait for a restart. On any failure it keeps
 // everything as it was and says why.
-func rereadConfig(ctx context.Context, log *slog.Logger, o *options, level *slog.LevelVar, live *liveCerts, newCerts func(*options) (*certSource, *pki.Renewer, error), newTickets func(*options) (*pki.TicketKeys, error)) {
+func rereadConfig(ctx context.Context, log *slog.Logger, o *options, level *slog.LevelVar, live *liveCerts, newCerts func(*options) (*servedCert, *pki.Renewer, error), newTickets func(*options) (*pki.TicketKeys, error)) {
 	s := o.settings
 	if s == nil || s.file == "" {
 		return
@@ -153,7 +153,7 @@ func rereadConfig(ctx context.Context, log *slog.Logger, o *options, level *slog
 				s.values[name] = map[string]string{"cert": o.cert, "key": o.key, "next-key": o.nextKey}[name]
 			}
 		} else {
-			live.swapSource(src, renewer)
+			live.swapServed(src, renewer)
 			o.cert, o.key, o.nextKey = next.cert, next.key, next.nextKey
 			for _, name := range []string{"cert", "key", "next-key"} {
 				if _, ok := r.apply[name]; ok {

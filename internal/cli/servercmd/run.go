@@ -47,7 +47,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 
 	var (
 		obs     *observer
-		src     *certSource
+		src     *servedCert
 		tickets *pki.TicketKeys
 		renewer *pki.Renewer
 		live    *liveCerts
@@ -128,14 +128,14 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 	hup := make(chan struct{}, 1)
 	if live != nil {
 		live.bg = bg
-		live.swapSource(src, renewer)
+		live.swapServed(src, renewer)
 		live.swapTickets(tickets)
 	}
 	reloader.Go(func() {
 		reloadOnSignal(bg, log, o, live, hup, env.Reloaded, func() {
 			// The configuration file first: it may name other files.
 			rereadConfig(bg, log, o, level, live,
-				func(o *options) (*certSource, *pki.Renewer, error) { return newServing(o, log, now, obs, false) },
+				func(o *options) (*servedCert, *pki.Renewer, error) { return newServing(o, log, now, obs, false) },
 				func(o *options) (*pki.TicketKeys, error) { return newTicketKeys(o, log, now) })
 		})
 	})
@@ -208,7 +208,7 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 // logStart logs what the server serves with: address, engine, TLS
 // versions, the certificate's serial, expiry and pin, and the metrics
 // listener's address.
-func logStart(ctx context.Context, log *slog.Logger, addr net.Addr, o *options, src *certSource, obs *observer, extra ...any) {
+func logStart(ctx context.Context, log *slog.Logger, addr net.Addr, o *options, src *servedCert, obs *observer, extra ...any) {
 	attrs := []any{"addr", addr.String(), "engine", o.srv.Engine, "tls", src != nil}
 	attrs = append(attrs, extra...)
 	if obs != nil {
@@ -244,8 +244,8 @@ func certAttrs(info certInfo) []any {
 // exactly when a start would (issue 12: a 0644 ca.key passed --check and
 // failed the start). readOnly makes it write nothing: an interrupted
 // rotation is then left for the start to complete (--check says so).
-func newServing(o *options, log *slog.Logger, now func() time.Time, obs *observer, readOnly bool) (*certSource, *pki.Renewer, error) {
-	src, err := newCertSource(o, log, now, obs.metrics(), readOnly)
+func newServing(o *options, log *slog.Logger, now func() time.Time, obs *observer, readOnly bool) (*servedCert, *pki.Renewer, error) {
+	src, err := newServedCert(o, log, now, obs.metrics(), readOnly)
 	if err != nil {
 		return nil, nil, loadHint(err, o)
 	}
@@ -299,7 +299,7 @@ func reloadOnSignal(ctx context.Context, log *slog.Logger, o *options, live *liv
 		if live == nil {
 			log.DebugContext(ctx, "nothing to reload in plaintext")
 		} else {
-			if err := live.source().Reload(); err != nil {
+			if err := live.served().Reload(); err != nil {
 				if err.Error() != lastCertErr {
 					log.WarnContext(ctx, "reload failed; still serving the previous certificate", "err", err)
 				}

@@ -18,10 +18,10 @@ import (
 	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 
-// SourceOptions configures a [Source]. The zero value serves
+// CertReloaderOptions configures a [CertReloader]. The zero value serves
 // certs/server.crt with certs/server.key, announces no next key, checks
 // every minute and accepts every valid pair.
-type SourceOptions struct {
+type CertReloaderOptions struct {
 	// CertPath is the certificate (chain) file, leaf first. Default
 	// certs/server.crt.
 	CertPath string
@@ -31,7 +31,7 @@ type SourceOptions struct {
 	KeyPath string
 
 	// NextKeyPath is the pre-generated next key, whose public key
-	// [SourceState.NextKey] announces (the KEYS reply; RFC 7583
+	// [CertState.NextKey] announces (the KEYS reply; RFC 7583
 	// pre-publication). Default "": no next key is watched or announced.
 	// [DefaultLayout] calls it server.next.key. A missing file means no
 	// next key; a bad one keeps the last good one and is logged.
@@ -51,9 +51,9 @@ type SourceOptions struct {
 	// rotation can never lock out pinning clients; sc-server passes none,
 	// because an emergency key replacement must be able to bring in a key
 	// that was never announced. It is also asked about the initial pair, inside
-	// [NewSource], before the Source exists (so a hook that consults the
-	// Source must accept when it has none yet). It runs with the reload
-	// lock held: it may call [Source.State] but not [Source.Reload].
+	// [NewCertReloader], before the CertReloader exists (so a hook that consults
+	// it must accept when it has none yet). It runs with the reload
+	// lock held: it may call [CertReloader.State] but not [CertReloader.Reload].
 	// Default nil: accept.
 	Accept func(leaf *x509.Certificate) error
 
@@ -67,7 +67,7 @@ type SourceOptions struct {
 	Debounce time.Duration
 
 	// OnReload, when set, is called after every reload attempt, including
-	// the initial load in [NewSource] and those that found nothing new,
+	// the initial load in [NewCertReloader] and those that found nothing new,
 	// with the reload lock held (it must not call Reload) and on the
 	// goroutine that reloaded: keep it short. Metrics count the results;
 	// sc-server rebuilds its KEYS reply when the State's Generation moves.
@@ -85,11 +85,12 @@ type SourceOptions struct {
 	NoRecover bool
 
 	// Now returns the current time, for the validity check and
-	// [SourceState.ChangedAt]. Nil means time.Now.
+	// [CertState.ChangedAt]. Nil means time.Now.
 	Now func() time.Time
 }
 
-// ReloadResult is the outcome of one reload of one part of a source.
+// ReloadResult is the outcome of one reload of one part of a [CertReloader]:
+// the certificate and key, or the next key.
 type ReloadResult string
 
 // The outcomes of a reload.
@@ -103,8 +104,8 @@ const (
 	ReloadFailed ReloadResult = "failed"
 )
 
-// ReloadEvent describes one reload of a [Source], for
-// [SourceOptions.OnReload].
+// ReloadEvent describes one reload of a [CertReloader], for
+// [CertReloaderOptions.OnReload].
 type ReloadEvent struct {
 	Trigger Trigger
 	// Result is that of the certificate and key; Err says why they were
@@ -124,12 +125,12 @@ type ReloadEvent struct {
 	// skips failed results with Recheck set.
 	Recheck bool
 	// State is what is served after the reload.
-	State *SourceState
+	State *CertState
 }
 
-// SourceState is what a [Source] serves at one moment. It is never
+// CertState is what a [CertReloader] serves at one moment. It is never
 // modified once published; compare Generation to see a change.
-type SourceState struct {
+type CertState struct {
 	// Certificate is the leaf certificate served: its SerialNumber,
 	// NotAfter and RawSubjectPublicKeyInfo (the input of its pin).
 	Certificate *x509.Certificate
@@ -146,24 +147,25 @@ type SourceState struct {
 	ChangedAt time.Time
 }
 
-// Source is a hot-reloading certificate source for a TLS server. It serves
-// the newest usable certificate and key through [Source.GetCertificate],
-// watches their directories for changes ([Source.Run]) and reloads on
-// [Source.Reload] (SIGHUP). A new pair is served only once both files
-// parse, the key matches the certificate, the certificate is valid now and
-// [SourceOptions.Accept] agrees; otherwise the old pair keeps serving and
-// the reason is logged. The swap is one atomic pointer store: a handshake
-// in progress finishes with the pair it started with, and established
-// connections are untouched.
+// CertReloader serves a TLS server the certificate and key on disk,
+// reloading them when their files change. It serves the newest usable
+// pair through [CertReloader.GetCertificate], watches their directories
+// ([CertReloader.Run]) and reloads on [CertReloader.Reload] (SIGHUP). A new
+// pair is served only once both files parse, the key matches the
+// certificate, the certificate is valid now and
+// [CertReloaderOptions.Accept] agrees; otherwise the old pair keeps serving
+// and the reason is logged. The swap is one atomic pointer store: a
+// handshake in progress finishes with the pair it started with, and
+// established connections are untouched.
 //
 // One reload path serves every trigger (file event, periodic check,
 // Reload, watch re-established). It compares a SHA-256 of each file's
 // content with what is served, so repeated events cost a few reads, and it
 // decrypts an encrypted key only when the key file's content is new.
 //
-// A Source is safe for concurrent use. Make one with [NewSource]; the zero
-// value is not usable.
-type Source struct {
+// A CertReloader is safe for concurrent use. Make one with
+// [NewCertReloader]; the zero value is not usable.
+type CertReloader struct {
 	certPath, keyPath, nextPath string
 	keyOpts                     KeyOptions
 	noRecover                   bool
@@ -188,7 +190,7 @@ type served struct {
 	certSum fileSum
 	keySum  fileSum
 	nextSum fileSum
-	public  *SourceState
+	public  *CertState
 }
 
 // fileSum identifies a file's content (and, where it matters, its mode).
@@ -198,11 +200,11 @@ type fileSum struct {
 	mode    fs.FileMode
 }
 
-// NewSource loads the certificate, key and next key named by opts and
+// NewCertReloader loads the certificate, key and next key named by opts and
 // checks them as a reload would. It fails when the pair is not usable or
 // the next key file exists but cannot be read. It starts no goroutine:
-// call [Source.Run] to watch for changes.
-func NewSource(opts SourceOptions) (*Source, error) {
+// call [CertReloader.Run] to watch for changes.
+func NewCertReloader(opts CertReloaderOptions) (*CertReloader, error) {
 	if opts.CertPath == "" {
 		opts.CertPath = filepath.Join(DefaultDir, ServerCertFile)
 	}
@@ -210,7 +212,7 @@ func NewSource(opts SourceOptions) (*Source, error) {
 		opts.KeyPath = SiblingKeyPath(opts.CertPath)
 	}
 	if opts.Debounce < 0 {
-		return nil, fmt.Errorf("certificate source: debounce %v is negative", opts.Debounce)
+		return nil, fmt.Errorf("certificate reloader: debounce %v is negative", opts.Debounce)
 	}
 	if opts.Debounce == 0 {
 		opts.Debounce = DefaultDebounce
@@ -224,7 +226,7 @@ func NewSource(opts SourceOptions) (*Source, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Source{
+	s := &CertReloader{
 		certPath:  opts.CertPath,
 		keyPath:   opts.KeyPath,
 		nextPath:  opts.NextKeyPath,
@@ -250,12 +252,12 @@ func NewSource(opts SourceOptions) (*Source, error) {
 // blocks: it is safe for use as a [tls.Config.GetCertificate] callback
 // (leave [tls.Config.Certificates] empty, or clients that send no SNI are
 // served the static certificate).
-func (s *Source) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (s *CertReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return s.cur.Load().cert, nil
 }
 
 // State returns what is served now: the certificate and the next key.
-func (s *Source) State() *SourceState {
+func (s *CertReloader) State() *CertState {
 	return s.cur.Load().public
 }
 
@@ -264,7 +266,7 @@ func (s *Source) State() *SourceState {
 // retries an encrypted key whose passphrase failed before. It returns why
 // the pair or the next key was refused (the old ones keep serving), and
 // does not log that error.
-func (s *Source) Reload() error {
+func (s *CertReloader) Reload() error {
 	_, err := s.reload(context.Background(), TriggerReload)
 	return err
 }
@@ -273,9 +275,9 @@ func (s *Source) Reload() error {
 // ctx ends, reloading on file events (debounced), on the periodic check and
 // whenever a watch had to be re-established. It returns nil when ctx ends.
 // Call it once.
-func (s *Source) Run(ctx context.Context) error {
+func (s *CertReloader) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
-		return errors.New("certificate source: Run called twice")
+		return errors.New("certificate reloader: Run called twice")
 	}
 	defer s.running.Store(false)
 	return s.w.run(ctx, func(ctx context.Context, t Trigger) bool {
@@ -286,7 +288,7 @@ func (s *Source) Run(ctx context.Context) error {
 
 // reload is the one reload path. It returns whether a failure deserves a
 // second look once the files settle, and the failures.
-func (s *Source) reload(ctx context.Context, t Trigger) (recheck bool, err error) {
+func (s *CertReloader) reload(ctx context.Context, t Trigger) (recheck bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t == TriggerReload {
@@ -341,7 +343,7 @@ func (s *Source) reload(ctx context.Context, t Trigger) (recheck bool, err error
 		if old != nil {
 			gen = old.public.Generation + 1
 		}
-		next.public = &SourceState{
+		next.public = &CertState{
 			Certificate: next.cert.Leaf,
 			NextKey:     nextKey,
 			NextSPKI:    nextSPKI,
@@ -381,7 +383,7 @@ func (s *Source) reload(ctx context.Context, t Trigger) (recheck bool, err error
 
 // loadPair reads the certificate and key. It returns a nil pair and no
 // error when they hold what old serves, and on failure the file to blame.
-func (s *Source) loadPair(old *served) (pair *Pair, certSum, keySum fileSum, failPath string, err error) {
+func (s *CertReloader) loadPair(old *served) (pair *Pair, certSum, keySum fileSum, failPath string, err error) {
 	fail := func(path string, err error) (*Pair, fileSum, fileSum, string, error) {
 		return nil, certSum, keySum, path, err
 	}
@@ -442,7 +444,7 @@ func (s *Source) loadPair(old *served) (pair *Pair, certSum, keySum fileSum, fai
 
 // loadNext reads the next key. changed is false when the file holds what
 // old announces.
-func (s *Source) loadNext(old *served) (changed bool, pub crypto.PublicKey, spki []byte, sum fileSum, err error) {
+func (s *CertReloader) loadNext(old *served) (changed bool, pub crypto.PublicKey, spki []byte, sum fileSum, err error) {
 	data, sum, err := readSummed(s.nextPath, keyKind(trustfile.NextKey, s.keyOpts.RequirePrivateFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		// No next key file: nothing to announce, a change only if there

@@ -21,9 +21,9 @@ import (
 	"github.com/spacecaptain/spacecaptain/pki"
 )
 
-// source is what inspect and fingerprint look at: a certificate file, a
+// target is what inspect and fingerprint look at: a certificate file, a
 // key file, or a server's chain.
-type source struct {
+type target struct {
 	name  string
 	certs []*x509.Certificate // leaf first; nil for a key
 	key   *pki.Key
@@ -35,16 +35,16 @@ type source struct {
 	handshakeErr error
 }
 
-type sourceOptions struct {
+type targetOptions struct {
 	serverName string
 	timeout    time.Duration
 	pass       *cli.Passphrase
 	udp        bool // HOST:PORT is a DTLS server (udp.go)
 }
 
-// loadSource reads arg as a file when one exists by that name, else as
+// loadTarget reads arg as a file when one exists by that name, else as
 // HOST:PORT and fetches the server's chain without trusting it.
-func loadSource(ctx context.Context, arg string, o sourceOptions) (*source, error) {
+func loadTarget(ctx context.Context, arg string, o targetOptions) (*target, error) {
 	if _, err := os.Stat(arg); err == nil {
 		return loadFile(arg, o)
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -63,10 +63,10 @@ func loadSource(ctx context.Context, arg string, o sourceOptions) (*source, erro
 		return nil, cli.WithHint(fmt.Errorf("fetching the certificate of %s: %w", arg, err),
 			fmt.Sprintf("is a TLS server listening on %s? (no file named %q exists, so it was read as HOST:PORT)", arg, arg))
 	}
-	return &source{name: arg, certs: certs, state: &state, handshakeErr: err}, nil
+	return &target{name: arg, certs: certs, state: &state, handshakeErr: err}, nil
 }
 
-func loadFile(path string, o sourceOptions) (*source, error) {
+func loadFile(path string, o targetOptions) (*target, error) {
 	// Looking is not trusting: no owner or mode checks, but still only a
 	// regular file of a sane size.
 	data, _, err := trustfile.Read(path, trustfile.PrivateKey.Without(trustfile.CheckPrivate|trustfile.CheckOwner))
@@ -80,13 +80,13 @@ func loadFile(path string, o sourceOptions) (*source, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &source{name: path, certs: certs}, nil
+		return &target{name: path, certs: certs}, nil
 	}
 	key, err := pki.ReadKeyFile(path, pki.KeyOptions{Passphrase: o.pass.Source(path)})
 	if err != nil {
 		return nil, keyHint(err, "", path)
 	}
-	return &source{name: path, key: key}, nil
+	return &target{name: path, key: key}, nil
 }
 
 // keyHint adds what to do to key errors: the passphrase flags, or for a

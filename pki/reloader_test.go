@@ -21,21 +21,21 @@ import (
 	"time"
 )
 
-// srcEnv is a running Source behind a TLS server.
+// srcEnv is a running CertReloader behind a TLS server.
 type srcEnv struct {
 	t   *testing.T
 	d   *certDir
 	rec *recorder
-	src *Source
+	src *CertReloader
 	srv *tlsServer
 }
 
-// startSource serves d's layout through a Source (Run in the background
+// startSource serves d's layout through a CertReloader (Run in the background
 // when run is set) and a TLS server.
-func startSource(t *testing.T, d *certDir, run bool, edit func(*SourceOptions)) *srcEnv {
+func startSource(t *testing.T, d *certDir, run bool, edit func(*CertReloaderOptions)) *srcEnv {
 	t.Helper()
 	e := &srcEnv{t: t, d: d, rec: newRecorder(t)}
-	opts := SourceOptions{
+	opts := CertReloaderOptions{
 		CertPath:    d.l.ServerCert,
 		KeyPath:     d.l.ServerKey,
 		NextKeyPath: d.l.NextKey,
@@ -45,7 +45,7 @@ func startSource(t *testing.T, d *certDir, run bool, edit func(*SourceOptions)) 
 	if edit != nil {
 		edit(&opts)
 	}
-	src, err := NewSource(opts)
+	src, err := NewCertReloader(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func rotationPaths() []rotation {
 
 // Every way of replacing the files is picked up by the watcher, served to
 // new handshakes, and logged at Info with the serial and pin; none warns.
-func TestSourceRotationPaths(t *testing.T) {
+func TestCertReloaderRotationPaths(t *testing.T) {
 	for _, r := range rotationPaths() {
 		t.Run(r.name, func(t *testing.T) {
 			e := startSource(t, newCertDir(t, InitOptions{}), true, nil)
@@ -183,14 +183,14 @@ func TestSourceRotationPaths(t *testing.T) {
 // Promoting the next key announces the new next key, and the certificate
 // for the old next key passes a CLI-style "current or next pin" hook: the
 // source judges the certificate before it reloads the next key.
-func TestSourcePromoteNextWithPinHook(t *testing.T) {
+func TestCertReloaderPromoteNextWithPinHook(t *testing.T) {
 	d := newCertDir(t, InitOptions{})
-	var src atomic.Pointer[Source]
-	e := startSource(t, d, true, func(o *SourceOptions) {
+	var src atomic.Pointer[CertReloader]
+	e := startSource(t, d, true, func(o *CertReloaderOptions) {
 		o.Accept = func(leaf *x509.Certificate) error {
 			s := src.Load()
 			if s == nil {
-				return nil // the initial load, inside NewSource
+				return nil // the initial load, inside NewCertReloader
 			}
 			st := s.State()
 			if bytes.Equal(leaf.RawSubjectPublicKeyInfo, st.Certificate.RawSubjectPublicKeyInfo) ||
@@ -235,7 +235,7 @@ func TestSourcePromoteNextWithPinHook(t *testing.T) {
 // A Kubernetes secret volume: the files are symlinks through "..data",
 // and an update swaps that symlink; the events name "..data", never the
 // files.
-func TestSourceSymlinkSwap(t *testing.T) {
+func TestCertReloaderSymlinkSwap(t *testing.T) {
 	d := newCertDir(t, InitOptions{})
 	names := map[string]string{"tls.crt": d.l.ServerCert, "tls.key": d.l.ServerKey, "next.key": d.l.NextKey}
 	files := func() map[string][]byte {
@@ -247,7 +247,7 @@ func TestSourceSymlinkSwap(t *testing.T) {
 	}
 	k := newK8sDir(t, files())
 	rec := newRecorder(t)
-	src, err := NewSource(SourceOptions{
+	src, err := NewCertReloader(CertReloaderOptions{
 		CertPath:    filepath.Join(k.dir, "tls.crt"),
 		KeyPath:     filepath.Join(k.dir, "tls.key"),
 		NextKeyPath: filepath.Join(k.dir, "next.key"),
@@ -284,7 +284,7 @@ func TestSourceSymlinkSwap(t *testing.T) {
 
 // Reload (SIGHUP) serves new files at once, without Run, and returns why
 // it refused bad ones instead of logging it.
-func TestSourceReload(t *testing.T) {
+func TestCertReloaderReload(t *testing.T) {
 	d := newCertDir(t, InitOptions{})
 	e := startSource(t, d, false, nil)
 	old := e.src.State().Certificate
@@ -324,10 +324,10 @@ func TestSourceReload(t *testing.T) {
 
 // A bad rotation keeps the old pair serving, warns once with the file and
 // the reason, and the next good rotation is picked up.
-func TestSourceBadRotations(t *testing.T) {
+func TestCertReloaderBadRotations(t *testing.T) {
 	type badCase struct {
 		name    string
-		opts    func(*SourceOptions)
+		opts    func(*CertReloaderOptions)
 		bad     func(t *testing.T, d *certDir)
 		undo    func(t *testing.T, d *certDir)
 		wantErr string
@@ -369,7 +369,7 @@ func TestSourceBadRotations(t *testing.T) {
 			mustNoErr(t, os.Remove(d.l.ServerKey))
 		}},
 		{name: "key readable by others", wantErr: "others may read it; fix: chmod 600",
-			opts: func(o *SourceOptions) { o.Key.RequirePrivateFile = true },
+			opts: func(o *CertReloaderOptions) { o.Key.RequirePrivateFile = true },
 			bad: func(t *testing.T, d *certDir) {
 				mustNoErr(t, os.Chmod(d.l.ServerKey, 0o644))
 			}, undo: func(t *testing.T, d *certDir) {
@@ -379,7 +379,7 @@ func TestSourceBadRotations(t *testing.T) {
 			mustNoErr(t, WriteKeyFile(d.l.ServerKey, d.key(d.l.ServerKey), WriteOptions{Passphrase: []byte("secret"), Overwrite: true}))
 		}},
 		{name: "refused by the accept hook", wantErr: errRefused.Error(),
-			opts: func(o *SourceOptions) {
+			opts: func(o *CertReloaderOptions) {
 				o.Accept = func(c *x509.Certificate) error {
 					if c.Subject.CommonName == "refuse me" {
 						return errRefused
@@ -459,7 +459,7 @@ func TestSourceBadRotations(t *testing.T) {
 
 // A certificate caught half-written is refused (never served), and the
 // rest of the write is picked up.
-func TestSourceHalfWrittenFile(t *testing.T) {
+func TestCertReloaderHalfWrittenFile(t *testing.T) {
 	d := newCertDir(t, InitOptions{})
 	e := startSource(t, d, true, nil)
 	old := e.src.State().Certificate
@@ -493,7 +493,7 @@ func TestSourceHalfWrittenFile(t *testing.T) {
 
 // Removing the certificate directory, or replacing it, is survived: the
 // watch follows the new directory, as a later rotation in it shows.
-func TestSourceDirectoryReplaced(t *testing.T) {
+func TestCertReloaderDirectoryReplaced(t *testing.T) {
 	tests := []struct {
 		name    string
 		replace func(t *testing.T, dir string, files map[string][]byte)
@@ -533,10 +533,10 @@ func TestSourceDirectoryReplaced(t *testing.T) {
 
 // A change no event reports — here the grandparent of the certificate
 // directory is replaced, and only the periodic check notices.
-func TestSourcePeriodicCheck(t *testing.T) {
+func TestCertReloaderPeriodicCheck(t *testing.T) {
 	root := t.TempDir()
 	d := newCertDir(t, InitOptions{Dir: filepath.Join(root, "a", "certs")})
-	e := startSource(t, d, true, func(o *SourceOptions) { o.Interval = 100 * time.Millisecond })
+	e := startSource(t, d, true, func(o *CertReloaderOptions) { o.Interval = 100 * time.Millisecond })
 	c, data := d.newCertOnKey(nil)
 	staged := filepath.Join(root, "a.new", "certs")
 	mustNoErr(t, os.MkdirAll(staged, 0o755))
@@ -573,14 +573,14 @@ func writeFiles(t *testing.T, dir string, files map[string][]byte) {
 // An encrypted key is decrypted only when its file's content is new: not
 // on spurious events, not on a keep-key rotation, and a promoted next key
 // was decrypted already.
-func TestSourceEncryptedKeyDecryptsOnlyOnChange(t *testing.T) {
+func TestCertReloaderEncryptedKeyDecryptsOnlyOnChange(t *testing.T) {
 	d := newCertDir(t, InitOptions{KeyPassphrase: []byte("correct horse")})
 	var calls atomic.Int32
 	pass := func() ([]byte, error) {
 		calls.Add(1)
 		return []byte("correct horse"), nil
 	}
-	e := startSource(t, d, true, func(o *SourceOptions) { o.Key.Passphrase = pass })
+	e := startSource(t, d, true, func(o *CertReloaderOptions) { o.Key.Passphrase = pass })
 	if got := calls.Load(); got != 2 {
 		t.Fatalf("initial load: %d passphrase calls, want 2 (key and next key)", got)
 	}
@@ -621,7 +621,7 @@ func TestSourceEncryptedKeyDecryptsOnlyOnChange(t *testing.T) {
 
 // The next key is announced as it is on disk: replaced, removed, back; a
 // bad file keeps the last good one and warns.
-func TestSourceNextKey(t *testing.T) {
+func TestCertReloaderNextKey(t *testing.T) {
 	d := newCertDir(t, InitOptions{})
 	e := startSource(t, d, true, nil)
 	announces := func(pub crypto.PublicKey) func() bool {
@@ -662,32 +662,32 @@ func TestSourceNextKey(t *testing.T) {
 	e.rec.waitFor("the new next key", announces(k2.Public()))
 }
 
-// NewSource refuses what it cannot serve, naming the file.
+// NewCertReloader refuses what it cannot serve, naming the file.
 func TestNewSourceErrors(t *testing.T) {
 	tests := []struct {
 		name    string
-		setup   func(t *testing.T, d *certDir) SourceOptions
+		setup   func(t *testing.T, d *certDir) CertReloaderOptions
 		wantErr string
 	}{
-		{"missing certificate", func(t *testing.T, d *certDir) SourceOptions {
+		{"missing certificate", func(t *testing.T, d *certDir) CertReloaderOptions {
 			mustNoErr(t, os.Remove(d.l.ServerCert))
-			return SourceOptions{CertPath: d.l.ServerCert}
+			return CertReloaderOptions{CertPath: d.l.ServerCert}
 		}, "server.crt"},
-		{"mismatched key", func(t *testing.T, d *certDir) SourceOptions {
-			return SourceOptions{CertPath: d.l.ServerCert, KeyPath: d.l.NextKey}
+		{"mismatched key", func(t *testing.T, d *certDir) CertReloaderOptions {
+			return CertReloaderOptions{CertPath: d.l.ServerCert, KeyPath: d.l.NextKey}
 		}, "does not match"},
-		{"expired certificate", func(t *testing.T, d *certDir) SourceOptions {
-			return SourceOptions{CertPath: d.l.ServerCert, Now: func() time.Time { return time.Now().Add(100 * 24 * time.Hour) }}
+		{"expired certificate", func(t *testing.T, d *certDir) CertReloaderOptions {
+			return CertReloaderOptions{CertPath: d.l.ServerCert, Now: func() time.Time { return time.Now().Add(100 * 24 * time.Hour) }}
 		}, "expired"},
-		{"bad next key", func(t *testing.T, d *certDir) SourceOptions {
+		{"bad next key", func(t *testing.T, d *certDir) CertReloaderOptions {
 			mustNoErr(t, os.WriteFile(d.l.NextKey, []byte("nope"), 0o600))
-			return SourceOptions{CertPath: d.l.ServerCert, NextKeyPath: d.l.NextKey}
+			return CertReloaderOptions{CertPath: d.l.ServerCert, NextKeyPath: d.l.NextKey}
 		}, "next key"},
-		{"refused by the hook", func(t *testing.T, d *certDir) SourceOptions {
-			return SourceOptions{CertPath: d.l.ServerCert, Accept: func(*x509.Certificate) error { return errRefused }}
+		{"refused by the hook", func(t *testing.T, d *certDir) CertReloaderOptions {
+			return CertReloaderOptions{CertPath: d.l.ServerCert, Accept: func(*x509.Certificate) error { return errRefused }}
 		}, errRefused.Error()},
-		{"negative debounce", func(t *testing.T, d *certDir) SourceOptions {
-			return SourceOptions{CertPath: d.l.ServerCert, Debounce: -1}
+		{"negative debounce", func(t *testing.T, d *certDir) CertReloaderOptions {
+			return CertReloaderOptions{CertPath: d.l.ServerCert, Debounce: -1}
 		}, "debounce"},
 	}
 	for _, tc := range tests {
@@ -695,7 +695,7 @@ func TestNewSourceErrors(t *testing.T) {
 			d := newCertDir(t, InitOptions{})
 			opts := tc.setup(t, d)
 			opts.Logger = newRecorder(t).logger()
-			_, err := NewSource(opts)
+			_, err := NewCertReloader(opts)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("got %v, want an error mentioning %q", err, tc.wantErr)
 			}
@@ -704,7 +704,7 @@ func TestNewSourceErrors(t *testing.T) {
 	// A missing next key is fine: nothing to announce.
 	d := newCertDir(t, InitOptions{})
 	mustNoErr(t, os.Remove(d.l.NextKey))
-	s, err := NewSource(SourceOptions{CertPath: d.l.ServerCert, NextKeyPath: d.l.NextKey, Logger: newRecorder(t).logger()})
+	s, err := NewCertReloader(CertReloaderOptions{CertPath: d.l.ServerCert, NextKeyPath: d.l.NextKey, Logger: newRecorder(t).logger()})
 	mustNoErr(t, err)
 	if st := s.State(); st.NextKey != nil || st.NextSPKI != nil || st.Generation != 1 {
 		t.Errorf("without a next key file: got %+v, want no next key at generation 1", st)
@@ -783,10 +783,10 @@ func (g *loadgen) waitSeen(t *testing.T, serial string) time.Time {
 // goroutines during a series of rotations through every path see zero
 // failures and each new certificate within a second; long-lived
 // connections are untouched.
-func TestSourceContinuousHandshakesDuringRotations(t *testing.T) {
+func TestCertReloaderContinuousHandshakesDuringRotations(t *testing.T) {
 	d := newCertDir(t, InitOptions{})
-	var srcPtr atomic.Pointer[Source]
-	e := startSource(t, d, true, func(o *SourceOptions) {
+	var srcPtr atomic.Pointer[CertReloader]
+	e := startSource(t, d, true, func(o *CertReloaderOptions) {
 		// What sc-server passes: a pinning client must never be locked out.
 		o.Accept = func(leaf *x509.Certificate) error {
 			s := srcPtr.Load()

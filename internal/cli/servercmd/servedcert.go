@@ -21,15 +21,15 @@ type certInfo struct {
 	NextPin  pinning.Pin // zero without a next key
 }
 
-// certSource is where the server's certificate and the body of its KEYS
-// reply come from: pki's hot-reloading Source, which watches the
+// servedCert is where the server's certificate and the body of its KEYS
+// reply come from: a pki.CertReloader, which watches the
 // certificate, key and next key files, plus the KEYS body rebuilt whenever
 // what it serves changes. The server reaches it only through
 // GetCertificate (with tls.Config.Certificates left empty, so that clients
 // dialing an IP, which send no SNI, see a reloaded certificate too) and
 // Keys. Safe for concurrent use.
-type certSource struct {
-	src  *pki.Source
+type servedCert struct {
+	rl   *pki.CertReloader
 	keys atomic.Pointer[[]byte]
 	gen  atomic.Uint64
 
@@ -39,14 +39,14 @@ type certSource struct {
 	now func() time.Time
 }
 
-// newCertSource loads the pair (and the next key) named by o; an error
+// newServedCert loads the pair (and the next key) named by o; an error
 // means there is nothing to serve. It starts nothing: call Run. m may be
 // nil (no --metrics-listen); when it is not, it already holds the initial
-// load when newCertSource returns, because pki.NewSource reports that load
-// to OnReload from inside the constructor.
-func newCertSource(o *options, log *slog.Logger, now func() time.Time, m *metrics.Metrics, readOnly bool) (*certSource, error) {
-	s := &certSource{m: m, now: now}
-	src, err := pki.NewSource(pki.SourceOptions{
+// load when newServedCert returns, because pki.NewCertReloader reports
+// that load to OnReload from inside the constructor.
+func newServedCert(o *options, log *slog.Logger, now func() time.Time, m *metrics.Metrics, readOnly bool) (*servedCert, error) {
+	s := &servedCert{m: m, now: now}
+	rl, err := pki.NewCertReloader(pki.CertReloaderOptions{
 		CertPath:    o.cert,
 		KeyPath:     o.key,
 		NextKeyPath: o.nextKey,
@@ -68,20 +68,20 @@ func newCertSource(o *options, log *slog.Logger, now func() time.Time, m *metric
 	if err != nil {
 		return nil, err
 	}
-	s.src = src
+	s.rl = rl
 	return s, nil
 }
 
 // onReload counts the reload for the metrics and, when the served
 // certificate or next key changed, rebuilds the KEYS body and the
-// certificate metrics. Source calls it under its reload lock, one call at a
+// certificate metrics. The reloader calls it under its reload lock, one call at a
 // time, after every attempt (file event, periodic check, SIGHUP).
 //
-// A refusal the source will look at again once the files settle (a
+// A refusal the reloader will look at again once the files settle (a
 // rotation caught between its renames) is not counted: only the second
 // look is, so that result="failed" counts refusals that keep the old pair
 // serving, which an operator must act on.
-func (s *certSource) onReload(ev pki.ReloadEvent) {
+func (s *servedCert) onReload(ev pki.ReloadEvent) {
 	if s.m != nil && !(ev.Result == pki.ReloadFailed && ev.Recheck) {
 		s.m.CertReloaded(string(ev.Result), s.now())
 	}
@@ -104,25 +104,25 @@ func (s *certSource) onReload(ev pki.ReloadEvent) {
 
 // GetCertificate returns the pair being served; safe for use as a
 // tls.Config callback.
-func (s *certSource) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return s.src.GetCertificate(hello)
+func (s *servedCert) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return s.rl.GetCertificate(hello)
 }
 
 // Keys returns the KEYS reply body: the current pin, then the next key's
 // pin when there is a next key. The slice is never modified.
-func (s *certSource) Keys() []byte { return *s.keys.Load() }
+func (s *servedCert) Keys() []byte { return *s.keys.Load() }
 
 // Reload re-reads the files now (SIGHUP); on failure the served pair stays
 // and the error says why.
-func (s *certSource) Reload() error { return s.src.Reload() }
+func (s *servedCert) Reload() error { return s.rl.Reload() }
 
 // Run watches the files until ctx ends.
-func (s *certSource) Run(ctx context.Context) error { return s.src.Run(ctx) }
+func (s *servedCert) Run(ctx context.Context) error { return s.rl.Run(ctx) }
 
 // Info describes what is served now.
-func (s *certSource) Info() certInfo { return infoOf(s.src.State()) }
+func (s *servedCert) Info() certInfo { return infoOf(s.rl.State()) }
 
-func infoOf(st *pki.SourceState) certInfo {
+func infoOf(st *pki.CertState) certInfo {
 	leaf := st.Certificate
 	info := certInfo{Serial: pki.SerialHex(leaf.SerialNumber), NotAfter: leaf.NotAfter, Pin: pinning.PinOf(leaf)}
 	if st.NextSPKI != nil {
