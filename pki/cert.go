@@ -24,12 +24,12 @@ import (
 // is renewed in place (same key, same pin) long before it expires; a CA
 // lives long because CA-file clients must be given every new one by hand.
 const (
-	DefaultLeafValidity = 90 * 24 * time.Hour
-	DefaultCAValidity   = 10 * 365 * 24 * time.Hour
+	defaultLeafValidity = 90 * 24 * time.Hour
+	defaultCAValidity   = 10 * 365 * 24 * time.Hour
 
-	// Backdate is how far before "now" a new certificate becomes valid, so
+	// backdate is how far before "now" a new certificate becomes valid, so
 	// that a client whose clock is a little behind accepts it at once.
-	Backdate = 5 * time.Minute
+	backdate = 5 * time.Minute
 )
 
 // Default subject names.
@@ -63,14 +63,14 @@ type CertOptions struct {
 	// serverAuth). Default false.
 	IsCA bool
 
-	// Validity is how long the certificate is valid from now. Default
-	// [DefaultLeafValidity], or [DefaultCAValidity] for a CA. Ignored when
-	// NotAfter is set.
+	// Validity is how long the certificate is valid from now. Default 90
+	// days, or 10 years for a CA. Ignored when NotAfter is set.
 	Validity time.Duration
 
 	// NotBefore and NotAfter set the validity period explicitly. A zero
-	// NotBefore means now minus [Backdate]; a zero NotAfter means
-	// NotBefore + [Backdate] + Validity.
+	// NotBefore means five minutes ago, so that a client whose clock is a
+	// little behind accepts the certificate at once; a zero NotAfter means
+	// now + Validity.
 	NotBefore, NotAfter time.Time
 
 	// Issuer is the CA certificate that signs; nil means self-signed.
@@ -109,7 +109,7 @@ func CreateCertificate(pub crypto.PublicKey, opts CertOptions) (*x509.Certificat
 		return nil, errors.New("creating certificate: no signing key given")
 	}
 	if _, err := KeyTypeOf(pub); err != nil {
-		if alg, _ := KeyAlgorithm(pub); alg == "" {
+		if alg, _ := keyAlgorithm(pub); alg == "" {
 			return nil, fmt.Errorf("creating certificate: %w", err)
 		}
 	}
@@ -124,15 +124,15 @@ func CreateCertificate(pub crypto.PublicKey, opts CertOptions) (*x509.Certificat
 	now := opts.now()
 	template.NotBefore = opts.NotBefore
 	if template.NotBefore.IsZero() {
-		template.NotBefore = now.Add(-Backdate)
+		template.NotBefore = now.Add(-backdate)
 	}
 	template.NotAfter = opts.NotAfter
 	if template.NotAfter.IsZero() {
 		validity := opts.Validity
 		if validity <= 0 {
-			validity = DefaultLeafValidity
+			validity = defaultLeafValidity
 			if opts.IsCA {
-				validity = DefaultCAValidity
+				validity = defaultCAValidity
 			}
 		}
 		template.NotAfter = now.Add(validity)
@@ -158,7 +158,7 @@ func CreateCertificate(pub crypto.PublicKey, opts CertOptions) (*x509.Certificat
 	} else {
 		dns, ips := opts.DNSNames, opts.IPAddresses
 		if len(dns) == 0 && len(ips) == 0 {
-			dns, ips = DefaultSANs()
+			dns, ips = defaultSANs()
 		}
 		for _, d := range dns {
 			if err := checkDNSName(d); err != nil {
@@ -263,10 +263,10 @@ func randomSerial(r io.Reader) (*big.Int, error) {
 	return new(big.Int).SetBytes(b), nil
 }
 
-// DefaultSANs returns the names a server certificate gets when none are
+// defaultSANs returns the names a server certificate gets when none are
 // given: "localhost", this machine's host name when it is a valid DNS name,
 // 127.0.0.1 and ::1.
-func DefaultSANs() (dnsNames []string, ips []net.IP) {
+func defaultSANs() (dnsNames []string, ips []net.IP) {
 	dnsNames = []string{"localhost"}
 	if h := hostname(); h != "" && !strings.EqualFold(h, "localhost") {
 		dnsNames = append(dnsNames, h)

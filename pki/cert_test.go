@@ -36,7 +36,7 @@ func TestCreateCertificateKinds(t *testing.T) {
 				if len(c.SubjectKeyId) == 0 || len(c.AuthorityKeyId) == 0 {
 					t.Errorf("SKI %x, AKI %x: want both", c.SubjectKeyId, c.AuthorityKeyId)
 				}
-				if want := now().Add(-Backdate); !c.NotBefore.Equal(want) {
+				if want := now().Add(-backdate); !c.NotBefore.Equal(want) {
 					t.Errorf("NotBefore: got %v, want %v", c.NotBefore, want)
 				}
 				if want := now().Add(validity); !c.NotAfter.Equal(want) {
@@ -44,7 +44,7 @@ func TestCreateCertificateKinds(t *testing.T) {
 				}
 			}
 			t.Run("CA", func(t *testing.T) {
-				checkCommon(t, ca, DefaultCAValidity)
+				checkCommon(t, ca, defaultCAValidity)
 				if !ca.IsCA || !ca.BasicConstraintsValid || ca.MaxPathLen != 0 || !ca.MaxPathLenZero {
 					t.Error("want CA:TRUE, pathlen 0")
 				}
@@ -59,7 +59,7 @@ func TestCreateCertificateKinds(t *testing.T) {
 				}
 			})
 			t.Run("CA-issued leaf", func(t *testing.T) {
-				checkCommon(t, leaf, DefaultLeafValidity)
+				checkCommon(t, leaf, defaultLeafValidity)
 				if leaf.IsCA || !leaf.BasicConstraintsValid {
 					t.Error("want CA:FALSE")
 				}
@@ -72,7 +72,7 @@ func TestCreateCertificateKinds(t *testing.T) {
 				if !bytes.Equal(leaf.AuthorityKeyId, ca.SubjectKeyId) {
 					t.Error("AKI != issuer's SKI")
 				}
-				wantDNS, wantIPs := DefaultSANs()
+				wantDNS, wantIPs := defaultSANs()
 				if strings.Join(leaf.DNSNames, ",") != strings.Join(wantDNS, ",") || len(leaf.IPAddresses) != len(wantIPs) {
 					t.Errorf("SANs: got %v %v, want %v %v", leaf.DNSNames, leaf.IPAddresses, wantDNS, wantIPs)
 				}
@@ -88,7 +88,7 @@ func TestCreateCertificateKinds(t *testing.T) {
 				}
 			})
 			t.Run("self-signed leaf", func(t *testing.T) {
-				checkCommon(t, self, DefaultLeafValidity)
+				checkCommon(t, self, defaultLeafValidity)
 				if !bytes.Equal(self.AuthorityKeyId, self.SubjectKeyId) {
 					t.Error("AKI != SKI")
 				}

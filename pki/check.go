@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
@@ -69,7 +70,8 @@ type LoadOptions struct {
 
 	// NoRecover skips [Recover], for read-only directories. Default false:
 	// an interrupted rotation in the certificate's directory is completed
-	// or undone first, so that the pair loaded is never half old, half new.
+	// or undone first, through Recover and the directory's lock as a
+	// rotation would, so that the pair loaded is never half old, half new.
 	NoRecover bool
 }
 
@@ -99,12 +101,12 @@ func (p *Pair) TLSCertificate() *tls.Certificate {
 // them: the key belongs to the leaf ([ErrKeyMismatch]), the leaf is valid
 // now ([*ExpiredError], [*NotYetValidError], [*ExpiresSoonError], with Path
 // set), RSA keys are at most [MaxRSABits]. Errors name the file and the
-// likely mistake, such as swapped paths. The chain is at most
-// [MaxChainCertificates] long ([ErrChainTooLong]). Unless opts.NoRecover is set, it
-// first runs [Recover] on the certificate's directory.
+// likely mistake, such as swapped paths. A chain too long to serve is
+// [ErrChainTooLong]. Unless opts.NoRecover is set, it first runs [Recover]
+// on the certificate's directory.
 func LoadPair(certPath, keyPath string, opts LoadOptions) (*Pair, error) {
 	if !opts.NoRecover {
-		if err := Recover(filepath.Dir(certPath)); err != nil {
+		if err := Recover(context.Background(), filepath.Dir(certPath)); err != nil {
 			return nil, err
 		}
 	}
@@ -124,21 +126,12 @@ func LoadPair(certPath, keyPath string, opts LoadOptions) (*Pair, error) {
 	return parsePair(certPEM, keyPEM, certPath, keyPath, opts)
 }
 
-// ParsePair is [LoadPair] for content already read, such as by a reloader
-// that hashes the bytes first and parses only when they changed (parsing
-// an encrypted key costs a slow key derivation). certName and keyName
-// name the sources in errors. opts.NoRecover and the file-mode check do
-// not apply.
-func ParsePair(certPEM, keyPEM []byte, certName, keyName string, opts LoadOptions) (*Pair, error) {
-	return parsePair(certPEM, keyPEM, certName, keyName, opts)
-}
-
 func parsePair(certPEM, keyPEM []byte, certPath, keyPath string, opts LoadOptions) (*Pair, error) {
 	chain, err := ParseCertificatesPEM(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("reading certificate %q: %w", certPath, err)
 	}
-	if err := CheckChain(chain); err != nil {
+	if err := checkChain(chain); err != nil {
 		return nil, fmt.Errorf("reading certificate %q: %w", certPath, err)
 	}
 	key, err := ParseKeyPEM(keyPEM, opts.Key)

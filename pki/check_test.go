@@ -107,15 +107,14 @@ func TestPairServesTLS(t *testing.T) {
 	}
 }
 
-func TestParsePairAndServingMode(t *testing.T) {
+func TestLoadPairAndServingMode(t *testing.T) {
 	r := mustInit(t, InitOptions{})
 	l := r.Layout
-	certPEM, keyPEM := mustRead(t, l.ServerCert), mustRead(t, l.ServerKey)
-	p, err := ParsePair(certPEM, keyPEM, "cert", "key", LoadOptions{})
+	p, err := LoadPair(l.ServerCert, l.ServerKey, LoadOptions{})
 	if err != nil || p.Leaf().SerialNumber.Cmp(r.Server.SerialNumber) != 0 {
 		t.Fatalf("got %v", err)
 	}
-	if _, err := ParsePair(certPEM, mustRead(t, l.NextKey), "cert", "next", LoadOptions{}); !errors.Is(err, ErrKeyMismatch) || !strings.Contains(err.Error(), `"next"`) {
+	if _, err := LoadPair(l.ServerCert, l.NextKey, LoadOptions{}); !errors.Is(err, ErrKeyMismatch) || !strings.Contains(err.Error(), l.NextKey) {
 		t.Errorf("mismatch: got %v", err)
 	}
 	if runtime.GOOS == "windows" {

@@ -45,7 +45,7 @@
 // (before the commit point) or forward (after it), and runs first in every
 // loader and rotation. The reasons for a journal rather than a symlinked
 // "..data" generation directory are in [Recover]'s documentation. A lock file
-// in the directory ([LockFileName], github.com/gofrs/flock) serialises
+// in the directory (".sc-cert.lock", github.com/gofrs/flock) serialises
 // changes by several processes, such as server instances that share a
 // certificate directory and renew by themselves.
 package pki

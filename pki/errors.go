@@ -71,8 +71,10 @@ var (
 	// [fs.ErrExist].
 	ErrExists = atomicfile.ErrExists
 
-	// ErrChainTooLong means a certificate chain to serve has more than
-	// [MaxChainCertificates] certificates or [MaxChainBytes] bytes.
+	// ErrChainTooLong means a certificate chain to serve has more than 8
+	// certificates or 64 KiB of them. A leaf, an intermediate or two and a
+	// root make a few kilobytes; a longer chain is a mistake (a CA bundle
+	// given as the certificate) that every handshake would send.
 	ErrChainTooLong = errors.New("certificate chain too long")
 
 	// ErrNotIssuer means a certificate named as issuer did not sign the
@@ -88,7 +90,49 @@ var (
 	// neither completed nor undone; the journal is left in place for an
 	// operator to inspect.
 	ErrRecoveryFailed = errors.New("cannot recover an interrupted certificate change")
+
+	// ErrIncomplete means a multi-file change ([Rotate], [InitLayout])
+	// passed its commit point but could not put every file in place: the
+	// directory holds a mix of old and new files until [Recover], which
+	// every later change and load runs first, completes it.
+	ErrIncomplete = errors.New("the change is committed but not every file is in place yet")
 )
+
+// IssuerError reports why the CA that should sign a re-issued certificate
+// ([Rotate], [Renewer]) cannot: it is not there ([ErrIssuerKeyMissing]:
+// Missing names the CA certificate or key that is not) or it did not issue
+// the certificate ([ErrNotIssuer]). Test for those with [errors.Is]; the
+// paths say which files were looked at, so that a caller can ask for the
+// right ones (sc-cert's --issuer-cert and --issuer-key).
+type IssuerError struct {
+	// CertPath is the certificate being re-issued.
+	CertPath string
+	// IssuerCertPath and IssuerKeyPath are the CA's certificate and key
+	// looked at: those named in the options, else ca.crt and ca.key
+	// beside CertPath.
+	IssuerCertPath, IssuerKeyPath string
+	// Missing is IssuerCertPath or IssuerKeyPath when that file does not
+	// exist, else "".
+	Missing string
+	// Err is ErrIssuerKeyMissing when a file is missing, else
+	// ErrNotIssuer wrapped with why the signature check failed.
+	Err error
+}
+
+// Error names the certificate, the CA files and what keeps the CA from
+// signing.
+func (e *IssuerError) Error() string {
+	switch {
+	case e.Missing == "":
+		return fmt.Sprintf("%q was not issued by %q: %v", e.CertPath, e.IssuerCertPath, e.Err)
+	case e.Missing == e.IssuerCertPath:
+		return fmt.Sprintf("%q is CA-issued, and there is no CA certificate %q to re-issue it with", e.CertPath, e.Missing)
+	}
+	return fmt.Sprintf("re-issuing %q needs the CA key %q, which is not there", e.CertPath, e.Missing)
+}
+
+// Unwrap returns Err.
+func (e *IssuerError) Unwrap() error { return e.Err }
 
 // ExpiredError is returned when a certificate's NotAfter has passed.
 type ExpiredError struct {
@@ -97,6 +141,7 @@ type ExpiredError struct {
 	Now      time.Time
 }
 
+// Error says when the certificate expired and how long ago.
 func (e *ExpiredError) Error() string {
 	return fmt.Sprintf("%scertificate expired at %s (%s ago)", pathPrefix(e.Path),
 		e.NotAfter.UTC().Format(time.RFC3339), roundDuration(e.Now.Sub(e.NotAfter)))
@@ -110,6 +155,7 @@ type NotYetValidError struct {
 	Now       time.Time
 }
 
+// Error says from when the certificate is valid, and to check the clocks.
 func (e *NotYetValidError) Error() string {
 	return fmt.Sprintf("%scertificate is not valid until %s (in %s): check the clock of this machine and of the issuer",
 		pathPrefix(e.Path), e.NotBefore.UTC().Format(time.RFC3339), roundDuration(e.NotBefore.Sub(e.Now)))
@@ -124,6 +170,7 @@ type ExpiresSoonError struct {
 	Minimum   time.Duration
 }
 
+// Error says when the certificate expires and how much time it lacks.
 func (e *ExpiresSoonError) Error() string {
 	return fmt.Sprintf("%scertificate expires at %s, in %s, less than the %s required",
 		pathPrefix(e.Path), e.NotAfter.UTC().Format(time.RFC3339), roundDuration(e.Remaining), roundDuration(e.Minimum))

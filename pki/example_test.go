@@ -89,11 +89,12 @@ func ExampleCreateCertificate() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(cert.Subject.CommonName, cert.DNSNames, pki.DescribeKey(cert.PublicKey))
+	kt, _ := pki.KeyTypeOf(cert.PublicKey)
+	fmt.Println(cert.Subject.CommonName, cert.DNSNames, kt)
 	fmt.Println("self-signed:", pki.IsSelfSigned(cert), "CA:", cert.IsCA)
 	fmt.Println("fingerprint length:", len(pki.Fingerprint(cert)))
 	// Output:
-	// game.example [game.example www.game.example] Ed25519
+	// game.example [game.example www.game.example] ed25519
 	// self-signed: true CA: false
 	// fingerprint length: 95
 }

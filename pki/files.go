@@ -15,8 +15,8 @@ import (
 // limits is a mistake (a CA bundle given as the certificate) that would
 // make every handshake send it.
 const (
-	MaxChainCertificates = 8
-	MaxChainBytes        = 64 << 10
+	maxChainCertificates = 8
+	maxChainBytes        = 64 << 10
 )
 
 // readFile reads path as a file of kind k through the one hardened reader
@@ -53,19 +53,19 @@ func readKey(path string, k trustfile.Kind) ([]byte, fs.FileInfo, error) {
 	return nil, nil, err
 }
 
-// CheckChain refuses a chain to serve that is longer than
-// [MaxChainCertificates] or larger than [MaxChainBytes] in DER, with
+// checkChain refuses a chain to serve that is longer than
+// maxChainCertificates or larger than maxChainBytes in DER, with
 // [ErrChainTooLong].
-func CheckChain(chain []*x509.Certificate) error {
+func checkChain(chain []*x509.Certificate) error {
 	n := 0
 	for _, c := range chain {
 		n += len(c.Raw)
 	}
 	switch {
-	case len(chain) > MaxChainCertificates:
-		return fmt.Errorf("%w: %d certificates, at most %d (is it a CA bundle rather than the server's chain?)", ErrChainTooLong, len(chain), MaxChainCertificates)
-	case n > MaxChainBytes:
-		return fmt.Errorf("%w: %d bytes of certificates, at most %d", ErrChainTooLong, n, MaxChainBytes)
+	case len(chain) > maxChainCertificates:
+		return fmt.Errorf("%w: %d certificates, at most %d (is it a CA bundle rather than the server's chain?)", ErrChainTooLong, len(chain), maxChainCertificates)
+	case n > maxChainBytes:
+		return fmt.Errorf("%w: %d bytes of certificates, at most %d", ErrChainTooLong, n, maxChainBytes)
 	}
 	return nil
 }

@@ -113,7 +113,7 @@ func TestChainTooLongRefused(t *testing.T) {
 	d := newCertDir(t, InitOptions{})
 	leaf := mustReadCert(t, d.l.ServerCert)
 	chain := []*x509.Certificate{leaf}
-	for range MaxChainCertificates {
+	for range maxChainCertificates {
 		chain = append(chain, d.ca)
 	}
 	mustWrite(t, d.l.ServerCert, EncodeCertificatesPEM(chain...), 0o644)
@@ -126,9 +126,9 @@ func TestChainTooLongRefused(t *testing.T) {
 		t.Errorf("NewCertReloader: got %v, want ErrChainTooLong", err)
 	}
 	// Within the limit it loads.
-	mustWrite(t, d.l.ServerCert, EncodeCertificatesPEM(chain[:MaxChainCertificates]...), 0o644)
+	mustWrite(t, d.l.ServerCert, EncodeCertificatesPEM(chain[:maxChainCertificates]...), 0o644)
 	if _, err := LoadPair(d.l.ServerCert, d.l.ServerKey, LoadOptions{}); err != nil {
-		t.Errorf("a chain of %d: %v", MaxChainCertificates, err)
+		t.Errorf("a chain of %d: %v", maxChainCertificates, err)
 	}
 }
 
@@ -264,9 +264,9 @@ func TestRenewerLoadsCAKeyAtStart(t *testing.T) {
 // kills left 7), and Pending looks without writing.
 func TestRecoverRemovesStaleJournalTemps(t *testing.T) {
 	d := newCertDir(t, InitOptions{})
-	stale := filepath.Join(d.l.Dir, "."+JournalFileName+".tmp-12345")
+	stale := filepath.Join(d.l.Dir, "."+journalFileName+".tmp-12345")
 	mustWrite(t, stale, []byte("{"), 0o600)
-	journal := filepath.Join(d.l.Dir, JournalFileName)
+	journal := filepath.Join(d.l.Dir, journalFileName)
 	mustWrite(t, journal, []byte(`{"version":1,"state":"prepare","files":[]}`+"\n"), 0o600)
 	if p, err := Pending(d.l.Dir); err != nil || !p {
 		t.Fatalf("Pending: got %v, %v; want true", p, err)
@@ -301,9 +301,11 @@ func TestRotateDefaultKeyIsSibling(t *testing.T) {
 	if _, err := Rotate(context.Background(), RotateOptions{CertPath: filepath.Join(dir, "game.crt")}); err != nil {
 		t.Errorf("game.crt with game.key beside it: %v", err)
 	}
-	_, err := Rotate(context.Background(), RotateOptions{CertPath: filepath.Join(dir, "nosuch", "server.crt")})
-	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "no certificate at") || strings.Contains(err.Error(), "lock") {
-		t.Errorf("missing directory: got %v, want \"no certificate at\"", err)
+	missing := filepath.Join(dir, "nosuch", "server.crt")
+	_, err := Rotate(context.Background(), RotateOptions{CertPath: missing})
+	var pe *fs.PathError
+	if !errors.Is(err, fs.ErrNotExist) || !errors.As(err, &pe) || pe.Path != missing || strings.Contains(err.Error(), "lock") {
+		t.Errorf("missing directory: got %v, want an *fs.PathError for %s", err, missing)
 	}
 	if got := SiblingKeyPath("certs/server.crt"); got != "certs/server.key" {
 		t.Errorf("SiblingKeyPath: got %s, want certs/server.key", got)

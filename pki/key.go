@@ -128,13 +128,13 @@ func KeyTypeOf(pub crypto.PublicKey) (KeyType, error) {
 	case ed25519.PublicKey:
 		return KeyEd25519, nil
 	}
-	return "", fmt.Errorf("%w: %s", ErrUnsupportedKey, DescribeKey(pub))
+	return "", fmt.Errorf("%w: %s", ErrUnsupportedKey, describeKey(pub))
 }
 
-// DescribeKey returns a short human description of a public key, such as
+// describeKey returns a short human description of a public key, such as
 // "ECDSA P-256", "RSA 4096" or "Ed25519".
-func DescribeKey(pub crypto.PublicKey) string {
-	alg, bits := KeyAlgorithm(pub)
+func describeKey(pub crypto.PublicKey) string {
+	alg, bits := keyAlgorithm(pub)
 	switch alg {
 	case "ECDSA":
 		return "ECDSA " + curveName(pub.(*ecdsa.PublicKey).Curve)
@@ -146,10 +146,10 @@ func DescribeKey(pub crypto.PublicKey) string {
 	return alg
 }
 
-// KeyAlgorithm returns a public key's algorithm ("ECDSA", "RSA", "Ed25519")
+// keyAlgorithm returns a public key's algorithm ("ECDSA", "RSA", "Ed25519")
 // and its size in bits (the curve size for ECDSA, the modulus for RSA, 256
 // for Ed25519). An unknown key returns "" and 0.
-func KeyAlgorithm(pub crypto.PublicKey) (string, int) {
+func keyAlgorithm(pub crypto.PublicKey) (string, int) {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
 		return "ECDSA", k.Curve.Params().BitSize

@@ -43,7 +43,7 @@ func TestGenerateKeyTypes(t *testing.T) {
 				t.Skip("slow RSA generation in -short mode")
 			}
 			k := mustKey(t, tt.kt)
-			alg, bits := KeyAlgorithm(k.Public())
+			alg, bits := keyAlgorithm(k.Public())
 			if alg != tt.wantAlg || bits != tt.bits {
 				t.Errorf("got %s %d, want %s %d", alg, bits, tt.wantAlg, tt.bits)
 			}
@@ -151,12 +151,12 @@ func TestParseLegacyKeys(t *testing.T) {
 		name   string
 		data   []byte
 		want   crypto.PublicKey
-		format KeyFormat
+		format string
 	}{
-		{"SEC1", pem.EncodeToMemory(sec1), ec.Public(), FormatSEC1},
-		{"SEC1 after EC PARAMETERS", append([]byte(ecParams), pem.EncodeToMemory(sec1)...), ec.Public(), FormatSEC1},
-		{"PKCS1", pem.EncodeToMemory(pkcs1), rsaKey.Public(), FormatPKCS1},
-		{"Proc-Type encrypted", pem.EncodeToMemory(legacyEnc), ec.Public(), FormatLegacyEncrypted},
+		{"SEC1", pem.EncodeToMemory(sec1), ec.Public(), formatSEC1},
+		{"SEC1 after EC PARAMETERS", append([]byte(ecParams), pem.EncodeToMemory(sec1)...), ec.Public(), formatSEC1},
+		{"PKCS1", pem.EncodeToMemory(pkcs1), rsaKey.Public(), formatPKCS1},
+		{"Proc-Type encrypted", pem.EncodeToMemory(legacyEnc), ec.Public(), formatLegacyEncrypted},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,7 +165,7 @@ func TestParseLegacyKeys(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !samePublicKey(k.Signer.Public(), tt.want) || k.Format != tt.format {
-				t.Errorf("got %s key in format %q, want format %q", DescribeKey(k.Signer.Public()), k.Format, tt.format)
+				t.Errorf("got %s key in format %q, want format %q", describeKey(k.Signer.Public()), k.Format, tt.format)
 			}
 		})
 	}
@@ -349,7 +349,7 @@ func TestDescribeKey(t *testing.T) {
 		{ed.Public(), "Ed25519"},
 	}
 	for _, tt := range tests {
-		if got := DescribeKey(tt.pub); got != tt.want {
+		if got := describeKey(tt.pub); got != tt.want {
 			t.Errorf("got %q, want %q", got, tt.want)
 		}
 	}

@@ -15,9 +15,9 @@ import (
 	"time"
 )
 
-// DefaultDir is the certificate directory sc-cert init and sc-server use
+// defaultDir is the certificate directory sc-cert init and sc-server use
 // when none is given, relative to the working directory.
-const DefaultDir = "certs"
+const defaultDir = "certs"
 
 // File names of the default layout (docs/TRUST.md, "Certificate layouts").
 const (
@@ -43,11 +43,12 @@ type Layout struct {
 	NextKey string
 }
 
-// DefaultLayout returns the file names of the default layout in dir ("" means
-// [DefaultDir]).
+// DefaultLayout returns the file names of the default layout in dir. An
+// empty dir means "certs", relative to the working directory: the
+// directory sc-cert init and sc-server use when none is given.
 func DefaultLayout(dir string) Layout {
 	if dir == "" {
-		dir = DefaultDir
+		dir = defaultDir
 	}
 	return Layout{
 		Dir:        dir,
@@ -74,7 +75,7 @@ func NextKeyPath(keyPath string) string {
 // that issues a server certificate valid 90 days for localhost, 127.0.0.1,
 // ::1 and the host name, with unencrypted keys.
 type InitOptions struct {
-	// Dir is the directory, created (0755) if missing. Default [DefaultDir].
+	// Dir is the directory, created (0755) if missing. Default "certs".
 	Dir string
 
 	// SelfSigned makes the seed's plain layout instead: a self-signed
@@ -100,7 +101,7 @@ type InitOptions struct {
 	Validity time.Duration
 	NotAfter time.Time
 
-	// CAValidity is the CA's lifetime. Default [DefaultCAValidity].
+	// CAValidity is the CA's lifetime. Default 10 years.
 	CAValidity time.Duration
 
 	// KeyPassphrase, when set, encrypts server.key and server.next.key
@@ -226,9 +227,9 @@ func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		add(l.CAKey, b, KeyFileMode)
+		add(l.CAKey, b, keyFileMode)
 	}
-	add(l.CACert, EncodeCertificatesPEM(res.CA), CertFileMode)
+	add(l.CACert, EncodeCertificatesPEM(res.CA), certFileMode)
 	for _, k := range []struct {
 		path string
 		key  crypto.Signer
@@ -237,9 +238,9 @@ func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		add(k.path, b, KeyFileMode)
+		add(k.path, b, keyFileMode)
 	}
-	add(l.ServerCert, EncodeCertificatesPEM(res.Server), CertFileMode)
+	add(l.ServerCert, EncodeCertificatesPEM(res.Server), certFileMode)
 
 	if err := commit(l.Dir, changes, opts.hook); err != nil {
 		return nil, fmt.Errorf("initialising %q: %w", l.Dir, err)

@@ -19,8 +19,8 @@ import (
 // from the moment they are created (atomicfile creates its temporary file
 // 0600); certificates are public.
 const (
-	KeyFileMode  fs.FileMode = 0o600
-	CertFileMode fs.FileMode = 0o644
+	keyFileMode  fs.FileMode = 0o600
+	certFileMode fs.FileMode = 0o644
 )
 
 // PEM block types.
@@ -34,17 +34,14 @@ const (
 	pemLegacyEncryptedHd = "Proc-Type"             // RFC 1421 encryption header (legacy)
 )
 
-// KeyFormat describes how a key was stored on disk.
-type KeyFormat string
-
-// Key formats [ReadKeyFile] recognises. Only [FormatPKCS8] and
-// [FormatPKCS8Encrypted] are ever written.
+// The key formats ReadKeyFile recognises, as [Key.Format] names them. Only
+// the PKCS#8 ones are ever written.
 const (
-	FormatPKCS8           KeyFormat = "PKCS#8"
-	FormatPKCS8Encrypted  KeyFormat = "PKCS#8 encrypted (PBES2)"
-	FormatSEC1            KeyFormat = "SEC 1 (legacy EC)"
-	FormatPKCS1           KeyFormat = "PKCS#1 (legacy RSA)"
-	FormatLegacyEncrypted KeyFormat = "legacy encrypted PEM (Proc-Type: 4,ENCRYPTED)"
+	formatPKCS8           = "PKCS#8"
+	formatPKCS8Encrypted  = "PKCS#8 encrypted (PBES2)"
+	formatSEC1            = "SEC 1 (legacy EC)"
+	formatPKCS1           = "PKCS#1 (legacy RSA)"
+	formatLegacyEncrypted = "legacy encrypted PEM (Proc-Type: 4,ENCRYPTED)"
 )
 
 // KeyOptions controls how a private key is read. The zero value reads
@@ -78,8 +75,14 @@ type KeyOptions struct {
 
 // Key is a private key read from PEM, with how it was stored.
 type Key struct {
-	Signer    crypto.Signer
-	Format    KeyFormat
+	// Signer is the key.
+	Signer crypto.Signer
+	// Format says how it was stored, for people: "PKCS#8", "PKCS#8
+	// encrypted (PBES2)", "SEC 1 (legacy EC)", "PKCS#1 (legacy RSA)" or
+	// "legacy encrypted PEM (Proc-Type: 4,ENCRYPTED)". This package writes
+	// only the first two; rewrite a legacy key with [WriteKeyFile].
+	Format string
+	// Encrypted is set when the key was encrypted with a passphrase.
 	Encrypted bool
 	// Mode is the file's permission bits when read from a file, else zero.
 	Mode fs.FileMode
@@ -241,18 +244,18 @@ func parseKeyBlock(b *pem.Block, opts KeyOptions) (*Key, error) {
 	k := &Key{}
 	switch b.Type {
 	case pemPrivateKey:
-		k.Format = FormatPKCS8
+		k.Format = formatPKCS8
 	case pemECPrivateKey:
-		k.Format = FormatSEC1
+		k.Format = formatSEC1
 	case pemRSAPrivateKey:
-		k.Format = FormatPKCS1
+		k.Format = formatPKCS1
 	case pemEncryptedKey:
-		k.Format = FormatPKCS8Encrypted
+		k.Format = formatPKCS8Encrypted
 	}
 	der := b.Bytes
 	if b.Type == pemEncryptedKey || b.Headers[pemLegacyEncryptedHd] != "" {
 		if b.Type != pemEncryptedKey {
-			k.Format = FormatLegacyEncrypted
+			k.Format = formatLegacyEncrypted
 		}
 		k.Encrypted = true
 		if opts.Passphrase == nil {
@@ -424,7 +427,7 @@ func WriteKeyFile(path string, key crypto.Signer, opts WriteOptions) error {
 	if err != nil {
 		return fmt.Errorf("writing key %q: %w", path, err)
 	}
-	if err := atomicfile.WriteFile(path, data, atomicfile.Options{Perm: KeyFileMode, Overwrite: opts.Overwrite}); err != nil {
+	if err := atomicfile.WriteFile(path, data, atomicfile.Options{Perm: keyFileMode, Overwrite: opts.Overwrite}); err != nil {
 		return fmt.Errorf("writing key: %w", err)
 	}
 	return nil
@@ -436,7 +439,7 @@ func WriteCertificatesFile(path string, certs []*x509.Certificate, opts WriteOpt
 	if len(certs) == 0 {
 		return fmt.Errorf("writing certificate %q: %w", path, ErrNoCertificate)
 	}
-	if err := atomicfile.WriteFile(path, EncodeCertificatesPEM(certs...), atomicfile.Options{Perm: CertFileMode, Overwrite: opts.Overwrite}); err != nil {
+	if err := atomicfile.WriteFile(path, EncodeCertificatesPEM(certs...), atomicfile.Options{Perm: certFileMode, Overwrite: opts.Overwrite}); err != nil {
 		return fmt.Errorf("writing certificate: %w", err)
 	}
 	return nil

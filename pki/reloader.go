@@ -58,12 +58,14 @@ type CertReloaderOptions struct {
 	Accept func(leaf *x509.Certificate) error
 
 	// Interval is the period of the check that catches file events a
-	// filesystem lost. Default [DefaultCheckInterval]; negative disables
-	// it.
+	// filesystem lost (network filesystems, some container overlays, an
+	// inotify queue overflow). Default one minute; negative disables it.
 	Interval time.Duration
 
 	// Debounce is the quiet time after the last file event before a
-	// reload. Default [DefaultDebounce].
+	// reload, so that a burst of events (a rotation renames several files)
+	// costs one reload and a file written in pieces is read once whole.
+	// Default 100ms.
 	Debounce time.Duration
 
 	// OnReload, when set, is called after every reload attempt, including
@@ -80,8 +82,12 @@ type CertReloaderOptions struct {
 	// NoRecover skips [Recover] before each load, for a look that must
 	// write nothing (sc-server --check); see [Pending] to tell that a
 	// change is pending. Default false: an interrupted rotation in the
-	// certificate's directory is completed or undone first, so that the
-	// pair loaded is never half old, half new.
+	// certificate's directory is completed or undone first, through
+	// Recover and the directory's lock as a rotation would (see Recover,
+	// "One locked path"), so that the pair loaded is never half old, half
+	// new. A rotation in progress in another process is waited for, for
+	// 30 seconds at most and not past the end of [CertReloader.Run]'s
+	// context.
 	NoRecover bool
 
 	// Now returns the current time, for the validity check and
@@ -206,7 +212,7 @@ type fileSum struct {
 // call [CertReloader.Run] to watch for changes.
 func NewCertReloader(opts CertReloaderOptions) (*CertReloader, error) {
 	if opts.CertPath == "" {
-		opts.CertPath = filepath.Join(DefaultDir, ServerCertFile)
+		opts.CertPath = filepath.Join(defaultDir, ServerCertFile)
 	}
 	if opts.KeyPath == "" {
 		opts.KeyPath = SiblingKeyPath(opts.CertPath)
@@ -215,10 +221,10 @@ func NewCertReloader(opts CertReloaderOptions) (*CertReloader, error) {
 		return nil, fmt.Errorf("certificate reloader: debounce %v is negative", opts.Debounce)
 	}
 	if opts.Debounce == 0 {
-		opts.Debounce = DefaultDebounce
+		opts.Debounce = defaultDebounce
 	}
 	if opts.Interval == 0 {
-		opts.Interval = DefaultCheckInterval
+		opts.Interval = defaultCheckInterval
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -301,7 +307,7 @@ func (s *CertReloader) reload(ctx context.Context, t Trigger) (recheck bool, err
 	}
 	ev := ReloadEvent{Trigger: t, Result: ReloadUnchanged, NextResult: ReloadUnchanged}
 
-	pair, certSum, keySum, failPath, perr := s.loadPair(old)
+	pair, certSum, keySum, failPath, perr := s.loadPair(ctx, old)
 	switch {
 	case perr != nil:
 		ev.Result, ev.Err = ReloadFailed, perr
@@ -383,15 +389,16 @@ func (s *CertReloader) reload(ctx context.Context, t Trigger) (recheck bool, err
 
 // loadPair reads the certificate and key. It returns a nil pair and no
 // error when they hold what old serves, and on failure the file to blame.
-func (s *CertReloader) loadPair(old *served) (pair *Pair, certSum, keySum fileSum, failPath string, err error) {
+func (s *CertReloader) loadPair(ctx context.Context, old *served) (pair *Pair, certSum, keySum fileSum, failPath string, err error) {
 	fail := func(path string, err error) (*Pair, fileSum, fileSum, string, error) {
 		return nil, certSum, keySum, path, err
 	}
-	// An interrupted "sc-cert rotate" in the certificate's directory is
-	// finished or undone first; one in progress is waited for, so the pair
-	// read is never half old, half new.
+	// An interrupted rotation in the certificate's directory is finished
+	// or undone first, through Recover and the directory's lock, as a
+	// writer would; one in progress is waited for, so the pair read is
+	// never half old, half new.
 	if !s.noRecover {
-		if err := Recover(filepath.Dir(s.certPath)); err != nil {
+		if err := Recover(ctx, filepath.Dir(s.certPath)); err != nil {
 			return fail(filepath.Dir(s.certPath), err)
 		}
 	}
@@ -416,7 +423,7 @@ func (s *CertReloader) loadPair(old *served) (pair *Pair, certSum, keySum fileSu
 	}
 	chain, err := ParseCertificatesPEM(certData)
 	if err == nil {
-		err = CheckChain(chain)
+		err = checkChain(chain)
 	}
 	if err != nil {
 		return fail(s.certPath, fmt.Errorf("reading certificate %q: %w", s.certPath, err))

@@ -74,15 +74,15 @@ func (d *certDir) newCertOnKey(edit func(*CertOptions)) (*x509.Certificate, []by
 	return c, EncodeCertificatesPEM(c)
 }
 
-// rotation is one way an operator or a tool replaces the files. It
+// rotationPath is one way an operator or a tool replaces the files. It
 // returns the certificate that should be served afterwards.
-type rotation struct {
+type rotationPath struct {
 	name string
 	do   func(t *testing.T, e *srcEnv) *x509.Certificate
 }
 
-func rotationPaths() []rotation {
-	return []rotation{
+func rotationPaths() []rotationPath {
+	return []rotationPath{
 		{"keep-key rotate", func(t *testing.T, e *srcEnv) *x509.Certificate {
 			res, err := Rotate(context.Background(), RotateOptions{CertPath: e.d.l.ServerCert})
 			mustNoErr(t, err)
@@ -827,13 +827,13 @@ func TestCertReloaderContinuousHandshakesDuringRotations(t *testing.T) {
 	}
 
 	g := startLoad(t, e.srv.addr, d.roots, 3)
-	paths := []rotation{}
+	paths := []rotationPath{}
 	for _, r := range rotationPaths() {
 		if r.name != "new key and certificate moved in" { // refused by the pin hook, by design
 			paths = append(paths, r)
 		}
 	}
-	paths = append(paths, rotation{"SIGHUP", func(t *testing.T, e *srcEnv) *x509.Certificate {
+	paths = append(paths, rotationPath{"SIGHUP", func(t *testing.T, e *srcEnv) *x509.Certificate {
 		c, _ := e.d.newCertOnKey(nil)
 		mustNoErr(t, WriteCertificatesFile(e.d.l.ServerCert, []*x509.Certificate{c}, WriteOptions{Overwrite: true}))
 		mustNoErr(t, e.src.Reload())
@@ -869,4 +869,67 @@ func TestCertReloaderContinuousHandshakesDuringRotations(t *testing.T) {
 	pct := func(p float64) time.Duration { return lat[min(int(p*float64(len(lat))), len(lat)-1)] }
 	t.Logf("%d rotations, %d handshakes, %d failed; change to first new handshake: p50 %v, p99 %v, max %v",
 		rotations, g.ok+len(g.errs), len(g.errs), pct(0.50).Round(time.Millisecond), pct(0.99).Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+}
+
+// A reader recovers an interrupted rotation only through Recover and the
+// directory's lock, as a writer would (issue 13): while another process
+// holds the lock the reloader renames nothing and keeps serving, its wait
+// ends with Run's context rather than 30 s later, and once the lock is
+// free the next reload completes the change.
+func TestCertReloaderRecoversOnlyUnderTheLock(t *testing.T) {
+	d := newCertDir(t, InitOptions{})
+	e := startSource(t, d, false, nil)
+	old := e.src.State().Certificate
+	res, err := Rotate(context.Background(), RotateOptions{CertPath: d.l.ServerCert, hook: func(step string) bool { return step == "journal commit" }})
+	if !errors.Is(err, errSimulatedCrash) || res != nil {
+		t.Fatalf("interrupted rotation: got %v", err)
+	}
+	committed := journaledSet(t, d.l.Dir)
+	before := snapshot(t, d.l)
+	unlock, err := lockDir(context.Background(), d.l.Dir) // another process's change
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Run looks at the files as it starts; the look waits for the lock
+	// until the context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := e.src.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Run returned %v after its context ended: the recovery's wait ignored it", took)
+	}
+	if got := snapshot(t, d.l); !got.equal(before) {
+		t.Errorf("the reader changed %v without the lock", got.diff(before))
+	}
+	if pending, _ := Pending(d.l.Dir); !pending {
+		t.Error("the journal is gone: the reader recovered without the lock")
+	}
+	if !serving(e.src, old) {
+		t.Error("the reader stopped serving the old pair while the change was pending")
+	}
+	evs := e.rec.eventsSince(0)
+	if last := evs[len(evs)-1]; last.Result != ReloadFailed || !errors.Is(last.Err, context.DeadlineExceeded) {
+		t.Errorf("the look under a held lock: got %v %v, want a failure ending with the context", last.Result, last.Err)
+	}
+
+	unlock()
+	if err := e.src.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if pending, _ := Pending(d.l.Dir); pending {
+		t.Error("the journal is still there after a reload with the lock free")
+	}
+	got := snapshot(t, d.l)
+	for path, sum := range committed {
+		if got[path] != sum {
+			t.Errorf("%s is not the committed new file", path)
+		}
+	}
+	if serving(e.src, old) {
+		t.Error("still serving the old certificate after the change completed")
+	}
 }

@@ -20,15 +20,15 @@ import (
 
 // Self-renewal defaults.
 const (
-	// DefaultRenewAfter is the fraction of a certificate's lifetime after
+	// defaultRenewAfter is the fraction of a certificate's lifetime after
 	// which [Renewer] renews it: with the default 90 days, 30 days before
 	// expiry, which leaves weeks to notice a renewal that keeps failing
 	// (the same rule as ACME clients such as certbot and Caddy).
-	DefaultRenewAfter = 2.0 / 3.0
+	defaultRenewAfter = 2.0 / 3.0
 
-	// DefaultRenewInterval is how often [Renewer.Run] looks at the
+	// defaultRenewInterval is how often [Renewer.Run] looks at the
 	// certificate on disk when nothing is due sooner.
-	DefaultRenewInterval = 10 * time.Minute
+	defaultRenewInterval = 10 * time.Minute
 
 	// renewLockTimeout bounds the wait for another process's rotation.
 	renewLockTimeout = 30 * time.Second
@@ -63,7 +63,8 @@ type RenewerOptions struct {
 
 	// RenewAfter is the fraction of the certificate's lifetime (NotBefore
 	// to NotAfter) after which it is renewed, between 0 and 1 exclusive.
-	// Default [DefaultRenewAfter].
+	// Default 2/3: with a 90-day certificate, 30 days before it expires,
+	// which leaves weeks to notice a renewal that keeps failing.
 	RenewAfter float64
 
 	// Disabled turns renewal off (sc-server --auto-renew=false): the
@@ -75,7 +76,7 @@ type RenewerOptions struct {
 	Validity time.Duration
 
 	// Interval is how often Run looks when nothing is due sooner. Default
-	// [DefaultRenewInterval].
+	// 10 minutes.
 	Interval time.Duration
 
 	// OnRenew, when set, is called after this process renewed the
@@ -121,13 +122,13 @@ type Renewer struct {
 // own.
 func NewRenewer(opts RenewerOptions) (*Renewer, error) {
 	if opts.CertPath == "" {
-		opts.CertPath = filepath.Join(DefaultDir, ServerCertFile)
+		opts.CertPath = filepath.Join(defaultDir, ServerCertFile)
 	}
 	if opts.KeyPath == "" {
 		opts.KeyPath = SiblingKeyPath(opts.CertPath)
 	}
 	if opts.RenewAfter == 0 {
-		opts.RenewAfter = DefaultRenewAfter
+		opts.RenewAfter = defaultRenewAfter
 	}
 	if math.IsNaN(opts.RenewAfter) || opts.RenewAfter <= 0 || opts.RenewAfter >= 1 {
 		return nil, fmt.Errorf("certificate renewal: renew after %v of the lifetime: want a fraction between 0 and 1", opts.RenewAfter)
@@ -136,7 +137,7 @@ func NewRenewer(opts RenewerOptions) (*Renewer, error) {
 		return nil, errors.New("certificate renewal: negative validity or interval")
 	}
 	if opts.Interval == 0 {
-		opts.Interval = DefaultRenewInterval
+		opts.Interval = defaultRenewInterval
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -250,16 +251,15 @@ func (r *Renewer) canRenew(cert *x509.Certificate) error {
 	if IsSelfSigned(cert) && r.opts.IssuerCertPath == "" && r.opts.IssuerKeyPath == "" {
 		return nil
 	}
-	keyPath := r.opts.IssuerKeyPath
+	issuer, keyPath := r.opts.IssuerCertPath, r.opts.IssuerKeyPath
+	if issuer == "" {
+		issuer = filepath.Join(filepath.Dir(r.opts.CertPath), CACertFile)
+	}
 	if keyPath == "" {
-		issuer := r.opts.IssuerCertPath
-		if issuer == "" {
-			issuer = filepath.Join(filepath.Dir(r.opts.CertPath), CACertFile)
-		}
 		keyPath = filepath.Join(filepath.Dir(issuer), CAKeyFile)
 	}
 	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("renewing %q needs the CA key %q: %w", r.opts.CertPath, keyPath, ErrIssuerKeyMissing)
+		return &IssuerError{CertPath: r.opts.CertPath, IssuerCertPath: issuer, IssuerKeyPath: keyPath, Missing: keyPath, Err: ErrIssuerKeyMissing}
 	}
 	if _, _, err := readFile(keyPath, trustfile.CAKey); err != nil {
 		return fmt.Errorf("reading key %q: %w", keyPath, err)

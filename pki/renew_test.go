@@ -18,15 +18,15 @@ import (
 )
 
 // renewLifetime is the lifetime of the certificates made by
-// newRenewableDir: three hours, Backdate included.
+// newRenewableDir: three hours, backdate included.
 const renewLifetime = 3 * time.Hour
 
 // newRenewableDir makes a layout whose server certificate reaches its
 // default renewal point (two thirds of its lifetime) at about due.
 func newRenewableDir(t *testing.T, selfSigned bool, due time.Time) *certDir {
 	t.Helper()
-	issued := due.Add(-time.Duration(float64(renewLifetime)*DefaultRenewAfter) + Backdate)
-	return newCertDir(t, InitOptions{SelfSigned: selfSigned, Validity: renewLifetime - Backdate, Now: func() time.Time { return issued }})
+	issued := due.Add(-time.Duration(float64(renewLifetime)*defaultRenewAfter) + backdate)
+	return newCertDir(t, InitOptions{SelfSigned: selfSigned, Validity: renewLifetime - backdate, Now: func() time.Time { return issued }})
 }
 
 func mustRenewer(t *testing.T, opts RenewerOptions) *Renewer {
@@ -172,7 +172,7 @@ func TestRenewerInstancesShareADirectory(t *testing.T) {
 		if p.Leaf().Equal(cur) || !bytes.Equal(p.Leaf().RawSubjectPublicKeyInfo, cur.RawSubjectPublicKeyInfo) {
 			t.Fatalf("round %d: want a new certificate on the same key", round)
 		}
-		if _, err := os.Stat(filepath.Join(d.l.Dir, JournalFileName)); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(d.l.Dir, journalFileName)); !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("round %d: a journal was left behind: %v", round, err)
 		}
 	}

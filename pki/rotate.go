@@ -96,36 +96,27 @@ type RotateResult struct {
 // file, so concurrent rotations by several processes serialise. The key is
 // kept unless PromoteNext, so pins stay valid.
 //
-// Errors: [ErrKeyMismatch] when the current pair is inconsistent,
-// [ErrNotIssuer] when the named or default CA did not issue the
-// certificate, [ErrIssuerKeyMissing] when its key is not there (a server
-// should then warn before expiry instead of renewing),
+// Errors: an [*fs.PathError] matching [fs.ErrNotExist] whose Path is the
+// missing certificate or key; [ErrKeyMismatch] when the current pair is
+// inconsistent; an [*IssuerError] when the CA that should sign is missing
+// ([ErrIssuerKeyMissing]: a server should then warn before expiry instead
+// of renewing) or did not issue the certificate ([ErrNotIssuer]);
 // [ErrKeyFilePermissions], [ErrFileOwner] or [ErrFileWritable] when the
 // key, the next key being promoted or the CA key may have been read or
-// planted by others (the rule of [KeyOptions.RequirePrivateFile]), an error
-// matching [fs.ErrNotExist] that says "no certificate at" or "no key at"
-// when a file is missing, and the errors of [ReadKeyFile] and
+// planted by others (the rule of [KeyOptions.RequirePrivateFile]); an
+// error wrapping [ErrIncomplete] when the change could not be finished
+// past its commit point; and the errors of [ReadKeyFile] and
 // [CreateCertificate]. ctx bounds the wait for the lock.
 func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
-	if opts.CertPath == "" {
-		opts.CertPath = filepath.Join(DefaultDir, ServerCertFile)
-	}
-	dir := filepath.Dir(opts.CertPath)
-	if opts.KeyPath == "" {
-		opts.KeyPath = SiblingKeyPath(opts.CertPath)
-	}
-	if opts.NextKeyPath == "" {
-		opts.NextKeyPath = NextKeyPath(opts.KeyPath)
-	}
-	keyPass := cachePassphrase(opts.KeyPassphrase)
+	opts.setDefaults()
 	// Missing files are said plainly, before the lock, whose file could
 	// not even be made in a directory that does not exist.
 	for _, f := range []struct{ what, path string }{{"certificate", opts.CertPath}, {"key", opts.KeyPath}} {
 		if _, err := os.Stat(f.path); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no %s at %q: %w", f.what, f.path, fs.ErrNotExist)
+			return nil, &fs.PathError{Op: "reading " + f.what, Path: f.path, Err: fs.ErrNotExist}
 		}
 	}
-
+	dir := filepath.Dir(opts.CertPath)
 	unlock, err := lockDir(ctx, dir)
 	if err != nil {
 		return nil, err
@@ -135,93 +126,167 @@ func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
 		return nil, err
 	}
 
-	certData, _, err := readFile(opts.CertPath, trustfile.Certificate)
-	if err != nil {
-		return nil, fmt.Errorf("reading certificate %q: %w", opts.CertPath, err)
-	}
-	chain, err := ParseCertificatesPEM(certData)
-	if err != nil {
-		return nil, fmt.Errorf("reading certificate %q: %w", opts.CertPath, err)
-	}
-	old := chain[0]
-	res := &RotateResult{Old: old}
-	if opts.OnlyIf != nil && !opts.OnlyIf(old) {
-		res.Skipped = true
-		return res, nil
-	}
-	// Keys others may read are refused, as the server refuses to serve
-	// them: re-issuing for a key that may have leaked, or signing with a
-	// CA key that may have, would certify it again.
-	key, err := ReadKeyFile(opts.KeyPath, KeyOptions{Passphrase: keyPass, RequirePrivateFile: true})
-	if err != nil {
+	r := &rotation{opts: opts, dir: dir, keyPass: cachePassphrase(opts.KeyPassphrase)}
+	if err := r.readCertificate(); err != nil {
 		return nil, err
 	}
-	if err := CheckPair(old, key.Signer); err != nil {
-		return nil, fmt.Errorf("key %q does not match certificate %q: %w", opts.KeyPath, opts.CertPath, err)
+	if opts.OnlyIf != nil && !opts.OnlyIf(r.res.Old) {
+		r.res.Skipped = true
+		return r.res, nil
 	}
-
-	// Who signs.
-	selfSigned := IsSelfSigned(old) && opts.IssuerCertPath == "" && opts.IssuerKeyPath == ""
-	var issuerKey crypto.Signer
-	if selfSigned {
-		issuerKey = key.Signer
-	} else {
-		res.Issuer, issuerKey, err = loadIssuer(old, dir, opts)
-		if err != nil {
+	for _, step := range []func() error{r.readKey, r.findSigner, r.chooseKey, r.issue} {
+		if err := step(); err != nil {
 			return nil, err
 		}
 	}
+	return r.install()
+}
 
-	// Which key the new certificate is for.
-	var changes []change
-	newKey := key.Signer
-	if opts.PromoteNext {
-		nextData, _, err := readKey(opts.NextKeyPath, trustfile.NextKey)
-		if err != nil {
-			return nil, fmt.Errorf("promoting next key: reading %q: %w", opts.NextKeyPath, err)
-		}
-		next, err := ParseKeyPEM(nextData, KeyOptions{Passphrase: keyPass})
-		if err != nil {
-			return nil, fmt.Errorf("promoting next key: reading %q: %w", opts.NextKeyPath, err)
-		}
-		kt, err := KeyTypeOf(next.Signer.Public())
-		if err != nil {
-			return nil, fmt.Errorf("promoting next key %q: %w", opts.NextKeyPath, err)
-		}
-		fresh, err := GenerateKey(kt)
-		if err != nil {
-			return nil, err
-		}
-		var pass []byte
-		if next.Encrypted {
-			if pass, err = keyPass(); err != nil {
-				return nil, err
+// setDefaults fills in the paths the zero value stands for.
+func (o *RotateOptions) setDefaults() {
+	if o.CertPath == "" {
+		o.CertPath = DefaultLayout("").ServerCert
+	}
+	if o.KeyPath == "" {
+		o.KeyPath = SiblingKeyPath(o.CertPath)
+	}
+	if o.NextKeyPath == "" {
+		o.NextKeyPath = NextKeyPath(o.KeyPath)
+	}
+}
+
+// rotation is one run of [Rotate] with the directory's lock held, step by
+// step: read the certificate, read its key, find who signs, choose the key
+// the new certificate is for, issue it, install every file in one change.
+type rotation struct {
+	opts    RotateOptions
+	dir     string
+	keyPass func() ([]byte, error)
+	res     *RotateResult
+
+	certData   []byte              // the certificate file as read
+	chain      []*x509.Certificate // its content, leaf first
+	key        crypto.Signer       // the current key
+	selfSigned bool                // re-signed by its own key, not a CA
+	signer     crypto.Signer       // the key that signs the new certificate
+	newKey     crypto.Signer       // the key the new certificate is for
+	changes    []change            // the files to install, in order
+}
+
+// readCertificate reads the certificate (chain) to re-issue.
+func (r *rotation) readCertificate() error {
+	data, _, err := readFile(r.opts.CertPath, trustfile.Certificate)
+	if err != nil {
+		return fmt.Errorf("reading certificate %q: %w", r.opts.CertPath, err)
+	}
+	chain, err := ParseCertificatesPEM(data)
+	if err != nil {
+		return fmt.Errorf("reading certificate %q: %w", r.opts.CertPath, err)
+	}
+	r.certData, r.chain = data, chain
+	r.res = &RotateResult{Old: chain[0]}
+	return nil
+}
+
+// readKey reads the current key and checks that it is the certificate's.
+// A key others may read is refused, as the server refuses to serve it:
+// re-issuing for a key that may have leaked would certify it again.
+func (r *rotation) readKey() error {
+	key, err := ReadKeyFile(r.opts.KeyPath, KeyOptions{Passphrase: r.keyPass, RequirePrivateFile: true})
+	if err != nil {
+		return err
+	}
+	if err := CheckPair(r.res.Old, key.Signer); err != nil {
+		return fmt.Errorf("key %q does not match certificate %q: %w", r.opts.KeyPath, r.opts.CertPath, err)
+	}
+	r.key = key.Signer
+	return nil
+}
+
+// findSigner decides who signs: the certificate's own key when it is
+// self-signed and no CA is named, else its CA, checked to be the issuer.
+func (r *rotation) findSigner() error {
+	o := r.opts
+	r.selfSigned = IsSelfSigned(r.res.Old) && o.IssuerCertPath == "" && o.IssuerKeyPath == ""
+	if r.selfSigned {
+		r.signer = r.key
+		return nil
+	}
+	issuer, key, err := loadIssuer(r.res.Old, r.dir, o)
+	if err != nil {
+		return err
+	}
+	r.res.Issuer, r.signer = issuer, key
+	return nil
+}
+
+// chooseKey decides which key the new certificate is for: the current one,
+// or with PromoteNext the next one, whose place a fresh key of the same
+// type takes (encrypted with the same passphrase if the next key was).
+// Either way it learns the next key's public half for the result.
+func (r *rotation) chooseKey() error {
+	r.newKey = r.key
+	if !r.opts.PromoteNext {
+		// Report the next pin without asking for a passphrase it may need.
+		if next, _, err := readFile(r.opts.NextKeyPath, trustfile.NextKey); err == nil {
+			if k, err := ParseKeyPEM(next, KeyOptions{}); err == nil {
+				r.res.NextKey = k.Signer.Public()
 			}
 		}
-		freshData, err := EncodeKeyPEM(fresh, pass)
-		if err != nil {
-			return nil, err
-		}
-		newKey = next.Signer
-		if selfSigned {
-			issuerKey = newKey
-		}
-		res.Promoted = true
-		res.NextKey = fresh.Public()
-		changes = append(changes,
-			change{path: opts.KeyPath, data: nextData, perm: KeyFileMode},
-			change{path: opts.NextKeyPath, data: freshData, perm: KeyFileMode})
-	} else if next, _, err := readFile(opts.NextKeyPath, trustfile.NextKey); err == nil {
-		// Report the next pin without asking for a passphrase it may need.
-		if k, err := ParseKeyPEM(next, KeyOptions{}); err == nil {
-			res.NextKey = k.Signer.Public()
+		return nil
+	}
+	nextPath := r.opts.NextKeyPath
+	nextData, _, err := readKey(nextPath, trustfile.NextKey)
+	if err != nil {
+		return fmt.Errorf("promoting next key: reading %q: %w", nextPath, err)
+	}
+	next, err := ParseKeyPEM(nextData, KeyOptions{Passphrase: r.keyPass})
+	if err != nil {
+		return fmt.Errorf("promoting next key: reading %q: %w", nextPath, err)
+	}
+	kt, err := KeyTypeOf(next.Signer.Public())
+	if err != nil {
+		return fmt.Errorf("promoting next key %q: %w", nextPath, err)
+	}
+	fresh, err := GenerateKey(kt)
+	if err != nil {
+		return err
+	}
+	var pass []byte
+	if next.Encrypted {
+		if pass, err = r.keyPass(); err != nil {
+			return err
 		}
 	}
+	freshData, err := EncodeKeyPEM(fresh, pass)
+	if err != nil {
+		return err
+	}
+	r.newKey = next.Signer
+	if r.selfSigned {
+		r.signer = r.newKey
+	}
+	r.res.Promoted, r.res.NextKey = true, fresh.Public()
+	// The key file gets the next key's bytes as they are: its encryption
+	// and format stay what the operator made.
+	r.changes = append(r.changes,
+		change{path: r.opts.KeyPath, data: nextData, perm: keyFileMode},
+		change{path: nextPath, data: freshData, perm: keyFileMode})
+	return nil
+}
 
-	// The new certificate.
+// issue makes the new certificate: the old one's subject, names and
+// lifetime (unless the options set another), a new serial, for newKey.
+// It is installed after the keys: with PromoteNext, a reader that skips
+// Recover sees the old pair until the key arrives and the new pair once
+// the certificate does (a mismatch in between, which a pair check
+// refuses, never a wrong pair that passes). In the self-signed layout
+// the ca.crt that is the certificate's copy follows it.
+func (r *rotation) issue() error {
+	old, o := r.res.Old, r.opts
 	now := time.Now()
-	if opts.Now != nil {
-		now = opts.Now()
+	if o.Now != nil {
+		now = o.Now()
 	}
 	co := CertOptions{
 		RawSubject:  old.RawSubject,
@@ -229,47 +294,49 @@ func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
 		DNSNames:    old.DNSNames,
 		IPAddresses: old.IPAddresses,
 		IsCA:        old.IsCA,
-		Validity:    opts.Validity,
-		NotAfter:    opts.NotAfter,
-		Issuer:      res.Issuer,
-		IssuerKey:   issuerKey,
+		Validity:    o.Validity,
+		NotAfter:    o.NotAfter,
+		Issuer:      r.res.Issuer,
+		IssuerKey:   r.signer,
 		Now:         func() time.Time { return now },
-		Rand:        opts.Rand,
+		Rand:        o.Rand,
 	}
 	if co.Validity <= 0 && co.NotAfter.IsZero() {
-		co.NotBefore = now.Add(-Backdate)
+		co.NotBefore = now.Add(-backdate)
 		co.NotAfter = co.NotBefore.Add(old.NotAfter.Sub(old.NotBefore))
 	}
-	res.New, err = CreateCertificate(newKey.Public(), co)
-	if err != nil {
-		return nil, fmt.Errorf("re-issuing %q: %w", opts.CertPath, err)
+	var err error
+	if r.res.New, err = CreateCertificate(r.newKey.Public(), co); err != nil {
+		return fmt.Errorf("re-issuing %q: %w", o.CertPath, err)
 	}
-	newChain := append([]*x509.Certificate{res.New}, chain[1:]...)
-	if selfSigned {
-		newChain = newChain[:1]
+	chain := append([]*x509.Certificate{r.res.New}, r.chain[1:]...)
+	if r.selfSigned {
+		chain = chain[:1]
 	}
-	certChange := change{path: opts.CertPath, data: EncodeCertificatesPEM(newChain...), perm: CertFileMode}
-	// Install the certificate after the keys: with PromoteNext, a reader
-	// that skips Recover sees the old pair until the key arrives and the
-	// new pair once the certificate does (a mismatch in between, which a
-	// pair check refuses, never a wrong pair that passes).
-	changes = append(changes, certChange)
-	if selfSigned {
-		if caCopy := filepath.Join(dir, CACertFile); caCopy != opts.CertPath && isCopyOf(caCopy, certData, old) {
-			res.CACopy = caCopy
-			changes = append(changes, change{path: caCopy, data: certChange.data, perm: CertFileMode})
+	data := EncodeCertificatesPEM(chain...)
+	r.changes = append(r.changes, change{path: o.CertPath, data: data, perm: certFileMode})
+	if r.selfSigned {
+		if caCopy := filepath.Join(r.dir, CACertFile); caCopy != o.CertPath && isCopyOf(caCopy, r.certData, old) {
+			r.res.CACopy = caCopy
+			r.changes = append(r.changes, change{path: caCopy, data: data, perm: certFileMode})
 		}
 	}
-	if err := commit(dir, changes, opts.hook); err != nil {
-		return nil, fmt.Errorf("rotating %q: %w", opts.CertPath, err)
+	return nil
+}
+
+// install writes every change as one crash-safe transaction.
+func (r *rotation) install() (*RotateResult, error) {
+	if err := commit(r.dir, r.changes, r.opts.hook); err != nil {
+		return nil, fmt.Errorf("rotating %q: %w", r.opts.CertPath, err)
 	}
-	for _, c := range changes {
-		res.Written = append(res.Written, c.path)
+	for _, c := range r.changes {
+		r.res.Written = append(r.res.Written, c.path)
 	}
-	return res, nil
+	return r.res, nil
 }
 
 // loadIssuer finds and checks the CA that signs the renewed certificate.
+// What keeps it from signing is an [*IssuerError].
 func loadIssuer(old *x509.Certificate, dir string, opts RotateOptions) (*x509.Certificate, crypto.Signer, error) {
 	certPath, keyPath := opts.IssuerCertPath, opts.IssuerKeyPath
 	named := certPath != ""
@@ -279,19 +346,22 @@ func loadIssuer(old *x509.Certificate, dir string, opts RotateOptions) (*x509.Ce
 	if keyPath == "" {
 		keyPath = filepath.Join(filepath.Dir(certPath), CAKeyFile)
 	}
+	issuerErr := func(missing string, err error) error {
+		return &IssuerError{CertPath: opts.CertPath, IssuerCertPath: certPath, IssuerKeyPath: keyPath, Missing: missing, Err: err}
+	}
 	issuers, err := readCertificatesFile(certPath, trustfile.CACertificate)
 	if err != nil {
 		if !named && errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, fmt.Errorf("%q is CA-issued but there is no %q beside it: name its CA with --issuer-cert and --issuer-key: %w", opts.CertPath, certPath, ErrIssuerKeyMissing)
+			return nil, nil, issuerErr(certPath, ErrIssuerKeyMissing)
 		}
 		return nil, nil, fmt.Errorf("reading issuer: %w", err)
 	}
 	issuer := issuers[0]
 	if err := old.CheckSignatureFrom(issuer); err != nil {
-		return nil, nil, fmt.Errorf("%q was not issued by %q (%v): %w; name its CA with --issuer-cert and --issuer-key", opts.CertPath, certPath, err, ErrNotIssuer)
+		return nil, nil, issuerErr("", fmt.Errorf("%v: %w", err, ErrNotIssuer))
 	}
 	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("renewing %q needs the CA key %q: %w (keep the CA key offline and name it with --issuer-key when renewing)", opts.CertPath, keyPath, ErrIssuerKeyMissing)
+		return nil, nil, issuerErr(keyPath, ErrIssuerKeyMissing)
 	}
 	k, err := readKeyFile(keyPath, trustfile.CAKey, KeyOptions{Passphrase: opts.IssuerKeyPassphrase, RequirePrivateFile: true})
 	if err != nil {

@@ -160,7 +160,7 @@ func TestRotate(t *testing.T) {
 			}
 			wantLen := r.Server.NotAfter.Sub(r.Server.NotBefore)
 			if tt.validity != 0 {
-				wantLen = tt.validity + Backdate
+				wantLen = tt.validity + backdate
 			}
 			if got := newCert.NotAfter.Sub(newCert.NotBefore); got != wantLen {
 				t.Errorf("validity: got %v, want %v", got, wantLen)
@@ -207,8 +207,13 @@ func TestRotateIssuerErrors(t *testing.T) {
 			}
 		}
 		_, err := Rotate(context.Background(), RotateOptions{CertPath: l.ServerCert})
-		if !errors.Is(err, ErrIssuerKeyMissing) || !strings.Contains(err.Error(), "--issuer-cert") {
-			t.Fatalf("without the CA: got %v, want ErrIssuerKeyMissing with a hint", err)
+		var ie *IssuerError
+		if !errors.Is(err, ErrIssuerKeyMissing) || !errors.As(err, &ie) || ie.Missing != l.CACert || ie.CertPath != l.ServerCert {
+			t.Fatalf("without the CA: got %v, want an *IssuerError missing %s, wrapping ErrIssuerKeyMissing", err, l.CACert)
+		}
+		// The library names files, not the flags of a command (issue 13).
+		if strings.Contains(err.Error(), "--") {
+			t.Errorf("got %q: a command's flag in a library error", err)
 		}
 		res, err := Rotate(context.Background(), RotateOptions{CertPath: l.ServerCert,
 			IssuerCertPath: filepath.Join(offline, CACertFile), IssuerKeyPath: filepath.Join(offline, CAKeyFile)})
@@ -223,8 +228,9 @@ func TestRotateIssuerErrors(t *testing.T) {
 		r := mustInit(t, InitOptions{})
 		os.Remove(r.Layout.CAKey)
 		_, err := Rotate(context.Background(), RotateOptions{CertPath: r.Layout.ServerCert})
-		if !errors.Is(err, ErrIssuerKeyMissing) || !strings.Contains(err.Error(), "ca.key") {
-			t.Errorf("got %v, want ErrIssuerKeyMissing naming ca.key", err)
+		var ie *IssuerError
+		if !errors.Is(err, ErrIssuerKeyMissing) || !errors.As(err, &ie) || ie.Missing != r.Layout.CAKey || !strings.Contains(err.Error(), "ca.key") {
+			t.Errorf("got %v, want an *IssuerError missing %s, wrapping ErrIssuerKeyMissing", err, r.Layout.CAKey)
 		}
 	})
 	t.Run("wrong CA", func(t *testing.T) {
@@ -232,8 +238,9 @@ func TestRotateIssuerErrors(t *testing.T) {
 		other := mustInit(t, InitOptions{})
 		_, err := Rotate(context.Background(), RotateOptions{CertPath: r.Layout.ServerCert,
 			IssuerCertPath: other.Layout.CACert, IssuerKeyPath: other.Layout.CAKey})
-		if !errors.Is(err, ErrNotIssuer) {
-			t.Errorf("got %v, want ErrNotIssuer", err)
+		var ie *IssuerError
+		if !errors.Is(err, ErrNotIssuer) || !errors.As(err, &ie) || ie.Missing != "" || ie.IssuerCertPath != other.Layout.CACert {
+			t.Errorf("got %v, want an *IssuerError naming %s, wrapping ErrNotIssuer", err, other.Layout.CACert)
 		}
 	})
 	t.Run("mismatched current pair", func(t *testing.T) {
@@ -301,7 +308,7 @@ func TestRotateInterruptedAtEveryStep(t *testing.T) {
 				if crashed && crashAt != len(steps)-1 {
 					t.Fatalf("crashed at step %d, want %d", len(steps)-1, crashAt)
 				}
-				if err := Recover(l.Dir); err != nil {
+				if err := Recover(context.Background(), l.Dir); err != nil {
 					t.Fatalf("crash after %q: recover: %v", steps[len(steps)-1], err)
 				}
 				got := snapshot(t, l)
@@ -353,7 +360,7 @@ func TestInitInterruptedAtEveryStep(t *testing.T) {
 		if err != nil && !errors.Is(err, errSimulatedCrash) {
 			t.Fatal(err)
 		}
-		if err := Recover(dir); err != nil {
+		if err := Recover(context.Background(), dir); err != nil {
 			t.Fatal(err)
 		}
 		l := DefaultLayout(dir)
@@ -455,7 +462,7 @@ func TestRotateWaitsForLock(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err = Rotate(ctx, RotateOptions{CertPath: r.Layout.ServerCert})
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), LockFileName) {
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), lockFileName) {
 		t.Errorf("got %v, want a deadline error naming the lock file", err)
 	}
 }
@@ -514,7 +521,7 @@ func digest(b []byte) string {
 func journaledSet(t *testing.T, dir string) fileSet {
 	t.Helper()
 	var j journal
-	if err := json.Unmarshal(mustRead(t, filepath.Join(dir, JournalFileName)), &j); err != nil {
+	if err := json.Unmarshal(mustRead(t, filepath.Join(dir, journalFileName)), &j); err != nil {
 		t.Fatal(err)
 	}
 	s := fileSet{}
@@ -531,7 +538,7 @@ func assertNoLeftovers(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if n := e.Name(); strings.HasSuffix(n, stagedSuffix) || n == JournalFileName || strings.Contains(n, ".tmp-") {
+		if n := e.Name(); strings.HasSuffix(n, stagedSuffix) || n == journalFileName || strings.Contains(n, ".tmp-") {
 			t.Errorf("left behind: %s", n)
 		}
 	}

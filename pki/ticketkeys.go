@@ -42,7 +42,7 @@ const (
 	DefaultTicketKeysKeep = 2
 )
 
-// ticketKeysHeader opens every file [FormatTicketKeys] writes.
+// ticketKeysHeader opens every file [formatTicketKeys] writes.
 const ticketKeysHeader = `# Space Captain TLS session-ticket keys. Keep this file secret (mode 0600):
 # whoever holds it can decrypt the tickets of every server that loads it.
 # One 32-byte key per line as 64 hex digits, newest first. The first key
@@ -86,9 +86,9 @@ func ParseTicketKeys(data []byte) ([][32]byte, error) {
 	return keys, nil
 }
 
-// FormatTicketKeys returns keys in the file format [ParseTicketKeys]
+// formatTicketKeys returns keys in the file format [ParseTicketKeys]
 // reads, with an explanatory header.
-func FormatTicketKeys(keys [][32]byte) []byte {
+func formatTicketKeys(keys [][32]byte) []byte {
 	b := []byte(ticketKeysHeader)
 	for _, k := range keys {
 		b = hex.AppendEncode(b, k[:])
@@ -146,7 +146,7 @@ func RotateTicketKeyFile(path string, opts TicketKeyFileOptions) error {
 	}
 	keys := append([][32]byte{k}, old...)
 	keys = keys[:min(len(keys), keep)]
-	if err := atomicfile.WriteFile(path, FormatTicketKeys(keys), atomicfile.Options{Perm: KeyFileMode, Overwrite: true}); err != nil {
+	if err := atomicfile.WriteFile(path, formatTicketKeys(keys), atomicfile.Options{Perm: keyFileMode, Overwrite: true}); err != nil {
 		return fmt.Errorf("rotating ticket keys: %w", err)
 	}
 	return nil
@@ -271,10 +271,10 @@ func NewTicketKeys(opts TicketKeysOptions) (*TicketKeys, error) {
 		opts.Rotation = DefaultTicketKeyRotation
 	}
 	if opts.Debounce == 0 {
-		opts.Debounce = DefaultDebounce
+		opts.Debounce = defaultDebounce
 	}
 	if opts.Interval == 0 {
-		opts.Interval = DefaultCheckInterval
+		opts.Interval = defaultCheckInterval
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

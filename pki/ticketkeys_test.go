@@ -74,7 +74,7 @@ func TestParseTicketKeys(t *testing.T) {
 // Whatever parses formats to a file that parses to the same keys.
 func FuzzParseTicketKeys(f *testing.F) {
 	f.Add([]byte(strings.Repeat("ab", 32) + "\n"))
-	f.Add(FormatTicketKeys([][32]byte{{1}, {2}, {3}}))
+	f.Add(formatTicketKeys([][32]byte{{1}, {2}, {3}}))
 	f.Add([]byte("# c\n\n" + strings.Repeat("0F", 32) + "\r\n"))
 	f.Add([]byte(strings.Repeat("00", 32)))
 	f.Add([]byte("zz"))
@@ -83,7 +83,7 @@ func FuzzParseTicketKeys(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again, err := ParseTicketKeys(FormatTicketKeys(keys))
+		again, err := ParseTicketKeys(formatTicketKeys(keys))
 		if err != nil {
 			t.Fatalf("formatted keys do not parse: %v", err)
 		}

@@ -20,23 +20,23 @@ import (
 
 // Names of the bookkeeping files in a certificate directory.
 const (
-	// LockFileName is the lock file that serialises changes (sc-cert
+	// lockFileName is the lock file that serialises changes (sc-cert
 	// rotate, server self-renewal) to the files of one directory. It is
 	// created on first use and left in place: removing it while a change
 	// runs would let a second change start.
-	LockFileName = ".sc-cert.lock"
+	lockFileName = ".sc-cert.lock"
 
-	// JournalFileName is the commit record of a multi-file change. It exists
+	// journalFileName is the commit record of a multi-file change. It exists
 	// only while a change is in progress or was interrupted.
-	JournalFileName = ".sc-cert.journal"
+	journalFileName = ".sc-cert.journal"
 
 	stagedPrefix = "."
 	stagedSuffix = ".sc-new"
 )
 
 // lockTimeout bounds how long Recover waits for a change in progress in
-// another process: a change holds the lock for milliseconds once its keys
-// are made.
+// another process, whatever its context says: a change holds the lock for
+// milliseconds once its keys are made.
 const lockTimeout = 30 * time.Second
 
 // change is one file a transaction writes.
@@ -80,7 +80,7 @@ func (h stepHook) crash(step string) bool { return h != nil && h(step) }
 // lockDir takes the change lock of dir, waiting up to the context's
 // deadline for another change to finish. The returned func releases it.
 func lockDir(ctx context.Context, dir string) (func(), error) {
-	l := flock.New(filepath.Join(dir, LockFileName), flock.SetPermissions(0o600))
+	l := flock.New(filepath.Join(dir, lockFileName), flock.SetPermissions(0o600))
 	ok, err := l.TryLockContext(ctx, 25*time.Millisecond)
 	if err != nil || !ok {
 		if err == nil {
@@ -100,11 +100,23 @@ func lockDir(ctx context.Context, dir string) (func(), error) {
 // Recover completes or undoes a multi-file change in dir (a certificate
 // directory) that was interrupted by a crash, so that dir holds the complete
 // old set of files or the complete new set, never a mix. It is cheap when
-// there is nothing to do (one stat), and [LoadPair], [Rotate] and
-// [InitLayout] call it first; and [CertReloader] call it before every load.
-// If a change is running in another process it waits for it to finish.
-// When the journal cannot be acted on it returns [ErrRecoveryFailed] and
-// leaves everything for an operator to inspect.
+// there is nothing to do (one stat). If a change is running in another
+// process it waits for it to finish, until ctx ends and for 30 seconds at
+// most. When the journal cannot be acted on it returns [ErrRecoveryFailed]
+// and leaves everything for an operator to inspect.
+//
+// # One locked path
+//
+// Recover is the only way anything completes or undoes a change, and it
+// does so only with the directory's lock held: [Rotate] and [InitLayout]
+// run it first under the lock they take for their own change, sc-cert
+// rotate --recover calls it, and so do the readers, [LoadPair] and
+// [CertReloader], before every load unless told NoRecover. A reader
+// therefore never renames a file on its own judgement: it takes the lock
+// a writer takes, so it never acts on a change still running in another
+// process, and what it finishes is exactly what the next writer would
+// have. A look that must write nothing (a read-only check) sets NoRecover
+// and asks [Pending] instead.
 //
 // # Why a journal
 //
@@ -121,11 +133,11 @@ func lockDir(ctx context.Context, dir string) (func(), error) {
 // milliseconds of the renames, see a new certificate with the old key; a
 // pair check ([CheckPair]) refuses that and the next file event brings the
 // complete new set.
-func Recover(dir string) error {
-	if _, err := os.Lstat(filepath.Join(dir, JournalFileName)); errors.Is(err, fs.ErrNotExist) {
+func Recover(ctx context.Context, dir string) error {
+	if _, err := os.Lstat(filepath.Join(dir, journalFileName)); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
+	ctx, cancel := context.WithTimeout(ctx, lockTimeout)
 	defer cancel()
 	unlock, err := lockDir(ctx, dir)
 	if err != nil {
@@ -141,7 +153,7 @@ func Recover(dir string) error {
 // nothing and takes no lock, so a read-only check (sc-server --check,
 // sc-cert verify) can say so instead of judging a half-changed set.
 func Pending(dir string) (bool, error) {
-	_, err := os.Lstat(filepath.Join(dir, JournalFileName))
+	_, err := os.Lstat(filepath.Join(dir, journalFileName))
 	switch {
 	case err == nil:
 		return true, nil
@@ -155,8 +167,8 @@ func Pending(dir string) (bool, error) {
 // temporary files of journal writes that a crash interrupted, which no
 // journal lists.
 func recoverLocked(dir string) error {
-	jpath := filepath.Join(dir, JournalFileName)
-	if temps, _ := filepath.Glob(filepath.Join(dir, "."+globEscape(JournalFileName)+".tmp-*")); len(temps) > 0 {
+	jpath := filepath.Join(dir, journalFileName)
+	if temps, _ := filepath.Glob(filepath.Join(dir, "."+globEscape(journalFileName)+".tmp-*")); len(temps) > 0 {
 		for _, tmp := range temps {
 			os.Remove(tmp)
 		}
@@ -265,7 +277,7 @@ func commit(dir string, changes []change, hook stepHook) error {
 		}
 		j.Files = append(j.Files, journalFile{Target: rel(c.path), Staged: rel(stagedPath(c.path))})
 	}
-	jpath := filepath.Join(dir, JournalFileName)
+	jpath := filepath.Join(dir, journalFileName)
 	writeJournal := func() error {
 		data, err := json.MarshalIndent(j, "", "  ")
 		if err != nil {
@@ -312,7 +324,7 @@ func commit(dir string, changes []change, hook stepHook) error {
 	// Past the commit point: any failure now is finished by Recover.
 	for _, c := range changes {
 		if err := os.Rename(stagedPath(c.path), c.path); err != nil {
-			return fmt.Errorf("installing %q (run any sc-cert command on the directory to finish): %w", c.path, err)
+			return fmt.Errorf("installing %q: %w: %w", c.path, err, ErrIncomplete)
 		}
 		if err := atomicfile.SyncDir(filepath.Dir(c.path)); err != nil {
 			return err

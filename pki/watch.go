@@ -14,17 +14,17 @@ import (
 
 // Defaults shared by the reloaders ([CertReloader], [TicketKeys]).
 const (
-	// DefaultCheckInterval is how often a reloader ([CertReloader], [TicketKeys]) re-reads its files even
+	// defaultCheckInterval is how often a reloader ([CertReloader], [TicketKeys]) re-reads its files even
 	// without a file event, to catch the events some filesystems lose
 	// (network filesystems, some container overlays, an inotify queue
 	// overflow we did not hear about).
-	DefaultCheckInterval = time.Minute
+	defaultCheckInterval = time.Minute
 
-	// DefaultDebounce is how long a reloader waits after the last file event
+	// defaultDebounce is how long a reloader waits after the last file event
 	// before it reloads, so that a burst of events (a rotation renames
 	// several files; an editor writes, renames and chmods) costs one
 	// reload, and a file written in pieces is read once it has settled.
-	DefaultDebounce = 100 * time.Millisecond
+	defaultDebounce = 100 * time.Millisecond
 
 	// maxDebounceFactor bounds the wait for a quiet moment: a directory
 	// with events more often than every Debounce is reloaded at least every

@@ -3,6 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"os"
@@ -188,5 +194,30 @@ func TestPrintJSON(t *testing.T) {
 	}
 	if got, want := buf.String(), "{\n  \"a\": 1\n}\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestDescribeKey(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	rk, _ := rsa.GenerateKey(rand.Reader, 1024)
+	ed, _, _ := ed25519.GenerateKey(rand.Reader)
+	tests := []struct {
+		name     string
+		pub      crypto.PublicKey
+		want     string
+		wantBits int
+	}{
+		{"ecdsa", &ec.PublicKey, "ECDSA P-384", 384},
+		{"rsa", &rk.PublicKey, "RSA 1024", 1024},
+		{"ed25519", ed, "Ed25519", 256},
+		{"unknown", "a string", "unknown key string", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, bits := DescribeKey(tt.pub)
+			if got != tt.want || bits != tt.wantBits {
+				t.Errorf("got %q, %d bits; want %q, %d bits", got, bits, tt.want, tt.wantBits)
+			}
+		})
 	}
 }

@@ -137,7 +137,7 @@ func snapshotTree(t *testing.T, root string) treeState {
 
 // diff lists what changed from before to s: "name (was X, now Y)". An
 // empty lock file that appeared is not a change: sc-cert creates it on
-// first use of a directory and leaves it, by design (pki.LockFileName).
+// first use of a directory and leaves it, by design (.sc-cert.lock).
 func (s treeState) diff(before treeState) []string {
 	var d []string
 	for p, v := range before {
@@ -148,7 +148,7 @@ func (s treeState) diff(before treeState) []string {
 		}
 	}
 	for p, v := range s {
-		if filepath.Base(p) == pki.LockFileName && v == emptyFileState {
+		if filepath.Base(p) == ".sc-cert.lock" && v == emptyFileState {
 			continue
 		}
 		if _, ok := before[p]; !ok {

@@ -106,7 +106,7 @@ func TestSelfRenewalSharedDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if e.Name() == pki.JournalFileName || strings.HasSuffix(e.Name(), ".sc-new") {
+		if e.Name() == ".sc-cert.journal" || strings.HasSuffix(e.Name(), ".sc-new") {
 			t.Errorf("left over after the renewal: %s", e.Name())
 		}
 	}

@@ -93,8 +93,8 @@ func TestInitInProcess(t *testing.T) {
 	if got.Pin != pinning.PinOf(cert).String() || got.NextPin == "" || got.NextPin == got.Pin {
 		t.Errorf("pins: got %q and %q", got.Pin, got.NextPin)
 	}
-	if pki.DescribeKey(cert.PublicKey) != "Ed25519" || strings.Join(cert.DNSNames, ",") != "a.example" || len(cert.IPAddresses) != 1 {
-		t.Errorf("certificate: %s %v %v", pki.DescribeKey(cert.PublicKey), cert.DNSNames, cert.IPAddresses)
+	if kt, _ := pki.KeyTypeOf(cert.PublicKey); kt != pki.KeyEd25519 || strings.Join(cert.DNSNames, ",") != "a.example" || len(cert.IPAddresses) != 1 {
+		t.Errorf("certificate: %s %v %v", kt, cert.DNSNames, cert.IPAddresses)
 	}
 	if want := now.Add(7 * 24 * time.Hour).Truncate(time.Second); !cert.NotAfter.Equal(want) {
 		t.Errorf("NotAfter: got %v, want %v", cert.NotAfter, want)

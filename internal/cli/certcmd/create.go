@@ -194,8 +194,9 @@ func runCreate(stdout, stderr io.Writer, env *Env, o *createOptions) error {
 	if err := pki.WriteCertificatesFile(o.certPath, []*x509.Certificate{cert}, pki.WriteOptions{Overwrite: o.force}); err != nil {
 		return cli.WithHint(err, existHint(err, "--force"))
 	}
+	keyDesc, _ := cli.DescribeKey(cert.PublicKey)
 	out := createJSON{
-		Cert: o.certPath, Key: o.keyPath, KeyType: pki.DescribeKey(cert.PublicKey), IsCA: cert.IsCA,
+		Cert: o.certPath, Key: o.keyPath, KeyType: keyDesc, IsCA: cert.IsCA,
 		SelfSigned: issuer == nil, Serial: pki.SerialHex(cert.SerialNumber),
 		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
 		DNSNames: nonNil(cert.DNSNames), IPs: ipStrings(cert.IPAddresses),

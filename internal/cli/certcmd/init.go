@@ -64,7 +64,7 @@ Existing files are left alone unless --force is given.`,
 	}
 	o.pass = env.passphrase()
 	fs := cmd.Flags()
-	fs.StringVar(&o.dir, "dir", pki.DefaultDir, "`DIR`ectory to make the files in (created if missing)")
+	fs.StringVar(&o.dir, "dir", pki.DefaultLayout("").Dir, "`DIR`ectory to make the files in (created if missing)")
 	fs.BoolVar(&o.selfSigned, "self-signed", false, "make a self-signed server certificate and no CA (ca.crt is a copy of server.crt)")
 	fs.Var(keyTypeValue{&o.keyType}, "key-type", "server and next key `type`: "+keyTypeNames()+" (default ecdsa-p256)")
 	fs.Var(keyTypeValue{&o.caKeyType}, "ca-key-type", "CA key `type` (default: --key-type)")
@@ -190,7 +190,7 @@ func printNext(w io.Writer, res *pki.InitResult, out initJSON) {
 	}
 	server := net.JoinHostPort(host, "4242")
 	serve := "sc-server"
-	if filepath.Clean(l.Dir) != pki.DefaultDir {
+	if filepath.Clean(l.Dir) != pki.DefaultLayout("").Dir {
 		serve = fmt.Sprintf("sc-server --cert %s --key %s", l.ServerCert, l.ServerKey)
 	}
 	fmt.Fprintf(w, "\nNext:\n")

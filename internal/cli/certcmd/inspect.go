@@ -146,12 +146,12 @@ func describeTarget(src *target, now time.Time) inspectJSON {
 		}
 	}
 	if src.key != nil {
-		_, bits := pki.KeyAlgorithm(src.key.Signer.Public())
+		desc, bits := cli.DescribeKey(src.key.Signer.Public())
 		out.Kind = "private key"
 		k := &keyJSON{
-			Type:      pki.DescribeKey(src.key.Signer.Public()),
+			Type:      desc,
 			Bits:      bits,
-			Format:    string(src.key.Format),
+			Format:    src.key.Format,
 			Encrypted: src.key.Encrypted,
 			Private:   src.key.Mode&0o077 == 0,
 			Pin:       pinOfKey(src.key.Signer.Public()),
@@ -172,7 +172,7 @@ func describeTarget(src *target, now time.Time) inspectJSON {
 }
 
 func describeCert(c *x509.Certificate, now time.Time) certJSON {
-	_, bits := pki.KeyAlgorithm(c.PublicKey)
+	keyDesc, bits := cli.DescribeKey(c.PublicKey)
 	j := certJSON{
 		Subject:            c.Subject.String(),
 		Issuer:             c.Issuer.String(),
@@ -182,7 +182,7 @@ func describeCert(c *x509.Certificate, now time.Time) certJSON {
 		SecondsLeft:        int64(c.NotAfter.Sub(now) / time.Second),
 		DNSNames:           nonNil(c.DNSNames),
 		IPAddresses:        ipStrings(c.IPAddresses),
-		KeyType:            pki.DescribeKey(c.PublicKey),
+		KeyType:            keyDesc,
 		KeyBits:            bits,
 		SignatureAlgorithm: c.SignatureAlgorithm.String(),
 		IsCA:               c.IsCA,

@@ -134,7 +134,7 @@ func TestRotateMissingFilesAndSiblingKey(t *testing.T) {
 	dir := t.TempDir()
 	chdir(t, dir)
 	_, stderr, code := run(t, Env{}, "rotate")
-	for _, want := range []string{`no certificate at "certs/server.crt"`, "hint: run sc-cert init", "--cert certs/server.crt --key certs/server.key"} {
+	for _, want := range []string{"reading certificate certs/server.crt: file does not exist", "hint: run sc-cert init", "--cert certs/server.crt --key certs/server.key"} {
 		if code != 1 || !strings.Contains(stderr, want) {
 			t.Errorf("exit %d, stderr lacks %q:\n%s", code, want, stderr)
 		}

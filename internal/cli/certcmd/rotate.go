@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
@@ -67,7 +66,7 @@ certs/server.crt, game.key for game.crt.`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.certPath, "cert", filepath.Join(pki.DefaultDir, pki.ServerCertFile), "certificate `FILE` to re-issue")
+	fs.StringVar(&o.certPath, "cert", pki.DefaultLayout("").ServerCert, "certificate `FILE` to re-issue")
 	fs.StringVar(&o.keyPath, "key", "", "its key `FILE` (default: --cert's name with .key, e.g. certs/server.key)")
 	fs.StringVar(&o.nextKeyPath, "next-key", "", "the next key `FILE` (default: --key with .next before its extension, e.g. server.next.key)")
 	fs.StringVar(&o.issuerCert, "issuer-cert", "", "CA certificate `FILE` that signs (default: ca.crt beside --cert when CA-issued)")
@@ -85,7 +84,7 @@ certs/server.crt, game.key for game.crt.`,
 
 // runRecover is rotate --recover: it completes or undoes an interrupted
 // rotation in the certificate's directory, and says which.
-func runRecover(stdout io.Writer, o *rotateOptions) error {
+func runRecover(ctx context.Context, stdout io.Writer, o *rotateOptions) error {
 	dir := filepath.Dir(o.certPath)
 	pending, err := pki.Pending(dir)
 	if err != nil {
@@ -95,11 +94,36 @@ func runRecover(stdout io.Writer, o *rotateOptions) error {
 		fmt.Fprintf(stdout, "Nothing to recover in %s: no rotation was interrupted there\n", dir)
 		return nil
 	}
-	if err := pki.Recover(dir); err != nil {
+	if err := pki.Recover(ctx, dir); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Recovered %s: the interrupted rotation is completed (or undone, if it had not reached its commit); every file is from one set\n", dir)
 	return nil
+}
+
+// rotateHint adds to a failed rotation what to do about it, in flags:
+// the library's errors say what is wrong and which files, never how to
+// call this command.
+func rotateHint(err error, o *rotateOptions) error {
+	var (
+		ie *pki.IssuerError
+		pe *fs.PathError
+	)
+	switch {
+	case errors.As(err, &ie) && errors.Is(err, pki.ErrNotIssuer):
+		return cli.WithHint(err, "name the CA that issued it: --issuer-cert FILE --issuer-key FILE")
+	case errors.As(err, &ie) && ie.Missing == ie.IssuerKeyPath:
+		return cli.WithHint(err, fmt.Sprintf("a CA key kept offline is named when renewing: sc-cert rotate --cert %s --issuer-cert %s --issuer-key FILE", o.certPath, ie.IssuerCertPath))
+	case errors.As(err, &ie):
+		return cli.WithHint(err, "name its CA: --issuer-cert FILE --issuer-key FILE")
+	case errors.Is(err, context.DeadlineExceeded):
+		return cli.WithHint(err, "another rotation holds the lock; wait for it or raise --lock-timeout")
+	case errors.Is(err, pki.ErrIncomplete):
+		return cli.WithHint(err, fmt.Sprintf("complete it once the cause is fixed: sc-cert rotate --recover --cert %s (sc-server and any later rotation complete it too)", o.certPath))
+	case errors.As(err, &pe) && errors.Is(err, fs.ErrNotExist) && (pe.Path == o.certPath || pe.Path == o.keyPath):
+		return cli.WithHint(err, fmt.Sprintf("run sc-cert init (for the default layout), or pass the certificate and its key: sc-cert rotate --cert FILE --key FILE (here --cert %s --key %s)", o.certPath, o.keyPath))
+	}
+	return keyHint(err, o.certPath, o.keyPath)
 }
 
 type rotateJSON struct {
@@ -128,7 +152,7 @@ func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotat
 		o.keyPath = pki.SiblingKeyPath(o.certPath)
 	}
 	if o.recover {
-		return runRecover(stdout, o)
+		return runRecover(ctx, stdout, o)
 	}
 	res, err := pki.Rotate(ctx, pki.RotateOptions{
 		CertPath:            o.certPath,
@@ -144,15 +168,7 @@ func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotat
 		Now:                 env.Now,
 	})
 	if err != nil {
-		switch {
-		case errors.Is(err, pki.ErrIssuerKeyMissing), errors.Is(err, pki.ErrNotIssuer):
-			return cli.WithHint(err, "name the CA with --issuer-cert FILE --issuer-key FILE")
-		case errors.Is(err, context.DeadlineExceeded):
-			return cli.WithHint(err, "another rotation holds the lock; wait for it or raise --lock-timeout")
-		case errors.Is(err, fs.ErrNotExist) && strings.HasPrefix(err.Error(), "no "):
-			return cli.WithHint(err, fmt.Sprintf("run sc-cert init (for the default layout), or pass the certificate and its key: sc-cert rotate --cert FILE --key FILE (here --cert %s --key %s)", o.certPath, o.keyPath))
-		}
-		return keyHint(err, o.certPath, o.keyPath)
+		return rotateHint(err, o)
 	}
 	out := rotateJSON{
 		Cert:        o.certPath,

@@ -117,7 +117,7 @@ func runVerify(stdout io.Writer, env *Env, o *verifyOptions) error {
 		if o.keyPath != "" {
 			keyFlag = " --key " + o.keyPath
 		}
-		return cli.WithHint(fmt.Errorf("an interrupted rotation is pending in %s (its journal %s is there): the files may be half old, half new", dir, filepath.Join(dir, pki.JournalFileName)),
+		return cli.WithHint(fmt.Errorf("an interrupted rotation is pending in %s: the files may be half old, half new", dir),
 			"complete it, then verify again: sc-cert rotate --recover --cert "+o.certPath+keyFlag+" (sc-server completes it too, at start)")
 	}
 	chain, err := pki.ReadCertificatesFile(o.certPath)

@@ -100,8 +100,9 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 		}
 		info := infoOf(st)
 		left := leaf.NotAfter.Sub(now())
+		keyDesc, _ := cli.DescribeKey(leaf.PublicKey)
 		add("certificate", fmt.Sprintf("%s: serial %s, %s, valid until %s (%s left)", o.cert, info.Serial,
-			pki.DescribeKey(leaf.PublicKey), leaf.NotAfter.UTC().Format(time.RFC3339), roundDays(left)))
+			keyDesc, leaf.NotAfter.UTC().Format(time.RFC3339), roundDays(left)))
 		add("pin", info.Pin.String())
 		add("key", fmt.Sprintf("%s (%s)", o.key, fileMode(o.key)))
 		if info.NextPin.IsZero() {

@@ -436,7 +436,7 @@ func TestWatchServesRotation(t *testing.T) {
 func TestSharedTicketKeys(t *testing.T) {
 	l := mustInit(t)
 	keys := filepath.Join(t.TempDir(), "tickets")
-	if err := os.WriteFile(keys, pki.FormatTicketKeys([][32]byte{{1, 2, 3}}), 0o600); err != nil {
+	if err := pki.RotateTicketKeyFile(keys, pki.TicketKeyFileOptions{Keep: 1}); err != nil {
 		t.Fatal(err)
 	}
 	a := startServer(t, Env{}, append(layoutArgs(l), "--ticket-keys", keys)...)

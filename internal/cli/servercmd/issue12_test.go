@@ -57,7 +57,7 @@ func TestCheckAndStartAgree(t *testing.T) {
 // silently finished it).
 func TestCheckWritesNothing(t *testing.T) {
 	l := mustInit(t)
-	journal := filepath.Join(l.Dir, pki.JournalFileName)
+	journal := filepath.Join(l.Dir, ".sc-cert.journal")
 	if err := os.WriteFile(journal, []byte(`{"version":1,"state":"prepare","files":[]}`+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -158,12 +158,12 @@ func TestSIGHUPFloodIsRateLimited(t *testing.T) {
 func TestStopWhileReloadIsStuck(t *testing.T) {
 	l := mustInit(t)
 	r := startServer(t, Env{}, append(layoutArgs(l), "--shutdown-timeout", "1s")...)
-	lock := flock.New(filepath.Join(l.Dir, pki.LockFileName))
+	lock := flock.New(filepath.Join(l.Dir, ".sc-cert.lock"))
 	if ok, err := lock.TryLock(); err != nil || !ok {
 		t.Fatalf("taking the lock: %v %v", ok, err)
 	}
 	defer lock.Unlock()
-	if err := os.WriteFile(filepath.Join(l.Dir, pki.JournalFileName), []byte(`{"version":1,"state":"prepare","files":[]}`+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(l.Dir, ".sc-cert.journal"), []byte(`{"version":1,"state":"prepare","files":[]}`+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r.reload <- os.Interrupt // the reload now waits for the lock

@@ -7,7 +7,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -241,8 +240,8 @@ func NewRootCmd(env Env) *cobra.Command {
 		},
 	}
 	cli.SetupRoot(cmd)
-	defaultCert := filepath.Join(pki.DefaultDir, pki.ServerCertFile)
-	defaultKey := filepath.Join(pki.DefaultDir, pki.ServerKeyFile)
+	defaultCert := pki.DefaultLayout("").ServerCert
+	defaultKey := pki.DefaultLayout("").ServerKey
 	fs := cmd.Flags()
 	fs.SortFlags = false
 	fs.StringVar(&o.listen, "listen", DefaultListen, "TCP `ADDRESS` to listen on, HOST:PORT (port 0 picks a free port; the log says which)")
