@@ -17,7 +17,8 @@
 //   - [FetchChain] to look at a server's certificates without trusting it.
 //
 // Failures that callers act on are typed: [*KeyError] (the server's key is
-// not a trusted one; it carries the "sc-cert pin forget" command),
+// not a trusted one; it carries the host, the pins wanted and got, and the
+// known-hosts line),
 // [*UnknownHostError], [*LineError] (an unreadable line of the store) and
 // [*ValidityError].
 //

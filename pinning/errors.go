@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -46,10 +45,6 @@ var ErrHandshakeIncomplete = errors.New("pinning: the TLS handshake has not comp
 // server announced do not fit the key it presented.
 var ErrBadAnnouncement = errors.New("pinning: the server's announced pins do not fit its key; nothing recorded")
 
-// forgetCommand is the command that removes a host from the store. Kept in
-// one place: every message that tells a person how to recover uses it.
-const forgetCommand = "sc-cert pin forget"
-
 // KeyError reports a server whose key is not one the client trusts: a host
 // in the known-hosts store that presented a different key (the OpenSSH
 // "REMOTE HOST IDENTIFICATION HAS CHANGED" case), or a server whose key is
@@ -84,60 +79,14 @@ func (e *KeyError) WantsCertificateFingerprint() bool {
 	return false
 }
 
-// Error returns a one-line description naming the host, the pins, where
-// they are on file and the command that forgets the host.
+// Error returns a one-line description naming the host, the pins and
+// where they are on file.
 func (e *KeyError) Error() string {
-	var b strings.Builder
 	if e.Path != "" {
-		fmt.Fprintf(&b, "host key for %s has changed: the server presented %v, but %s:%d trusts %s", e.Host, e.Got, e.Path, e.Line, describePins(e.Want))
-		fmt.Fprintf(&b, "; if the key was replaced on purpose, run: %s", e.ForgetCommand())
-	} else {
-		fmt.Fprintf(&b, "%s presented key %v, which is not among the pins given (%s)", e.Host, e.Got, describePins(e.Want))
+		return fmt.Sprintf("host key for %s has changed: the server presented %v, but %s:%d trusts %s; if the key was replaced on purpose, forget the host and connect again",
+			e.Host, e.Got, e.Path, e.Line, describePins(e.Want))
 	}
-	return b.String()
-}
-
-// ForgetCommand returns the command that removes Host from the store, so
-// that the next connection trusts its new key on first use:
-// "sc-cert pin forget HOST:PORT", with --known-hosts when the store is not at
-// [DefaultStorePath]. It is empty when the pins were configured rather than
-// stored.
-func (e *KeyError) ForgetCommand() string {
-	if e.Path == "" {
-		return ""
-	}
-	return storeCommand(forgetCommand, e.Path, e.Host)
-}
-
-// Warning returns a multi-line warning for a terminal, as loud as
-// OpenSSH's: which host, the pin offered, the pins on file and where, and
-// the one command that forgets the old entry.
-func (e *KeyError) Warning() string {
-	var b strings.Builder
-	bar := strings.Repeat("@", 62)
-	if e.Path == "" {
-		fmt.Fprintf(&b, "%s\n@  WARNING: THE SERVER'S KEY IS NOT ONE OF THE PINNED KEYS  @\n%s\n", bar, bar)
-	} else {
-		fmt.Fprintf(&b, "%s\n@  WARNING: THE KEY OF %s HAS CHANGED\n%s\n", bar, e.Host, bar)
-	}
-	b.WriteString("Someone could be intercepting the connection (a machine-in-the-middle\n")
-	b.WriteString("attack), or the server's key was replaced. The connection was refused\n")
-	b.WriteString("and nothing was recorded.\n\n")
-	fmt.Fprintf(&b, "The server at %s presented a key with the pin\n    %v\n", e.Host, e.Got)
-	if e.Path != "" {
-		fmt.Fprintf(&b, "The known hosts file %s, line %d, trusts\n", e.Path, e.Line)
-	} else {
-		b.WriteString("The pins given trust\n")
-	}
-	for _, w := range e.Want {
-		fmt.Fprintf(&b, "    %v (%s)\n", w.Pin, w.role())
-	}
-	if e.Path != "" {
-		fmt.Fprintf(&b, "\nIf you know that the key was replaced on purpose (ask the operator for\nthe new pin and compare it with the one above), forget the old key with\n    %s\nand connect again.\n", e.ForgetCommand())
-	} else {
-		b.WriteString("\nIf the key was replaced on purpose, ask the operator for the new pin.\n")
-	}
-	return b.String()
+	return fmt.Sprintf("%s presented key %v, which is not among the pins given (%s)", e.Host, e.Got, describePins(e.Want))
 }
 
 func describePins(pins []PinRecord) string {
@@ -155,7 +104,7 @@ func describePins(pins []PinRecord) string {
 // [ModePin] and [ModeTOFU] a trusted key with an expired (or not yet valid)
 // certificate is a warning by default and this error with
 // [TrustOptions.StrictExpiry]. The key is still the trusted one: the fix is
-// to renew the certificate on the same key (sc-cert rotate).
+// for the server to renew the certificate on the same key.
 type ValidityError struct {
 	// Host is the server as "host:port".
 	Host string
@@ -174,7 +123,7 @@ func (e *ValidityError) Error() string {
 		return fmt.Sprintf("the certificate of %s (key %v) is not valid until %s, %s from now: check the clocks of client and server",
 			e.Host, e.Pin, e.NotBefore.UTC().Format(time.RFC3339), e.NotBefore.Sub(e.Now).Round(time.Second))
 	}
-	return fmt.Sprintf("the certificate of %s (key %v) expired at %s, %s ago: the key is still trusted; renew the certificate on the same key (sc-cert rotate)",
+	return fmt.Sprintf("the certificate of %s (key %v) expired at %s, %s ago: the key is still trusted; the server should renew the certificate on the same key",
 		e.Host, e.Pin, e.NotAfter.UTC().Format(time.RFC3339), e.Now.Sub(e.NotAfter).Round(time.Second))
 }
 
@@ -192,21 +141,13 @@ type UnknownHostError struct {
 	Declined bool
 }
 
-// Error names the host, the pin it presented and, unless the prompt
-// declined it, the command that trusts it.
+// Error names the host, the pin it presented and the known hosts file.
 func (e *UnknownHostError) Error() string {
 	if e.Declined {
 		return fmt.Sprintf("not trusting %s (key %v): declined; nothing was recorded", e.Host, e.Got)
 	}
-	return fmt.Sprintf("%s is not in the known hosts file %s and trust on first use is off; it presented key %v: check that pin with the operator, then run: %s",
-		e.Host, e.Path, e.Got, e.AddCommand())
-}
-
-// AddCommand returns the command that trusts the key the host presented:
-// "sc-cert pin add HOST:PORT PIN", with --known-hosts when the store is not
-// at [DefaultStorePath]. Run it only after checking the pin out of band.
-func (e *UnknownHostError) AddCommand() string {
-	return storeCommand("sc-cert pin add", e.Path, e.Host, e.Got.String())
+	return fmt.Sprintf("%s is not in the known hosts file %s and trust on first use is off; it presented key %v",
+		e.Host, e.Path, e.Got)
 }
 
 // LineError reports a line of the known-hosts file that cannot be used: it
@@ -224,37 +165,14 @@ type LineError struct {
 	Err error
 }
 
-// Error names the file, the line and what is wrong with it, and for a
-// known host the command that starts over with it.
+// Error names the file, the line and what is wrong with it.
 func (e *LineError) Error() string {
 	if e.Host != "" {
-		return fmt.Sprintf("known hosts file %s, line %d: %v: %s is not trusted until the line is fixed; to start over with it, run: %s",
-			e.Path, e.Line, e.Err, e.Host, storeCommand(forgetCommand, e.Path, e.Host))
+		return fmt.Sprintf("known hosts file %s, line %d: %v: %s is not trusted until the line is fixed or the host forgotten",
+			e.Path, e.Line, e.Err, e.Host)
 	}
 	return fmt.Sprintf("known hosts file %s, line %d: %v", e.Path, e.Line, e.Err)
 }
 
 // Unwrap returns Err.
 func (e *LineError) Unwrap() error { return e.Err }
-
-// storeCommand renders an sc-cert command that works on the store at path,
-// naming the file only when it is not the default one.
-func storeCommand(cmd, path string, args ...string) string {
-	parts := []string{cmd}
-	if def, err := DefaultStorePath(); path != "" && (err != nil || filepath.Clean(def) != filepath.Clean(path)) {
-		parts = append(parts, "--known-hosts", shellQuote(path))
-	}
-	for _, a := range args {
-		parts = append(parts, shellQuote(a))
-	}
-	return strings.Join(parts, " ")
-}
-
-// shellQuote quotes s for a POSIX shell when it needs quoting, so that a
-// printed command can be pasted as is.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}

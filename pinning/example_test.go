@@ -218,8 +218,8 @@ func ExampleKeyError() {
 	_, err = tls.Dial("tcp", host, trust.Config())
 	var ke *pinning.KeyError
 	if errors.As(err, &ke) {
-		// ke.Warning() is the full warning for a terminal; its last lines
-		// give ke.ForgetCommand().
+		// The error carries what a warning needs: the host, the pins on
+		// file, the pin offered, and the known-hosts line.
 		fmt.Println("pin on file:", ke.Want[0].Pin)
 		fmt.Println("line:", ke.Line)
 		fmt.Println("offered the server's key:", ke.Got.Equal(pinning.PinOf(srv.Certificate())))

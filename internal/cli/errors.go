@@ -116,6 +116,14 @@ func Main(ctx context.Context, root *cobra.Command) int {
 	if err != nil && ExitCode(err) == ExitFailure && isCobraUsageError(err) {
 		err = &Error{Code: ExitUsage, Err: err, Hints: []string{fmt.Sprintf("run '%s --help' for usage", cmd.CommandPath())}}
 	}
+	var ce *Error
+	if err != nil && !errors.As(err, &ce) {
+		// An error of package pinning no command classified: its own
+		// message names no command, the hint does.
+		if hints := TrustHints(err); hints != nil {
+			err = WithHint(err, hints...)
+		}
+	}
 	return Report(root.ErrOrStderr(), root.Name(), err)
 }
 

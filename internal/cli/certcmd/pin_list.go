@@ -103,10 +103,13 @@ func runPinList(stdout, stderr io.Writer, env *Env, o *pinListOptions) error {
 		out.Hosts = append(out.Hosts, entryJSON(e))
 	}
 	// Unreadable lines are warnings, not failures: the rest of the file is
-	// still good, and the line's own message says how to recover.
+	// still good, and the hint under each says how to recover.
 	for _, p := range problems {
 		out.Problems = append(out.Problems, lineProblemJSON{Line: p.Line, Host: p.Host, Error: p.Err.Error()})
 		fmt.Fprintf(stderr, "sc-cert: warning: %v\n", p)
+		for _, h := range cli.TrustHints(p) {
+			fmt.Fprintf(stderr, "sc-cert: hint: %s\n", h)
+		}
 	}
 	if o.json {
 		return cli.PrintJSON(stdout, out)

@@ -264,8 +264,8 @@ func showServer(ctx context.Context, stderr io.Writer, env *Env, addr string, o 
 	if err != nil {
 		var ke *pinning.KeyError
 		if errors.As(err, &ke) {
-			return nil, cli.WithCode(ExitPinMismatch, ke,
-				"to look at the key it presents without trusting it: sc-cert fingerprint "+addr)
+			return nil, cli.WithCode(ExitPinMismatch, ke, append(cli.TrustHints(ke),
+				"to look at the key it presents without trusting it: sc-cert fingerprint "+addr)...)
 		}
 		return nil, cli.WithHint(fmt.Errorf("connecting to %s: %w", addr, err),
 			fmt.Sprintf("is a Space Captain server listening on %s? (no file named %q exists, so it was read as HOST:PORT)", addr, addr))

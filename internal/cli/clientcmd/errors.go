@@ -57,20 +57,20 @@ func classify(st *streams, o *options, err error) error {
 		msg := fmt.Sprintf("a pin trusted for %s is the certificate's fingerprint, not a key pin; use %v (sc-cert fingerprint --format pin)", ke.Host, ke.Got)
 		hint := "give --pin " + ke.Got.String() + " (a pin names the key, and survives re-issues of the certificate)"
 		if ke.Path != "" {
-			hint = fmt.Sprintf("the known hosts file %s, line %d, holds it: %s, then sc-cert pin add %s '%v'", ke.Path, ke.Line, ke.ForgetCommand(), ke.Host, ke.Got)
+			hint = fmt.Sprintf("the known hosts file %s, line %d, holds it: %s, then sc-cert pin add %s '%v'", ke.Path, ke.Line, cli.ForgetCommand(ke.Path, ke.Host), ke.Host, ke.Got)
 		}
 		return cli.WithCode(ExitKeyMismatch, &shortError{msg, err}, hint)
 	case errors.As(err, &ke):
-		fmt.Fprint(st.stderr, ke.Warning())
+		fmt.Fprint(st.stderr, cli.KeyWarning(ke))
 		msg := fmt.Sprintf("host key verification failed: %s presented key %v, which is not the trusted one", ke.Host, ke.Got)
 		return cli.WithCode(ExitKeyMismatch, &shortError{msg, err})
 	case errors.As(err, &ue):
 		if ue.Declined {
-			return cli.WithCode(ExitUnknownHost, err, "nothing was recorded; to trust the key after checking it out of band: "+ue.AddCommand())
+			return cli.WithCode(ExitUnknownHost, err, "nothing was recorded; to trust the key after checking it out of band: "+cli.AddCommand(ue.Path, ue.Host, ue.Got))
 		}
-		return cli.WithCode(ExitUnknownHost, err, "or connect once with --tofu auto (or prompt) to trust it on first use")
+		return cli.WithCode(ExitUnknownHost, err, append(cli.TrustHints(err), "or connect once with --tofu auto (or prompt) to trust it on first use")...)
 	case errors.As(err, &le):
-		return err
+		return cli.WithHint(err, cli.TrustHints(err)...)
 	case errors.As(err, &cve), errors.As(err, &hn), errors.As(err, &ua):
 		return cli.WithCode(ExitUntrusted, err,
 			"check that --ca is the CA that issued the server's certificate (e.g. certs/ca.crt beside it), and that the certificate names the host of --server (sc-cert inspect HOST:PORT shows both)")
@@ -127,7 +127,10 @@ func jsonError(err error) errorJSON {
 	switch {
 	case errors.As(err, &ke):
 		e.Kind, e.Host, e.PinOffered = "key_mismatch", ke.Host, ke.Got.String()
-		e.KnownHosts, e.Line, e.ForgetCommand = ke.Path, ke.Line, ke.ForgetCommand()
+		e.KnownHosts, e.Line = ke.Path, ke.Line
+		if ke.Path != "" {
+			e.ForgetCommand = cli.ForgetCommand(ke.Path, ke.Host)
+		}
 		for _, w := range ke.Want {
 			role := "backup"
 			if w.Current {
@@ -138,7 +141,7 @@ func jsonError(err error) errorJSON {
 		// The one-line form of the whole story, not the short line.
 		e.Message = ke.Error()
 	case errors.As(err, &ue):
-		e.Kind, e.Host, e.PinOffered, e.KnownHosts, e.AddCommand = "unknown_host", ue.Host, ue.Got.String(), ue.Path, ue.AddCommand()
+		e.Kind, e.Host, e.PinOffered, e.KnownHosts, e.AddCommand = "unknown_host", ue.Host, ue.Got.String(), ue.Path, cli.AddCommand(ue.Path, ue.Host, ue.Got)
 	case errors.As(err, &le):
 		e.Kind, e.Host, e.KnownHosts, e.Line = "known_hosts_line", le.Host, le.Path, le.Line
 	case e.Code == ExitUntrusted:

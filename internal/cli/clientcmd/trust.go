@@ -27,7 +27,12 @@ func (o *options) newTrust(ctx context.Context, st *streams) (*trustPlan, error)
 		Host:       o.server,
 		ServerName: o.serverName,
 		Now:        st.env.Now,
-		Warn:       func(err error) { st.warnf("%v", err) },
+		Warn: func(err error) {
+			st.warnf("%v", err)
+			for _, h := range cli.TrustHints(err) {
+				st.warnf("%s", h)
+			}
+		},
 	}
 	switch {
 	case o.insecure:
