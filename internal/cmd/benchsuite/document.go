@@ -638,7 +638,7 @@ func (d *document) writePingPong(w io.Writer) {
 	pp := pingPong
 	p("## Ping-pong at bare crypto/tls cost")
 	p("")
-	p("The target (issue 13): 50 connections, each sending a 64-byte ECHO and waiting for its reply, TLS 1.3; on both engines at least 0.98× the refserver's ECHOs per server CPU-second in the median of 5 interleaved runs. The refserver (`internal/bench/refserver`) is the yardstick and stays as it is: a goroutine per connection, a `bufio.Reader`, one `Write` per reply, no deadlines, no accounting. The targets table above gives the figure of the full run this file records (its revision is under Machine), a median of that run's runs. Below, before is %s and after %s (some sets ran builds from before this branch was rebased onto a main that leaves `internal/server` and `internal/proto` as they were).", pingPong.before, pingPong.after)
+	p("The target (issue 13): 50 connections, each sending a 64-byte ECHO and waiting for its reply, TLS 1.3; on both engines at least 0.98× the refserver's ECHOs per server CPU-second in the median of 5 interleaved runs. The refserver (`internal/cmd/refserver`) is the yardstick and stays as it is: a goroutine per connection, a `bufio.Reader`, one `Write` per reply, no deadlines, no accounting. The targets table above gives the figure of the full run this file records (its revision is under Machine), a median of that run's runs. Below, before is %s and after %s (some sets ran builds from before this branch was rebased onto a main that leaves `internal/server` and `internal/proto` as they were).", pingPong.before, pingPong.after)
 	p("")
 	p("### Where the cost went")
 	p("")
