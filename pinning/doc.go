@@ -9,8 +9,13 @@
 //     current pin with backups.
 //   - [NewTrust] for a client's trust decision in one of the modes [ModeCA],
 //     [ModePin], [ModeCAPin], [ModeTOFU] and [ModeInsecure];
-//     [Trust.Config] gives the tls.Config, and after a completed handshake
-//     [Trust.Record] and [Trust.RecordAnnounced] record what it proved.
+//     [Trust.DialContext] (or [Trust.Dial]) connects, handshakes and
+//     records what the handshake proved in one call; for another
+//     transport (net/http, say) [Trust.Config] gives the tls.Config, and
+//     after a completed handshake [Trust.Record] records what it proved.
+//     [Trust.RecordAnnounced] records the next keys a server announces
+//     inside the session (the reply to the Space Captain protocol's KEYS
+//     message; see the DialContext example).
 //   - [NewStore] for the known-hosts file: [Store.Lookup], [Store.List],
 //     [Store.Add] and [Store.Forget] are what sc-cert pin list/add/forget
 //     do.
