@@ -21,155 +21,220 @@ import (
 
 // run serves until ctx is done (SIGINT, SIGTERM), then drains. It returns
 // nil after a stop by ctx, graceful or cut at the shutdown timeout: the
-// operator asked for it.
+// operator asked for it. Its steps, in order: the observer and the
+// certificates (setUp), the listener (listen), the reloader (startReloads),
+// serving until ctx ends (serve), and the drain (drain).
 func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) error {
 	level := new(slog.LevelVar)
 	level.Set(o.logLevel)
-	log := newLogger(stderr, o.logFormat, level)
-	now := env.Now
-	if now == nil {
-		now = time.Now
+	r := &instance{o: o, env: env, level: level, log: newLogger(stderr, o.logFormat, level), now: env.Now}
+	if r.now == nil {
+		r.now = time.Now
 	}
 	if o.check {
-		return runCheck(stdout, o, now)
+		return runCheck(stdout, o, r.now)
 	}
 
 	reload := env.Reload
 	if reload == nil {
 		// Caught from the start: SIGHUP's default action ends the
 		// process, and a reload asked for during startup is served once
-		// the loop below runs.
+		// serve runs.
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 		reload = hup
 	}
+	defer func() { r.obs.stop() }() // set by setUp, if at all; nil-safe
+	if err := r.setUp(ctx); err != nil {
+		return err
+	}
+	if err := r.listen(); err != nil {
+		return err
+	}
+	defer r.stopReloads(ctx)
+	r.startReloads(ctx)
+	return r.serve(ctx, stdout, reload)
+}
 
-	var (
-		obs     *observer
-		src     *servedCert
-		tickets *pki.TicketKeys
-		renewer *pki.Renewer
-		live    *liveCerts
-		created *pki.InitResult
-		err     error
-	)
+// instance is one run of the server: what the steps of run build and
+// hand on to the next.
+type instance struct {
+	o     *options
+	env   *Env
+	level *slog.LevelVar
+	log   *slog.Logger
+	now   func() time.Time
+
+	// obs is nil without --metrics-listen; pc and dt without --dtls;
+	// src, tickets, renewer and live with --plaintext. created lists the
+	// files this start created, if any.
+	obs     *observer
+	src     *servedCert
+	tickets *pki.TicketKeys
+	renewer *pki.Renewer
+	live    *liveCerts
+	created *pki.InitResult
+	srv     *server.Server
+	ln      net.Listener
+	pc      net.PacketConn // nil without --dtls
+	addr    net.Addr
+	dt      *dtlsServer
+
+	// hup asks the reloader for one reload; bg is the context of the
+	// watchers and the reloader, stopBG ends it.
+	hup    chan struct{}
+	bg     context.Context
+	stopBG context.CancelFunc
+
+	reloader   sync.WaitGroup
+	shutdownBy time.Time // set when the drain starts
+}
+
+// setUp starts the observer, creates the certificates on a first run,
+// loads them, and builds the TCP server.
+func (r *instance) setUp(ctx context.Context) error {
+	o, log := r.o, r.log
 	srvOpts := o.srv
 	srvOpts.Logger = log
 	if o.metricsListen != "" {
 		// First: the Metrics must exist before the certificate source,
 		// which reports its initial load from inside its constructor, and
 		// the probes should answer (not ready) while the rest starts.
-		if obs, err = startObserver(ctx, log, env, o, now); err != nil {
+		obs, err := startObserver(ctx, log, r.env, o, r.now)
+		if err != nil {
 			return err
 		}
-		defer obs.stop()
+		r.obs = obs
 		srvOpts.Events = obs.m
 	}
 	if o.plaintext {
 		log.WarnContext(ctx, "serving PLAINTEXT: nothing is encrypted and clients cannot check who they talk to; for comparison runs only, never for players")
-	} else {
-		created, err = ensureCerts(ctx, o, now)
-		if err != nil {
-			return err
-		}
-		src, renewer, err = newServing(o, log, now, obs, false)
-		if err != nil {
-			return err
-		}
-		tickets, err = newTicketKeys(o, log, now)
-		if err != nil {
-			return err
-		}
-		// Handshakes reach the pair and the ticket keys through live, so
-		// that a SIGHUP with new paths in the configuration file can
-		// replace them.
-		live = &liveCerts{log: log}
-		live.src.Store(src)
-		live.tickets.Store(tickets)
-		cfg, err := newTLSConfig(o.minTLS, o.groups, live.GetCertificate)
-		if err != nil {
-			return err
-		}
-		cfg.WrapSession, cfg.UnwrapSession = live.WrapSession, live.UnwrapSession
-		srvOpts.TLSConfig = cfg
-		srvOpts.Keys = live.Keys
+	} else if err := r.setUpTLS(ctx, &srvOpts); err != nil {
+		return err
 	}
 	srv, err := server.New(srvOpts)
 	if err != nil {
 		return err
 	}
+	r.srv = srv
+	return nil
+}
 
-	ln, pc, err := listenGame(o, env.listenTCP)
+// setUpTLS loads the certificate and the ticket keys and sets the TLS
+// configuration of srvOpts to serve them.
+func (r *instance) setUpTLS(ctx context.Context, srvOpts *server.Options) error {
+	o, log := r.o, r.log
+	var err error
+	if r.created, err = ensureCerts(ctx, o, r.now); err != nil {
+		return err
+	}
+	if r.src, r.renewer, err = newServing(o, log, r.now, r.obs, false); err != nil {
+		return err
+	}
+	if r.tickets, err = newTicketKeys(o, log, r.now); err != nil {
+		return err
+	}
+	// Handshakes reach the pair and the ticket keys through live, so
+	// that a SIGHUP with new paths in the configuration file can
+	// replace them.
+	r.live = &liveCerts{log: log}
+	r.live.src.Store(r.src)
+	r.live.tickets.Store(r.tickets)
+	cfg, err := newTLSConfig(o.minTLS, o.groups, r.live.GetCertificate)
 	if err != nil {
 		return err
 	}
-	addr := ln.Addr()
+	cfg.WrapSession, cfg.UnwrapSession = r.live.WrapSession, r.live.UnwrapSession
+	srvOpts.TLSConfig = cfg
+	srvOpts.Keys = r.live.Keys
+	return nil
+}
 
-	// The watchers (certificate files, ticket keys, renewal) and the
-	// SIGHUP reloader run until the server has drained. Whatever they are
-	// doing then (a reload waiting for another process's rotation lock,
-	// say), the process does not wait for them past --shutdown-timeout.
-	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var reloader sync.WaitGroup
-	shutdownBy := time.Time{} // set when the drain starts
-	defer func() {
-		stopBG()
-		if shutdownBy.IsZero() {
-			shutdownBy = time.Now().Add(o.shutdownTimeout)
-		}
-		var all sync.WaitGroup
-		all.Go(reloader.Wait)
-		all.Go(live.stop)
-		if !waitUntil(&all, shutdownBy) {
-			log.WarnContext(ctx, "a certificate reload was still running at --shutdown-timeout; exiting without waiting for it")
-		}
-	}()
-	hup := make(chan struct{}, 1)
-	if live != nil {
-		live.bg = bg
-		live.swapServed(src, renewer)
-		live.swapTickets(tickets)
+// listen binds the TCP listener and, with --dtls, the UDP socket
+// (listenGame).
+func (r *instance) listen() error {
+	ln, pc, err := listenGame(r.o, r.env.listenTCP)
+	if err != nil {
+		return err
 	}
-	reloader.Go(func() {
-		reloadOnSignal(bg, log, o, live, hup, env.Reloaded, func() {
+	r.ln, r.pc, r.addr = ln, pc, ln.Addr()
+	return nil
+}
+
+// startReloads starts the watchers (certificate files, ticket keys,
+// renewal) and the SIGHUP reloader. They run until the server has
+// drained; [instance.stopReloads] stops them.
+func (r *instance) startReloads(ctx context.Context) {
+	o, log := r.o, r.log
+	r.bg, r.stopBG = context.WithCancel(context.WithoutCancel(ctx))
+	r.hup = make(chan struct{}, 1)
+	if r.live != nil {
+		r.live.bg = r.bg
+		r.live.swapServed(r.src, r.renewer)
+		r.live.swapTickets(r.tickets)
+	}
+	r.reloader.Go(func() {
+		reloadOnSignal(r.bg, log, o, r.live, r.hup, r.env.Reloaded, func() {
 			// The configuration file first: it may name other files.
-			rereadConfig(bg, log, o, level, live,
-				func(o *options) (*servedCert, *pki.Renewer, error) { return newServing(o, log, now, obs, false) },
-				func(o *options) (*pki.TicketKeys, error) { return newTicketKeys(o, log, now) })
+			rereadConfig(r.bg, log, o, r.level, r.live,
+				func(o *options) (*servedCert, *pki.Renewer, error) { return newServing(o, log, r.now, r.obs, false) },
+				func(o *options) (*pki.TicketKeys, error) { return newTicketKeys(o, log, r.now) })
 		})
 	})
+}
 
-	dt, err := startDTLS(ctx, log, o, src, obs, pc)
+// stopReloads stops the watchers and the reloader. Whatever they are
+// doing (a reload waiting for another process's rotation lock, say), the
+// process does not wait for them past --shutdown-timeout.
+func (r *instance) stopReloads(ctx context.Context) {
+	r.stopBG()
+	if r.shutdownBy.IsZero() {
+		r.shutdownBy = time.Now().Add(r.o.shutdownTimeout)
+	}
+	var all sync.WaitGroup
+	all.Go(r.reloader.Wait)
+	all.Go(r.live.stop)
+	if !waitUntil(&all, r.shutdownBy) {
+		r.log.WarnContext(ctx, "a certificate reload was still running at --shutdown-timeout; exiting without waiting for it")
+	}
+}
+
+// serve starts DTLS and the TCP server, says it is ready, and then
+// forwards reload requests until ctx ends (then drains) or a server fails.
+func (r *instance) serve(ctx context.Context, stdout io.Writer, reload <-chan os.Signal) error {
+	o, log := r.o, r.log
+	dt, err := startDTLS(ctx, log, o, r.src, r.obs, r.pc)
 	if err != nil {
-		ln.Close()
+		r.ln.Close()
 		return err
 	}
+	r.dt = dt
 
 	// Serve gets a context that is never cancelled: cancelling Serve's
 	// context closes every connection hard, and ctx ending is the start of
 	// a graceful Shutdown instead.
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(context.WithoutCancel(ctx), ln) }()
+	go func() { serveErr <- r.srv.Serve(context.WithoutCancel(ctx), r.ln) }()
 	// Ready from here: the listener is bound (connections queue in its
 	// backlog) and Serve accepts them. The "serving" record below comes
 	// after, so whoever waits for it finds /readyz at 200.
-	obs.setListening(true)
-	logStart(ctx, log, addr, o, src, obs, dt.logAttrs(o)...)
-	if created != nil {
-		printCreated(stdout, created, addr)
+	r.obs.setListening(true)
+	logStart(ctx, log, r.addr, o, r.src, r.obs, dt.logAttrs(o)...)
+	if r.created != nil {
+		printCreated(stdout, r.created, r.addr)
 	}
-	if env.Listening != nil {
-		env.Listening(addr)
+	if r.env.Listening != nil {
+		r.env.Listening(r.addr)
 	}
-	if env.DTLSListening != nil && dt != nil {
-		env.DTLSListening(dt.addr)
+	if r.env.DTLSListening != nil && dt != nil {
+		r.env.DTLSListening(dt.addr)
 	}
 	for {
 		select {
 		case err := <-serveErr:
 			// Serve ends by itself only on a permanent accept error.
-			return fmt.Errorf("accepting connections on %s: %w", addr, err)
+			return fmt.Errorf("accepting connections on %s: %w", r.addr, err)
 		case err := <-dt.errs():
 			return fmt.Errorf("serving DTLS on %s: %w", dt.addr, err)
 		case <-reload:
@@ -177,32 +242,39 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 			// always hears SIGTERM; signals that arrive while one runs
 			// make one more reload, not one each.
 			select {
-			case hup <- struct{}{}:
+			case r.hup <- struct{}{}:
 			default:
 			}
 		case <-ctx.Done():
-			// Not ready first, so that a load balancer probing /readyz
-			// sends no new players while the connections drain; the
-			// metrics listener goes last, so the drain shows in it.
-			obs.setListening(false)
-			shutdownBy = time.Now().Add(o.shutdownTimeout)
-			sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), shutdownBy)
-			dtlsDone := make(chan struct{})
-			go func() { defer close(dtlsDone); dt.shutdown(sctx, log) }()
-			err := srv.Shutdown(sctx)
-			<-dtlsDone
-			cancel()
-			if err != nil {
-				log.WarnContext(ctx, "stopped: the drain did not finish within --shutdown-timeout; the rest was cut", "shutdown_timeout", o.shutdownTimeout)
-			}
-			if err := <-serveErr; !errors.Is(err, server.ErrServerClosed) {
-				return fmt.Errorf("serving on %s: %w", addr, err)
-			}
-			obs.stop()
-			log.InfoContext(ctx, "stopped")
-			return nil
+			return r.drain(ctx, serveErr)
 		}
 	}
+}
+
+// drain stops both servers within --shutdown-timeout, letting the
+// connections finish what they are doing.
+func (r *instance) drain(ctx context.Context, serveErr <-chan error) error {
+	log := r.log
+	// Not ready first, so that a load balancer probing /readyz sends no
+	// new players while the connections drain; the metrics listener goes
+	// last, so the drain shows in it.
+	r.obs.setListening(false)
+	r.shutdownBy = time.Now().Add(r.o.shutdownTimeout)
+	sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), r.shutdownBy)
+	dtlsDone := make(chan struct{})
+	go func() { defer close(dtlsDone); r.dt.shutdown(sctx, log) }()
+	err := r.srv.Shutdown(sctx)
+	<-dtlsDone
+	cancel()
+	if err != nil {
+		log.WarnContext(ctx, "stopped: the drain did not finish within --shutdown-timeout; the rest was cut", "shutdown_timeout", r.o.shutdownTimeout)
+	}
+	if err := <-serveErr; !errors.Is(err, server.ErrServerClosed) {
+		return fmt.Errorf("serving on %s: %w", r.addr, err)
+	}
+	r.obs.stop()
+	log.InfoContext(ctx, "stopped")
+	return nil
 }
 
 // logStart logs what the server serves with: address, engine, TLS

@@ -89,7 +89,7 @@ func TestReloadMetricCountsOnlyLastingFailures(t *testing.T) {
 	}
 
 	o := &options{cert: l.ServerCert, key: l.ServerKey, pass: &cli.Passphrase{Getenv: func(string) string { return "" }}}
-	src, err := newCertSource(o, log, time.Now, m, false)
+	src, err := newServedCert(o, log, time.Now, m, false)
 	if err != nil {
 		t.Fatal(err)
 	}
