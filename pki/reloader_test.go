@@ -663,7 +663,7 @@ func TestCertReloaderNextKey(t *testing.T) {
 }
 
 // NewCertReloader refuses what it cannot serve, naming the file.
-func TestNewSourceErrors(t *testing.T) {
+func TestNewCertReloaderErrors(t *testing.T) {
 	tests := []struct {
 		name    string
 		setup   func(t *testing.T, d *certDir) CertReloaderOptions
