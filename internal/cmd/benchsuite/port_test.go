@@ -35,11 +35,13 @@ fi
 exec sleep 60
 `)
 	// The bench waits for the first server forever, and reports at once
-	// against the second.
-	// It waits for the server's count first: under load the bench may
-	// start before the server script has written it.
-	write("bench", `while [ ! -s "$FAKE_COUNT" ]; do sleep 0.01; done
-if [ "$(cat "$FAKE_COUNT")" = 1 ]; then exec sleep 60; fi
+	// against the second. It tells which server is its own by the address
+	// it is given, waiting until that server has written its line: under
+	// load a bench may start before its server script has run at all.
+	write("bench", `addr=""
+while [ $# -gt 0 ]; do [ "$1" = --server ] && addr=$2; shift; done
+until grep -q -- "--listen $addr " "$FAKE_ARGS" 2>/dev/null; do sleep 0.01; done
+if [ "$(grep -n -- "--listen $addr " "$FAKE_ARGS" | cut -d: -f1)" = 1 ]; then exec sleep 60; fi
 echo '{}'
 `)
 	c := &config{binDir: dir, benchCmd: []string{filepath.Join(dir, "bench")}, resultDir: t.TempDir(), duration: time.Second}
