@@ -24,11 +24,13 @@
 // cookie is random and kept with that state, so a stateless cookie front
 // end cannot hand a proved client over to it (docs/SECURITY.md has the
 // experiment). The server bounds that state instead, in a front end that
-// reads every datagram before pion does (gate.go): half-open handshakes
-// are capped per source and in total (the oldest is dropped to make
-// room), expire when the cookie does not come back, and a source is
+// reads every datagram itself and hands it to pion (gate.go): half-open
+// handshakes are capped per source and in total (the oldest is dropped to
+// make room), expire when the cookie does not come back, and a source is
 // counted against MaxSessions and the per-source limits only once it has
-// returned its cookie.
+// returned its cookie. First ClientHellos wait in a bounded queue for the
+// workers that make their half-opens, so that a flood of them cannot hold
+// up the datagrams of the sessions that exist.
 //
 // # Framing
 //
@@ -40,8 +42,14 @@
 //
 // # Goroutines and memory
 //
-// A session is one goroutine of the server's (its handshake, then a read
-// loop with a buffer of the largest record it answers) and the two pion
-// keeps per connection. There is no epoll engine for DTLS: [Options] has no
-// Engine. docs/BENCHMARKS.md has the memory an idle session costs.
+// pion runs in its detached mode (DetachedConn): the server moves the
+// datagrams, routes records by connection ID and address, and sends what
+// pion's retransmission timers make. A session is no goroutine and no
+// buffer of the server's: a few readers per socket read the datagrams,
+// and each is handled on the goroutine that read it, a session's one at a
+// time. pion keeps two goroutines per connection (its handshake state
+// machine, which answers a retransmitted last flight, and its record
+// reader) and one receive buffer of the largest record answered. There is
+// no epoll engine for DTLS: [Options] has no Engine. docs/BENCHMARKS.md has
+// the memory an idle session costs and the CPU a handshake costs.
 package dtls

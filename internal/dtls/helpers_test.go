@@ -24,6 +24,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(helperAddrEnv) != "" {
+		os.Exit(helperClients()) // a client process of TestIdleSessionCost
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -251,7 +254,7 @@ func (e *testEnv) clientOptions(extra ...piondtls.ClientOption) []piondtls.Clien
 		piondtls.WithMaxVersion(protocol.Version1_2),
 		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
 		piondtls.WithConnectionID(piondtls.OnlySendCIDGenerator(), piondtls.CIDPathMigrationRRC),
-		piondtls.WithLoggerFactory(pionLogs{testLogger(e.t)}),
+		piondtls.WithLoggerFactory(newPionLogs(testLogger(e.t))),
 	}
 	return append(opts, extra...)
 }

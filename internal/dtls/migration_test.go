@@ -107,11 +107,11 @@ func TestConnectionIDMigration(t *testing.T) {
 		t.Fatalf("no answer at the new address after 20 tries")
 	}
 	waitUntil(t, 5*time.Second, func() string {
-		e.srv.mu.Lock()
-		defer e.srv.mu.Unlock()
-		for ss := range e.srv.sessions {
-			if ss.conn.RemoteAddr().String() != now.String() {
-				return "the server still sends to " + ss.conn.RemoteAddr().String()
+		e.g.mu.Lock()
+		defer e.g.mu.Unlock()
+		for _, ss := range e.g.peers {
+			if ss.addr.String() != now.String() {
+				return "the server still routes the session by " + ss.addr.String()
 			}
 		}
 		return ""

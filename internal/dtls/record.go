@@ -13,6 +13,7 @@ const (
 	contentCID       = 25 // tls12_cid (RFC 9146): a record carrying a connection ID
 
 	handshakeClientHello        = 1
+	handshakeServerHello        = 2
 	handshakeHelloVerifyRequest = 3
 
 	// helloVerifyRequestSize is the size of pion/dtls's HelloVerifyRequest
@@ -83,4 +84,38 @@ func helloVerifyCookie(d []byte) (cookie []byte, ok bool) {
 		return nil, false
 	}
 	return b[3 : 3+n], true
+}
+
+// cidRecordHeaderSize is the header of a DTLS 1.2 record with a
+// connection ID of ConnectionIDLength bytes (RFC 9146, section 4): type,
+// version, epoch, sequence number, the ID, length.
+const cidRecordHeaderSize = 11 + ConnectionIDLength + 2
+
+// recordConnectionID returns the connection ID of the datagram's first
+// record when it carries one (content type tls12_cid); ok is false for
+// anything else. The server's IDs all have ConnectionIDLength bytes.
+func recordConnectionID(d []byte) (id [ConnectionIDLength]byte, ok bool) {
+	if len(d) < cidRecordHeaderSize || d[0] != contentCID {
+		return id, false
+	}
+	copy(id[:], d[11:11+ConnectionIDLength])
+	return id, true
+}
+
+// serverHelloSuite reports whether d starts with a ServerHello and
+// returns its cipher suite.
+func serverHelloSuite(d []byte) (suite uint16, ok bool) {
+	b, ok := handshakeBody(d, handshakeServerHello)
+	if !ok {
+		return 0, false
+	}
+	p := 2 + 32 // server_version, random
+	if len(b) <= p {
+		return 0, false
+	}
+	p += 1 + int(b[p]) // session_id
+	if len(b) < p+2 {
+		return 0, false
+	}
+	return uint16(b[p])<<8 | uint16(b[p+1]), true
 }

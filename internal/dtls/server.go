@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,17 +44,17 @@ type Server struct {
 	env      proto.Env
 	pionOpts []piondtls.ServerOption
 	sources  *sourceLimits // nil when both per-source limits are off
-	readSize int           // a session's read buffer: the largest record it answers
+	readSize int           // the largest record answered
 	recvSize int           // the largest datagram pion is handed
+	inPool   sync.Pool     // datagrams queued for a busy session
 	outPool  sync.Pool     // reply buffers, held only while answering
 	proved   atomic.Int64  // sessions counted against MaxSessions
 
 	refusedLog logLimiter
 
 	stopping atomic.Bool
-	stopOnce sync.Once
 	mu       sync.Mutex
-	gates    map[*gate]net.Listener
+	gates    map[*gate]struct{}
 	sessions map[*session]struct{}
 	wg       sync.WaitGroup // sessions; Add only under mu while !stopping
 }
@@ -71,7 +72,7 @@ func New(opts Options) (*Server, error) {
 		events:   o.Events,
 		timed:    opts.Events != nil,
 		env:      proto.Env{Now: o.Now, Keys: o.Keys},
-		gates:    make(map[*gate]net.Listener),
+		gates:    make(map[*gate]struct{}),
 		sessions: make(map[*session]struct{}),
 	}
 	if o.SourceMaxSessions > 0 || o.SourceHandshakeRate > 0 {
@@ -82,36 +83,39 @@ func New(opts Options) (*Server, error) {
 	// frames, or one frame alone when it is larger (DESIGN: a frame is
 	// never split across records).
 	s.readSize = max(o.MaxDatagram, proto.HeaderSize+o.MaxMessage)
-	// pion keeps two buffers of this size per session, for ever (one for
-	// each of its reading goroutines): the largest record the server
-	// answers and its overhead, not pion's default of 8 KiB. A larger
-	// datagram is caught by the gate, which answers it with an ERROR.
+	// pion's record reader holds one buffer of this size per session,
+	// for ever: the largest record the server answers and its overhead,
+	// not pion's default of 8 KiB. A larger datagram is caught by the
+	// gate, which answers it with an ERROR.
 	s.recvSize = s.readSize + recordOverhead
+	s.inPool.New = func() any { b := make([]byte, s.recvSize); return &b }
 	outSize := o.MaxDatagram + proto.HeaderSize + max(o.MaxMessage, maxErrorReply)
 	s.outPool.New = func() any { b := make([]byte, 0, outSize); return &b }
 
-	getCert := o.GetCertificate
 	s.pionOpts = []piondtls.ServerOption{
-		piondtls.WithGetCertificate(func(chi *piondtls.ClientHelloInfo) (*tls.Certificate, error) {
-			suites := make([]uint16, len(chi.CipherSuites))
-			for i, id := range chi.CipherSuites {
-				suites[i] = uint16(id)
-			}
-			return getCert(&tls.ClientHelloInfo{ServerName: chi.ServerName, CipherSuites: suites,
-				SupportedVersions: []uint16{tls.VersionTLS12}})
-		}),
 		piondtls.WithMinVersion(protocol.Version1_2),
 		piondtls.WithMaxVersion(protocol.Version1_2),
 		piondtls.WithCipherSuites(CipherSuites...),
 		piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
-		piondtls.WithLoggerFactory(pionLogs{s.log}),
+		piondtls.WithLoggerFactory(newPionLogs(s.log)),
 		piondtls.WithReceiveBufferSize(s.recvSize),
 	}
-	if !o.DisableConnectionIDs {
-		s.pionOpts = append(s.pionOpts,
-			piondtls.WithConnectionID(piondtls.RandomCIDGenerator(ConnectionIDLength), piondtls.CIDPathMigrationRRC))
-	}
+	// The certificate callback and connection IDs (with
+	// CIDPathMigrationRRC) are added per session (session.begin): the
+	// callback notes the server name the client asked for, and the gate
+	// gives each session its ID, to route its records by.
 	return s, nil
+}
+
+// getCertificate answers pion's certificate callback with the Options'
+// (crypto/tls's signature).
+func (s *Server) getCertificate(chi *piondtls.ClientHelloInfo) (*tls.Certificate, error) {
+	suites := make([]uint16, len(chi.CipherSuites))
+	for i, id := range chi.CipherSuites {
+		suites[i] = uint16(id)
+	}
+	return s.opts.GetCertificate(&tls.ClientHelloInfo{ServerName: chi.ServerName, CipherSuites: suites,
+		SupportedVersions: []uint16{tls.VersionTLS12}})
 }
 
 const maxErrorReply = 256
@@ -122,20 +126,23 @@ const maxErrorReply = 256
 // spare.
 const recordOverhead = 64
 
+// readers is how many goroutines read one socket. A datagram is handled
+// on the goroutine that read it, which waits while pion's goroutines
+// work on it (a handshake flight takes a fraction of a millisecond of
+// CPU): a few per CPU keep the CPUs busy.
+func readers() int {
+	return max(8, 4*runtime.GOMAXPROCS(0))
+}
+
 // Serve answers DTLS handshakes and requests on pc, a UDP socket, until
 // Shutdown is called or ctx is done. After Shutdown it returns
 // [ErrServerClosed]; when ctx is done it stops at once — as Shutdown with
 // an expired context: every session is closed hard — and returns
-// ctx.Err(). pc is closed once every session on it has ended.
+// ctx.Err(). pc is closed once every session on it has ended. If reading
+// pc fails, Serve closes the sessions on it and returns the error.
 func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
 	g := newGate(s, pc)
-	ln, err := piondtls.Listen(g, s.pionOpts...)
-	if err != nil {
-		pc.Close()
-		return fmt.Errorf("starting the DTLS listener on %s: %w", pc.LocalAddr(), err)
-	}
-	if !s.trackGate(g, ln) {
-		ln.Close()
+	if !s.trackGate(g) {
 		pc.Close()
 		return ErrServerClosed
 	}
@@ -144,40 +151,16 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
 	s.log.InfoContext(ctx, "listening", "addr", pc.LocalAddr().String(), "transport", "dtls",
 		"max_sessions", s.opts.MaxSessions, "max_message", s.opts.MaxMessage, "max_datagram", s.opts.MaxDatagram,
 		"idle_timeout", s.opts.IdleTimeout, "connection_ids", !s.opts.DisableConnectionIDs)
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			switch {
-			case ctx.Err() != nil:
-				return ctx.Err()
-			case s.stopping.Load():
-				return ErrServerClosed
-			}
-			return fmt.Errorf("reading DTLS datagrams on %s: %w", pc.LocalAddr(), err)
+	g.start(readers(), runtime.GOMAXPROCS(0))
+	select {
+	case <-g.stopped:
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		dc, ok := c.(*piondtls.Conn)
-		if !ok {
-			c.Close()
-			continue
-		}
-		ua, _ := dc.RemoteAddr().(*net.UDPAddr)
-		if ua == nil {
-			dc.Close()
-			continue
-		}
-		ss := &session{srv: s, conn: dc, g: g}
-		p := g.attach(ua.AddrPort(), ss)
-		if p == nil {
-			dc.Close()
-			continue
-		}
-		ss.peer = p
-		if !s.trackSession(ss) {
-			dc.Close()
-			g.release(p)
-			continue
-		}
-		go ss.run()
+		return ErrServerClosed
+	case err := <-g.readErr:
+		s.failGate(g)
+		return fmt.Errorf("reading DTLS datagrams on %s: %w", pc.LocalAddr(), err)
 	}
 }
 
@@ -190,11 +173,9 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	n := s.beginStop()
 	s.log.InfoContext(ctx, "shutting down", "transport", "dtls", "sessions", n)
-	s.mu.Lock()
-	for ss := range s.sessions {
-		ss.stop()
+	for _, ss := range s.sessionList() {
+		ss.requestClose(CloseShutdown)
 	}
-	s.mu.Unlock()
 
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
@@ -218,62 +199,80 @@ func (s *Server) Sessions() int {
 	return len(s.sessions)
 }
 
-// beginStop marks the server stopping, stops every gate and listener, and
-// returns how many sessions it holds.
-func (s *Server) beginStop() int {
-	s.stopOnce.Do(func() {
-		s.mu.Lock()
-		s.stopping.Store(true)
-		s.mu.Unlock()
-	})
+func (s *Server) sessionList() []*session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for g, ln := range s.gates {
-		g.close()
-		ln.Close()
-	}
-	return len(s.sessions)
-}
-
-// forceClose stops the server and closes every session hard; it returns
-// how many there were. Their goroutines end by themselves; the sockets
-// close once they have.
-func (s *Server) forceClose() int {
-	s.beginStop()
-	s.mu.Lock()
 	all := make([]*session, 0, len(s.sessions))
 	for ss := range s.sessions {
 		all = append(all, ss)
 	}
-	s.mu.Unlock()
-	for _, ss := range all {
-		ss.forced.Store(true)
-		ss.abort()
-		ss.conn.Close()
+	return all
+}
+
+// beginStop marks the server stopping, stops every gate, and returns how
+// many sessions it holds.
+func (s *Server) beginStop() int {
+	s.mu.Lock()
+	s.stopping.Store(true)
+	gates := make([]*gate, 0, len(s.gates))
+	for g := range s.gates {
+		gates = append(gates, g)
 	}
-	n := len(all)
-	go func() { s.wg.Wait(); s.closeSockets() }()
+	n := len(s.sessions)
+	s.mu.Unlock()
+	for _, g := range gates {
+		g.close()
+	}
 	return n
 }
 
-// closeSockets closes the UDP sockets once no session needs them, which
-// ends pion's reading goroutines.
-func (s *Server) closeSockets() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for g := range s.gates {
-		g.PacketConn.Close()
-		delete(s.gates, g)
+// forceClose stops the server and closes every session at once (after
+// the datagram it is handling, if any); it returns how many there were.
+// The sockets close once they have all ended.
+func (s *Server) forceClose() int {
+	s.beginStop()
+	all := s.sessionList()
+	for _, ss := range all {
+		ss.forced.Store(true)
+		ss.requestClose(CloseForced)
+	}
+	go func() { s.wg.Wait(); s.closeSockets() }()
+	return len(all)
+}
+
+// failGate ends the sessions of a gate whose socket failed.
+func (s *Server) failGate(g *gate) {
+	g.close()
+	for _, ss := range s.sessionList() {
+		if ss.g == g {
+			ss.requestClose(CloseReadError)
+		}
 	}
 }
 
-func (s *Server) trackGate(g *gate, ln net.Listener) bool {
+// closeSockets closes the UDP sockets once no session needs them, and
+// waits for their readers and workers to return.
+func (s *Server) closeSockets() {
+	s.mu.Lock()
+	gates := make([]*gate, 0, len(s.gates))
+	for g := range s.gates {
+		gates = append(gates, g)
+		delete(s.gates, g)
+	}
+	s.mu.Unlock()
+	for _, g := range gates {
+		g.pc.Close()
+		g.stopReaders()
+	}
+}
+
+func (s *Server) trackGate(g *gate) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopping.Load() {
 		return false
 	}
-	s.gates[g] = ln
+	s.gates[g] = struct{}{}
 	return true
 }
 
@@ -289,15 +288,8 @@ func (s *Server) trackSession(ss *session) bool {
 	return true
 }
 
-// endSession forgets a session that has ended for reason ("" for a
-// half-open handshake that never became one).
-func (s *Server) endSession(ss *session, reason string) {
-	if ss.g.release(ss.peer) {
-		if ss.forced.Load() {
-			reason = CloseForced
-		}
-		s.events.ConnClosed(reason)
-	}
+// untrackSession forgets a session that has ended.
+func (s *Server) untrackSession(ss *session) {
 	s.mu.Lock()
 	delete(s.sessions, ss)
 	s.mu.Unlock()

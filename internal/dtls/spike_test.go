@@ -56,7 +56,7 @@ func statelessHandoff(t *testing.T, rewrite bool) (clientErr, serverErr error) {
 	inner := listenLoopback(t)
 	ln, err := piondtls.Listen(inner, piondtls.WithCertificates(cert), piondtls.WithInsecureSkipVerifyHello(true),
 		piondtls.WithMaxVersion(protocol.Version1_2), piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
-		piondtls.WithLoggerFactory(pionLogs{testLogger(t)}))
+		piondtls.WithLoggerFactory(newPionLogs(testLogger(t))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func statelessHandoff(t *testing.T, rewrite bool) (clientErr, serverErr error) {
 	pc := listenLoopback(t)
 	c, err := piondtls.Client(pc, front.LocalAddr(), piondtls.WithInsecureSkipVerify(true),
 		piondtls.WithMaxVersion(protocol.Version1_2), piondtls.WithExtendedMasterSecret(piondtls.RequireExtendedMasterSecret),
-		piondtls.WithLoggerFactory(pionLogs{testLogger(t)}))
+		piondtls.WithLoggerFactory(newPionLogs(testLogger(t))))
 	if err != nil {
 		t.Fatal(err)
 	}

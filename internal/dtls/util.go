@@ -21,10 +21,22 @@ func errorf(format string, args ...any) error {
 
 // pionLogs sends pion/dtls's logs to the server's logger at Debug: they
 // are about single connections (a malformed record, a retransmission),
-// which is what Debug is for. Trace is dropped.
-type pionLogs struct{ log *slog.Logger }
+// which is what Debug is for. Trace is dropped. pion asks for a logger for
+// every connection: the one for its "dtls" scope is made once and shared,
+// so that a connection costs no logger of its own.
+type pionLogs struct {
+	log  *slog.Logger
+	dtls pionLogger
+}
+
+func newPionLogs(log *slog.Logger) pionLogs {
+	return pionLogs{log: log, dtls: pionLogger{log: log.With("pion", "dtls")}}
+}
 
 func (p pionLogs) NewLogger(scope string) logging.LeveledLogger {
+	if scope == "dtls" && p.dtls.log != nil {
+		return p.dtls
+	}
 	return pionLogger{log: p.log.With("pion", scope)}
 }
 
