@@ -488,3 +488,52 @@ func TestShutdownSendsCloseNotify(t *testing.T) {
 		t.Errorf("closed %v, want %d for shutdown", e.rec.closed, n)
 	}
 }
+
+// In detached mode the server sends what pion's timers make: a client
+// whose reply to the ServerHello flight is lost gets that flight again
+// (RFC 6347, section 4.2.4) without asking, and a handshake that does not
+// finish within HandshakeTimeout is closed and counted as timed out. The
+// client here is raw datagrams that never retransmit.
+func TestServerRetransmitsAndTimesOut(t *testing.T) {
+	e := start(t, Options{HandshakeTimeout: 2500 * time.Millisecond})
+	ch := captureClientHello(t)
+	pc := listenLoopback(t)
+	defer pc.Close()
+	if _, err := pc.WriteTo(ch, e.addr); err != nil {
+		t.Fatal(err)
+	}
+	cookie, ok := helloVerifyCookie(readDatagram(t, pc))
+	if !ok {
+		t.Fatal("no HelloVerifyRequest")
+	}
+	if _, err := pc.WriteTo(withCookie(t, ch, cookie), e.addr); err != nil {
+		t.Fatal(err)
+	}
+	first := readDatagram(t, pc)
+	sent := time.Now()
+	if _, ok := serverHelloSuite(first); !ok {
+		t.Fatalf("got % x, want the ServerHello flight", first[:min(len(first), 32)])
+	}
+	_ = pc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 2048)
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("the ServerHello flight did not come again within 2s (pion retransmits after 1s): %v", err)
+	}
+	if _, ok := serverHelloSuite(buf[:n]); !ok {
+		t.Fatalf("got % x, want the ServerHello flight again", buf[:min(n, 32)])
+	}
+	t.Logf("the ServerHello flight came again after %v", time.Since(sent).Round(time.Millisecond))
+	e.rec.waitFor(t, "the handshake timed out", 10*time.Second, func() bool {
+		return e.rec.closed[CloseHandshakeTimeout] == 1 && e.rec.handshakes[ResultTimeout] == 1
+	})
+	if d := time.Since(sent); d < 2*time.Second {
+		t.Errorf("closed %v after the ServerHello, before the 2.5s handshake timeout", d)
+	}
+	waitUntil(t, 5*time.Second, func() string {
+		if h, p := e.g.counts(); h != 0 || p != 0 || e.srv.Sessions() != 0 {
+			return "the timed-out handshake is still held"
+		}
+		return ""
+	})
+}

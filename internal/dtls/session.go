@@ -266,6 +266,9 @@ func (ss *session) drain() {
 // send writes the datagrams of ev. Before the handshake is done it notes
 // the cookie of a HelloVerifyRequest for the gate.
 func (ss *session) send(ev piondtls.DetachedEvent) {
+	if ss.reason != "" && !ss.established {
+		return // closing a handshake: nothing it made still matters
+	}
 	to := ss.remote
 	if ua, ok := ev.Addr.(*net.UDPAddr); ok {
 		to = unmapped(ua.AddrPort())
