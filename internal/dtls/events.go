@@ -59,8 +59,9 @@ const (
 	// SourceHandshakeRate allows.
 	RefusedSourceRate = "source_rate"
 	// RefusedHalfOpen: a ClientHello dropped because its source already
-	// had SourceMaxHalfOpen half-open handshakes, or a half-open dropped to
-	// make room under MaxHalfOpen.
+	// had SourceMaxHalfOpen half-open handshakes or because the queue of
+	// first ClientHellos waiting for a half-open was full, or a half-open
+	// dropped to make room under MaxHalfOpen.
 	RefusedHalfOpen = "half_open"
 	// RefusedCookieTimeout: a source was sent a cookie and did not return
 	// it within CookieTimeout: a spoofed address, or a lost datagram (the

@@ -16,8 +16,8 @@ const (
 	// DefaultMaxSessions bounds the sessions held at once, as
 	// server.DefaultMaxConns bounds TCP connections.
 	DefaultMaxSessions = 10000
-	// DefaultHandshakeTimeout bounds a handshake, from the first
-	// ClientHello to the Finished messages, as over TCP.
+	// DefaultHandshakeTimeout bounds a handshake, from the ClientHello
+	// that returned the cookie to the Finished messages, as over TCP.
 	DefaultHandshakeTimeout = 5 * time.Second
 	// DefaultIdleTimeout is the game's inactivity timeout: a session with
 	// no datagram from its client for this long is closed, since UDP has
@@ -120,15 +120,19 @@ type Options struct {
 	MaxDatagram int
 
 	// HandshakeTimeout bounds a handshake from the ClientHello that
-	// returned the cookie to its end. Zero means DefaultHandshakeTimeout.
+	// returned the cookie to its end (checked every 100 ms at most, as
+	// CookieTimeout is). Zero means DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
 
 	// CookieTimeout bounds the wait for a source to return its cookie.
 	// Zero means DefaultCookieTimeout.
 	CookieTimeout time.Duration
 
-	// IdleTimeout closes a session with no datagram from its client for
-	// this long. Zero means DefaultIdleTimeout (30 s).
+	// IdleTimeout closes a session whose client has sent no application
+	// data (requests) for this long; datagrams that do not decrypt do not
+	// count, so a spoofer cannot keep a vanished player's session alive.
+	// Sessions are checked every IdleTimeout/16, so one is closed within
+	// a sixteenth more. Zero means DefaultIdleTimeout (30 s).
 	IdleTimeout time.Duration
 
 	// DisableConnectionIDs turns off connection IDs (RFC 9146). By
