@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/spacecaptain/spacecaptain/internal/limits"
 )
 
 // The gate is the server's front end on one UDP socket. It reads every
@@ -258,7 +260,7 @@ func (g *gate) route(d []byte, addr netip.AddrPort) (ss, dropped *session, isNew
 		g.s.refuse(RefusedMaxSessions, addr)
 		return nil, nil, false
 	}
-	src := sourceKey(addr.Addr())
+	src, _ := limits.Key(addr.Addr()) // a UDP address is an IP address
 	if g.bySource[src] >= g.s.opts.SourceMaxHalfOpen || len(g.hello) >= cap(g.hello) {
 		g.s.refuse(RefusedHalfOpen, addr)
 		return nil, nil, false
@@ -299,7 +301,7 @@ func (g *gate) proveLocked(ss *session) bool {
 	if g.s.proved.Load() >= int64(g.s.opts.MaxSessions) {
 		reason = RefusedMaxSessions
 	} else if g.s.sources != nil {
-		reason = g.s.sources.admit(ss.src, time.Now())
+		reason = g.s.admitSource(ss.src)
 		ss.counted = reason == ""
 	}
 	if g.closed {
@@ -437,7 +439,7 @@ func (g *gate) release(ss *session) (proved bool) {
 		g.s.proved.Add(-1)
 	}
 	if ss.counted {
-		g.s.sources.release(ss.src)
+		g.s.sources.Release(ss.src)
 		ss.counted = false
 	}
 	ss.state = peerDead

@@ -8,6 +8,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/limits"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 )
 
@@ -43,8 +44,8 @@ const (
 	// DefaultSourceMaxSessions and DefaultSourceHandshakeRate are the
 	// per-source limits, applied once the source has proved its address
 	// by returning its cookie; the same values as over TCP.
-	DefaultSourceMaxSessions   = 1000
-	DefaultSourceHandshakeRate = 50.0
+	DefaultSourceMaxSessions   = limits.DefaultMaxConns
+	DefaultSourceHandshakeRate = limits.DefaultRate
 	// DefaultMaxDatagram is the largest datagram payload a batch of
 	// replies is packed into: 1,200 bytes of frames plus the record's
 	// overhead (13-byte header, an 8-byte connection ID, 24 bytes of AEAD

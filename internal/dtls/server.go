@@ -16,6 +16,7 @@ import (
 	"github.com/pion/dtls/v4/pkg/crypto/ciphersuite"
 	"github.com/pion/dtls/v4/pkg/protocol"
 
+	"github.com/spacecaptain/spacecaptain/internal/limits"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 )
 
@@ -43,7 +44,7 @@ type Server struct {
 	timed    bool // events were given: time every message
 	env      proto.Env
 	pionOpts []piondtls.ServerOption
-	sources  *sourceLimits // nil when both per-source limits are off
+	sources  *limits.Table // per proved source; nil when both per-source limits are off
 	readSize int           // the largest record answered
 	recvSize int           // the largest datagram pion is handed
 	inPool   sync.Pool     // datagrams queued for a busy session
@@ -75,9 +76,7 @@ func New(opts Options) (*Server, error) {
 		gates:    make(map[*gate]struct{}),
 		sessions: make(map[*session]struct{}),
 	}
-	if o.SourceMaxSessions > 0 || o.SourceHandshakeRate > 0 {
-		s.sources = newSourceLimits(o)
-	}
+	s.sources = limits.New(limits.Options{MaxConns: o.SourceMaxSessions, Rate: o.SourceHandshakeRate, Bound: o.MaxSessions + limits.Spare})
 	s.refusedLog.every = time.Second
 	// A record carries one request batch: at most MaxDatagram bytes of
 	// frames, or one frame alone when it is larger (DESIGN: a frame is
@@ -294,6 +293,22 @@ func (s *Server) untrackSession(ss *session) {
 	delete(s.sessions, ss)
 	s.mu.Unlock()
 	s.wg.Done()
+}
+
+// admitSource counts a new session of the proved source k against the
+// per-source limits, or returns the reason to refuse it. The limits apply
+// only once a source has returned its cookie: before that its address is
+// not proved, and counting it would let a spoofer spend a real player's
+// budget. The table (internal/limits) is the TCP server's too.
+func (s *Server) admitSource(k netip.Addr) string {
+	switch s.sources.Admit(k, time.Now()) {
+	case limits.Admitted:
+		return ""
+	case limits.TooManyConns:
+		return RefusedSourceSessions
+	default:
+		return RefusedSourceRate
+	}
 }
 
 // refuse reports a source turned away, logging at most once a second.

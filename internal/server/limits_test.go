@@ -17,30 +17,7 @@ import (
 // Issue 7, handshake-CPU exhaustion: per-source limits on concurrent
 // connections and on the handshake rate.
 
-func TestLimitKey(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		want string
-	}{
-		{"IPv4", "192.0.2.1", "192.0.2.1"},
-		{"IPv4-mapped IPv6 counts as IPv4", "::ffff:192.0.2.1", "192.0.2.1"},
-		{"IPv6 by /64", "2001:db8::1", "2001:db8::"},
-		{"same /64, other host bits", "2001:db8::ffff:abcd:1", "2001:db8::"},
-		{"next /64", "2001:db8:0:1::1", "2001:db8:0:1::"},
-		{"zone dropped", "fe80::1%eth0", "fe80::"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := limitKey(netip.MustParseAddr(tt.in))
-			if !ok || got != netip.MustParseAddr(tt.want) {
-				t.Errorf("limitKey(%s): got %v, %v; want %s, true", tt.in, got, ok, tt.want)
-			}
-		})
-	}
-	if got := limitKeyString(netip.MustParseAddr("2001:db8::")); got != "2001:db8::/64" {
-		t.Errorf("limitKeyString of an IPv6 source: got %q, want 2001:db8::/64", got)
-	}
+func TestLimitKeyOf(t *testing.T) {
 	if _, ok := limitKeyOf(&net.UnixAddr{Name: "/run/sc.sock", Net: "unix"}); ok {
 		t.Error("limitKeyOf a unix address: got a source, want none (not limited)")
 	}
@@ -54,8 +31,11 @@ func TestAddrLimitsOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.limits == nil || s.limits.maxConns != DefaultSourceMaxConns || s.limits.rate != DefaultSourceHandshakeRate || s.limits.burst != 100 {
-		t.Errorf("defaults: got %+v, want max conns %d, rate %v, burst 100", s.limits, DefaultSourceMaxConns, DefaultSourceHandshakeRate)
+	if s.limits == nil {
+		t.Fatal("defaults: got no table")
+	}
+	if rate, burst := s.limits.Rate(); s.limits.MaxConns() != DefaultSourceMaxConns || rate != DefaultSourceHandshakeRate || burst != 100 {
+		t.Errorf("defaults: got max conns %d, rate %v, burst %v; want %d, %v, 100", s.limits.MaxConns(), rate, burst, DefaultSourceMaxConns, DefaultSourceHandshakeRate)
 	}
 	s, err = New(Options{SourceMaxConns: -1, SourceHandshakeRate: -1})
 	if err != nil {
@@ -68,97 +48,12 @@ func TestAddrLimitsOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.limits.maxConns != 0 || s.limits.burst != 1 {
-		t.Errorf("conns off, rate 0.2: got max conns %d, burst %v; want 0 and 1", s.limits.maxConns, s.limits.burst)
+	if _, burst := s.limits.Rate(); s.limits.MaxConns() != 0 || burst != 1 {
+		t.Errorf("conns off, rate 0.2: got max conns %d, burst %v; want 0 and 1", s.limits.MaxConns(), burst)
 	}
 	if _, err := New(Options{SourceHandshakeRate: math.Inf(1)}); err == nil {
 		t.Error("an infinite rate: got no error")
 	}
-}
-
-func TestAddrLimitsTable(t *testing.T) {
-	t0 := time.Unix(1000, 0)
-	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
-	newLimits := func() *addrLimits {
-		return newAddrLimits(Options{MaxConns: 100, SourceMaxConns: 3, SourceHandshakeRate: 10})
-	}
-	admit := func(t *testing.T, l *addrLimits, k netip.Addr, at time.Time, want string) {
-		t.Helper()
-		if got := l.admit(k, at); got != want {
-			t.Fatalf("admit %v at +%v: got %q, want %q", k, at.Sub(t0), got, want)
-		}
-	}
-
-	t.Run("concurrent connections", func(t *testing.T) {
-		l := newLimits()
-		for range 3 {
-			admit(t, l, a, t0, "")
-		}
-		admit(t, l, a, t0, RefusedSourceConns)
-		admit(t, l, b, t0, "") // another source is not affected
-		l.release(a)
-		admit(t, l, a, t0, "")
-		// The refusal spent no token: 20 - 4 admitted.
-		if got := l.table[a].tokens; got != 16 {
-			t.Errorf("tokens after 4 admitted and 1 refused: got %v, want 16", got)
-		}
-	})
-	t.Run("rate", func(t *testing.T) {
-		l := newLimits()
-		for range 20 { // the burst: two seconds' worth
-			admit(t, l, a, t0, "")
-			l.release(a)
-		}
-		admit(t, l, a, t0, RefusedSourceRate)
-		admit(t, l, a, t0.Add(50*time.Millisecond), RefusedSourceRate)
-		admit(t, l, a, t0.Add(100*time.Millisecond), "") // one token a tenth of a second
-		l.release(a)
-		admit(t, l, a, t0.Add(100*time.Millisecond), RefusedSourceRate)
-		admit(t, l, b, t0, "")
-	})
-	t.Run("entries expire", func(t *testing.T) {
-		l := newLimits()
-		admit(t, l, a, t0, "")
-		admit(t, l, b, t0, "")
-		l.release(b)
-		l.sweep(t0.Add(50 * time.Millisecond))
-		if got := l.size(); got != 2 {
-			t.Fatalf("50 ms later: got %d entries, want 2 (a holds a connection, b's bucket is refilling)", got)
-		}
-		l.sweep(t0.Add(100 * time.Millisecond))
-		if got := l.size(); got != 1 {
-			t.Fatalf("b's bucket full: got %d entries, want 1 (a holds a connection)", got)
-		}
-		l.release(a)
-		l.sweep(t0.Add(time.Hour))
-		if got := l.size(); got != 0 {
-			t.Fatalf("nothing held: got %d entries, want 0", got)
-		}
-		// admit sweeps by itself, at most once a second.
-		admit(t, l, a, t0.Add(time.Hour), "")
-		l.release(a)
-		admit(t, l, b, t0.Add(time.Hour+3*time.Second), "")
-		if got := l.size(); got != 1 {
-			t.Fatalf("after admit swept: got %d entries, want 1", got)
-		}
-	})
-	t.Run("bounded", func(t *testing.T) {
-		l := newLimits()
-		l.bound = 8
-		held := netip.MustParseAddr("198.51.100.1")
-		admit(t, l, held, t0, "")
-		for i := range 100 {
-			k := netip.AddrFrom4([4]byte{203, 0, 113, byte(i)})
-			admit(t, l, k, t0, "")
-			l.release(k) // no connection, a bucket that is not full
-			if got := l.size(); got > l.bound {
-				t.Fatalf("after %d sources: %d entries, want at most %d", i+2, got, l.bound)
-			}
-		}
-		if e := l.table[held]; e == nil || e.conns != 1 {
-			t.Fatalf("the source holding a connection: got %+v, want it kept with 1 connection", e)
-		}
-	})
 }
 
 // needLocal skips the test where the local address from cannot be used:
@@ -265,8 +160,8 @@ func TestSourceHandshakeFlood(t *testing.T) {
 			}
 
 			e.rec.waitFor(t, "every connection closed", 30*time.Second, func() bool { return e.rec.active == 0 })
-			e.srv.limits.sweep(time.Now().Add(time.Minute))
-			if n := e.srv.limits.size(); n != 0 {
+			e.srv.limits.Sweep(time.Now().Add(time.Minute))
+			if n := e.srv.limits.Len(); n != 0 {
 				t.Errorf("a minute after the flood: %d sources in the table, want 0", n)
 			}
 		})
@@ -328,8 +223,8 @@ func TestSourceMaxConns(t *testing.T) {
 			}
 			held = nil
 			e.rec.waitFor(t, "every connection closed", 10*time.Second, func() bool { return e.rec.active == 0 })
-			e.srv.limits.sweep(time.Now())
-			if n := e.srv.limits.size(); n != 0 {
+			e.srv.limits.Sweep(time.Now())
+			if n := e.srv.limits.Len(); n != 0 {
 				t.Errorf("with no connection left: %d sources in the table, want 0", n)
 			}
 		})

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/limits"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 )
 
@@ -27,8 +28,8 @@ const (
 	// address cannot hold a tenth of DefaultMaxConns or take more than a
 	// fraction of a core in handshakes, even RSA-4096 ones (what a
 	// handshake costs: docs/BENCHMARKS.md).
-	DefaultSourceMaxConns      = 1000
-	DefaultSourceHandshakeRate = 50.0
+	DefaultSourceMaxConns      = limits.DefaultMaxConns
+	DefaultSourceHandshakeRate = limits.DefaultRate
 
 	// MaxMessageLimit is the largest MaxMessage New accepts: a connection
 	// with work holds buffers of about twice MaxMessage.

@@ -325,14 +325,7 @@ func TestProxyProtocol(t *testing.T) {
 						case tt.wantRemote == "" && hasProxy:
 							t.Errorf("proxy_addr %v for a LOCAL header, want none", proxyAddr)
 						}
-						e.srv.limits.mu.Lock()
-						entry := e.srv.limits.table[netip.MustParseAddr(tt.wantSource)]
-						conns := 0
-						if entry != nil {
-							conns = entry.conns
-						}
-						e.srv.limits.mu.Unlock()
-						if conns != 1 {
+						if conns := e.srv.limits.Conns(netip.MustParseAddr(tt.wantSource)); conns != 1 {
 							t.Errorf("source %s holds %d connections, want 1", tt.wantSource, conns)
 						}
 					})

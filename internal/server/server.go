@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spacecaptain/spacecaptain/internal/limits"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 )
 
@@ -45,7 +46,7 @@ type Server struct {
 	limitLog   logLimiter
 	proxyLog   logLimiter
 	acceptLog  logLimiter
-	limits     *addrLimits // nil when both per-source limits are off
+	limits     *limits.Table // nil when both per-source limits are off
 
 	mu        sync.Mutex
 	listeners map[*listener]struct{}
