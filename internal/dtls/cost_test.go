@@ -102,7 +102,10 @@ func TestIdleSessionCost(t *testing.T) {
 	}
 
 	stop()
-	e.rec.waitFor(t, "the sessions closed", 30*time.Second, func() bool { return e.rec.active == 0 })
+	// The clients' close_notify datagrams come all at once and a loaded
+	// machine may drop some (UDP): a session whose close_notify was lost
+	// is closed by the idle sweep, as a vanished client's is.
+	e.rec.waitFor(t, "the sessions closed", DefaultIdleTimeout+DefaultIdleTimeout/16+15*time.Second, func() bool { return e.rec.active == 0 })
 }
 
 // serverCost returns this process's goroutines and its live heap and
