@@ -18,8 +18,8 @@ const (
 var dtlsServerArgs = []string{"--dtls", "--dtls-idle-timeout", "10m", "--dtls-max-sessions", "19900"}
 
 // dtlsScenarios are the DTLS lines of a full run, each timed by d. The
-// DTLS server is the same whatever --engine says (DTLS sessions are
-// goroutines); the TLS 1.2 lines they are compared with are in the same
+// DTLS server is the same whatever --engine says (--engine does not
+// apply to DTLS); the TLS 1.2 lines they are compared with are in the same
 // run, against the same servers.
 func dtlsScenarios(d time.Duration) []scenario {
 	dur := d.String()
