@@ -2,14 +2,10 @@ package pki
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"slices"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/spacecaptain/spacecaptain/internal/watch"
 )
 
 // Defaults shared by the reloaders ([CertReloader], [TicketKeys]).
@@ -25,18 +21,13 @@ const (
 	// several files; an editor writes, renames and chmods) costs one
 	// reload, and a file written in pieces is read once it has settled.
 	defaultDebounce = 100 * time.Millisecond
-
-	// maxDebounceFactor bounds the wait for a quiet moment: a directory
-	// with events more often than every Debounce is reloaded at least every
-	// maxDebounceFactor × Debounce anyway.
-	maxDebounceFactor = 10
 )
 
 // Trigger says what started a reload. It is reported to OnReload callbacks
 // for metrics and logs.
 type Trigger string
 
-// The triggers of a reload.
+// The triggers of a reload; the words are internal/watch's.
 const (
 	// TriggerInitial is the load in the constructor.
 	TriggerInitial Trigger = "initial"
@@ -58,27 +49,11 @@ const (
 )
 
 // watcher turns file-system activity around a set of files into calls of
-// one reload function. It is the component the certificate reloader, the
-// next key and the ticket keys share.
-//
-// It watches directories, never files (see [fsnotify.Watcher.Add]): a file
-// replaced by rename is a new inode, so a watch on the old one goes quiet
-// exactly when it matters. Any event in a directory holding a watched file
-// counts as "maybe changed" — a Kubernetes secret mount swaps its "..data"
-// symlink and its events never name the file — and the reload function
-// compares content hashes, so spurious events cost a few reads.
-//
-// What differs per platform, and why the periodic check stays on:
-//   - Linux (inotify): adding a watch fails with ENOSPC once the user's
-//     fs.inotify.max_user_watches is used up (by every process of the
-//     user, editors and IDEs included); the directory is then logged once
-//     as unwatchable and only the periodic check sees its changes.
-//   - BSD and macOS (kqueue): a watched directory costs one open file per
-//     entry in it, counted against the server's own open-file limit; keep
-//     the certificate directory small (the default layout has five files).
-//   - Windows: directories are watched natively (ReadDirectoryChangesW);
-//     there is no SIGHUP, so the watcher and the periodic check are the
-//     only triggers besides an explicit Reload.
+// one reload function: the component the certificate reloader, the next key
+// and the ticket keys share. The watching itself (directories, never
+// files; symlink targets; Kubernetes "..data" swaps; the debounce and the
+// periodic check) is internal/watch's, which package pinning's client
+// lists use too.
 type watcher struct {
 	files    []string
 	debounce time.Duration
@@ -91,247 +66,8 @@ type watcher struct {
 // file caught mid-write, which earns a second look once events settle.
 type checkFunc func(ctx context.Context, t Trigger) (recheck bool)
 
-// watchState is the set of directories watched and why.
-type watchState struct {
-	fw  *fsnotify.Watcher
-	log *slog.Logger
-	// content are the directories whose every event may be a change: the
-	// directories of the files and of their symlink targets.
-	content map[string]bool
-	// self are the directories of the files themselves; an event naming
-	// one of them (seen through its parent's watch) means the directory
-	// was removed, renamed or created.
-	self map[string]bool
-	// ids are the directories watched now, with the identity they had
-	// when the watch was added.
-	ids map[string]os.FileInfo
-	// warned dedups "cannot watch" warnings.
-	warned map[string]bool
-}
-
-// run watches until ctx ends. If the platform's watcher cannot be created
-// (inotify's per-user instance limit, 128 by default, is shared by every
-// process of the user), it logs once and falls back to the periodic check.
+// run watches until ctx ends.
 func (w *watcher) run(ctx context.Context, check checkFunc) error {
-	st := &watchState{log: w.log, ids: map[string]os.FileInfo{}, warned: map[string]bool{}}
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	if fw, err := fsnotify.NewWatcher(); err != nil {
-		w.log.WarnContext(ctx, "cannot watch files, falling back to the periodic check", "what", w.what, "interval", w.interval, "err", err)
-	} else {
-		defer fw.Close()
-		st.fw, events, errs = fw, fw.Events, fw.Errors
-	}
-	st.ensure(w.files)
-	// A change made between the constructor's load and this watch would
-	// have no event: look once now.
-	recheck := check(ctx, TriggerRewatch)
-
-	var tick <-chan time.Time
-	if w.interval > 0 {
-		t := time.NewTicker(w.interval)
-		defer t.Stop()
-		tick = t.C
-	}
-	// The debounce timer runs on this goroutine's select rather than as an
-	// AfterFunc, so that every trigger but Reload runs here, one at a time.
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	var (
-		pending      Trigger // what the timer will fire as, "" when idle
-		pendingSince time.Time
-	)
-	arm := func(t Trigger) {
-		now := time.Now()
-		if pending != TriggerFileEvent {
-			pendingSince = now
-		}
-		pending = t
-		// Wait for a quiet Debounce, but not forever: a file that is
-		// written to without pause is read every maxDebounceFactor ×
-		// Debounce anyway.
-		wait := w.debounce
-		if limit := pendingSince.Add(maxDebounceFactor * w.debounce).Sub(now); limit < wait {
-			wait = max(limit, 0)
-		}
-		timer.Reset(wait)
-	}
-	if recheck {
-		arm(TriggerSettle)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			switch {
-			case st.self[filepath.Clean(ev.Name)]:
-				// fsnotify quirk: a watched directory that is removed
-				// (IN_DELETE_SELF) or renamed away (IN_MOVE_SELF) loses its
-				// watch inside fsnotify, which reports it as a Remove or
-				// Rename of the directory itself, or through the parent's
-				// watch; a directory created in its place needs a new
-				// watch. Re-establish, then reload.
-				st.forget(filepath.Clean(ev.Name))
-				st.ensure(w.files)
-				arm(TriggerFileEvent)
-			case st.content[filepath.Dir(filepath.Clean(ev.Name))]:
-				// Any name: rename-over ("sc-cert rotate", mv) is a Create
-				// of the target; an editor's save-by-rename is a Create of
-				// the file (vim also renames the original to a backup
-				// first); delete-then-create is a Remove then a Create; an
-				// in-place write is Write events, one per write(2), and
-				// fsnotify has no portable close-after-write event
-				// (IN_CLOSE_WRITE is Linux-only), so the end of a write is
-				// a guess: the debounce waits for quiet, and a reload that
-				// fails then gets a second look (TriggerSettle). A chmod
-				// or touch is a Chmod event, kept: it can fix a key's mode.
-				// A Kubernetes "..data" swap names only "..data" and its
-				// temporary link, never the file.
-				if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
-					// A symlink target may have moved to another
-					// directory (the "..data" swap does exactly that).
-					st.ensure(w.files)
-				}
-				arm(TriggerFileEvent)
-			}
-
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				// fsnotify quirk: inotify drops events once its queue
-				// (fs.inotify.max_queued_events) is full and reports only
-				// that it did. Anything may have changed, including the
-				// directories: start the watches afresh and reload.
-				w.log.WarnContext(ctx, "file event queue overflowed, re-establishing watches", "what", w.what)
-				st.reset()
-				st.ensure(w.files)
-				if check(ctx, TriggerRewatch) && pending == "" {
-					arm(TriggerSettle)
-				}
-				continue
-			}
-			w.log.WarnContext(ctx, "file watch error", "what", w.what, "err", err)
-
-		case <-timer.C:
-			t := pending
-			pending = ""
-			if check(ctx, t) && t == TriggerFileEvent {
-				arm(TriggerSettle)
-			}
-
-		case <-tick:
-			// The periodic check also repairs watches lost without an
-			// event we saw (a directory replaced between two looks).
-			t := TriggerPeriodic
-			if st.ensure(w.files) {
-				t = TriggerRewatch
-			}
-			if check(ctx, t) && pending == "" {
-				arm(TriggerSettle)
-			}
-		}
-	}
-}
-
-// ensure makes the watches match the files' directories as they are now
-// and reports whether a watch was (re-)established after the first.
-func (s *watchState) ensure(files []string) (changed bool) {
-	first := s.content == nil
-	s.content, s.self = map[string]bool{}, map[string]bool{}
-	want := map[string]bool{}
-	for _, f := range files {
-		dir := filepath.Dir(filepath.Clean(f))
-		s.content[dir], s.self[dir], want[dir] = true, true, true
-		// fsnotify quirk: a directory's own removal or replacement is
-		// reported reliably only by its parent's watch (fsnotify drops the
-		// IN_DELETE_SELF of a directory whose parent it also watches), and
-		// only the parent sees a new directory appear at the path.
-		if parent := filepath.Dir(dir); parent != dir {
-			want[parent] = true
-		}
-		// Resolve symlinks: a file that is a symlink into another
-		// directory changes when its target does, and no event in the
-		// link's directory says so.
-		if real, err := filepath.EvalSymlinks(f); err == nil {
-			if rdir := filepath.Dir(real); rdir != dir {
-				s.content[rdir], want[rdir] = true, true
-			}
-		}
-	}
-	if s.fw == nil {
-		return false
-	}
-	watched := map[string]bool{}
-	for _, p := range s.fw.WatchList() {
-		watched[p] = true
-	}
-	for dir := range s.ids {
-		if !want[dir] {
-			// ErrNonExistentWatch when fsnotify already dropped it.
-			_ = s.fw.Remove(dir)
-			delete(s.ids, dir)
-		}
-	}
-	dirs := make([]string, 0, len(want))
-	for d := range want {
-		dirs = append(dirs, d)
-	}
-	slices.Sort(dirs)
-	for _, dir := range dirs {
-		fi, err := os.Stat(dir)
-		if err != nil {
-			if _, ok := s.ids[dir]; ok {
-				_ = s.fw.Remove(dir)
-				delete(s.ids, dir)
-			}
-			continue
-		}
-		// fsnotify forgets the watch of a removed or moved directory (see
-		// run), and a directory replaced by another (rename over, or
-		// delete and create, which may even reuse the inode number) needs
-		// a new watch: the old one follows the old inode.
-		if old, ok := s.ids[dir]; ok && watched[dir] && os.SameFile(old, fi) {
-			continue
-		}
-		_ = s.fw.Remove(dir)
-		if err := s.fw.Add(dir); err != nil {
-			if !s.warned[dir] && s.self[dir] {
-				s.warned[dir] = true
-				s.log.Warn("cannot watch directory, relying on the periodic check", "path", dir, "err", err)
-			}
-			delete(s.ids, dir)
-			continue
-		}
-		delete(s.warned, dir)
-		s.ids[dir] = fi
-		if !first && s.content[dir] {
-			changed = true
-		}
-	}
-	return changed
-}
-
-// forget marks dir as no longer watched, whatever its identity says.
-func (s *watchState) forget(dir string) {
-	if s.fw != nil {
-		_ = s.fw.Remove(dir)
-	}
-	delete(s.ids, dir)
-}
-
-// reset drops every watch so that ensure adds them afresh.
-func (s *watchState) reset() {
-	for dir := range s.ids {
-		s.forget(dir)
-	}
+	opts := watch.Options{Files: w.files, Debounce: w.debounce, Interval: w.interval, Logger: w.log, What: w.what}
+	return watch.Run(ctx, opts, func(ctx context.Context, t watch.Trigger) bool { return check(ctx, Trigger(t)) })
 }
