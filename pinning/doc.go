@@ -20,6 +20,11 @@
 //     [Store.Add] and [Store.Forget] are what sc-cert pin list/add/forget
 //     do.
 //   - [FetchChain] to look at a server's certificates without trusting it.
+//   - [NewClientVerifier] for the other direction: a server admitting its
+//     clients by an allow list of key pins ([ParseAllowList]) and a client
+//     CA, refusing those a revoke list names ([ParseRevokeList]), with
+//     the lists followed on disk; [EditAllowList] and [EditRevokeList] are
+//     what sc-cert clients allow/revoke do.
 //
 // Failures that callers act on are typed: [*KeyError] (the server's key is
 // not a trusted one; it carries the host, the pins wanted and got, and the

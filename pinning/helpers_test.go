@@ -47,6 +47,8 @@ type certSpec struct {
 	ips       []net.IP
 	notBefore time.Time
 	notAfter  time.Time
+	// eku is the leaf's extended key usage; nil means serverAuth.
+	eku []x509.ExtKeyUsage
 }
 
 func mustCert(t testing.TB, s certSpec) *x509.Certificate {
@@ -79,6 +81,9 @@ func mustCert(t testing.TB, s certSpec) *x509.Certificate {
 	} else {
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		if s.eku != nil {
+			tmpl.ExtKeyUsage = s.eku
+		}
 	}
 	parent, parentKey := tmpl, s.key
 	if s.issuer != nil {
@@ -154,6 +159,8 @@ type testServer struct {
 type serverResult struct {
 	err     error
 	resumed bool
+	// state is the server side's connection state.
+	state tls.ConnectionState
 }
 
 type serverSpec struct {
@@ -161,6 +168,8 @@ type serverSpec struct {
 	version uint16
 	// clientAuth, when set, is the server's client-certificate policy.
 	clientAuth tls.ClientAuthType
+	// verify, when set, is the server's VerifyConnection.
+	verify func(tls.ConnectionState) error
 }
 
 func startServer(t testing.TB, s serverSpec) *testServer {
@@ -176,9 +185,10 @@ func startServer(t testing.TB, s serverSpec) *testServer {
 		cert:   s.cert,
 	}
 	cfg := &tls.Config{
-		MinVersion: s.version,
-		MaxVersion: s.version,
-		ClientAuth: s.clientAuth,
+		MinVersion:       s.version,
+		MaxVersion:       s.version,
+		ClientAuth:       s.clientAuth,
+		VerifyConnection: s.verify,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			select {
 			case srv.hellos <- hello.ServerName:
@@ -209,7 +219,7 @@ func startServer(t testing.TB, s serverSpec) *testServer {
 				c.SetDeadline(time.Now().Add(30 * time.Second))
 				tc := tls.Server(c, cfg)
 				err := tc.Handshake()
-				res := serverResult{err: err}
+				res := serverResult{err: err, state: tc.ConnectionState()}
 				if err == nil {
 					res.resumed = tc.ConnectionState().DidResume
 				}
