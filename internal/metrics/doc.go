@@ -30,11 +30,15 @@
 //   - spacecaptain_connections_closed_total{reason} (counter): accepted
 //     connections closed; reason eof, handshake_error, handshake_timeout,
 //     idle_timeout, write_timeout, protocol_error, read_error,
-//     write_error, shutdown or forced (the Close… constants of package
-//     server).
+//     write_error, shutdown, forced or revoked (a revoked client's live
+//     session, cut; the Close… constants of package server).
 //   - spacecaptain_tls_handshakes_total{result,tls_version,resumed}
 //     (counter): TLS handshakes. result is ok, timeout, client_closed,
-//     not_tls, client_alert or error ([HandshakeOK] and the rest);
+//     not_tls, client_alert or error ([HandshakeOK] and the rest), or,
+//     for a client the server refused (--client-auth), the reason:
+//     no_client_cert, unknown_client, client_revoked,
+//     client_cert_expired or bad_client_chain (package pinning's
+//     ClientRefusalReasons, the one list later transports extend);
 //     tls_version 1.2 or 1.3 (1.0 and 1.1 if a config allows them; unknown
 //     when the handshake failed before a version was chosen); resumed true
 //     for a resumed session, false for a full handshake.
@@ -67,6 +71,12 @@
 //     settle, and only that second look is counted.
 //   - spacecaptain_cert_last_reload_success_timestamp_seconds (gauge):
 //     the last reload that did not fail, as a Unix timestamp.
+//   - spacecaptain_client_list_entries{list} (gauge): the size of each
+//     client list in force (--client-auth): allow (pins), revoked
+//     (entries), ca (client CA certificates).
+//   - spacecaptain_client_list_reload_failures_total{list} (counter):
+//     loads of a client list file that were refused (the line number is
+//     in the log); the previous list stays in force.
 //
 // # Transports
 //

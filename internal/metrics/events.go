@@ -12,6 +12,7 @@ import (
 
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 	"github.com/spacecaptain/spacecaptain/internal/server"
+	"github.com/spacecaptain/spacecaptain/pinning"
 )
 
 var _ server.Events = (*Metrics)(nil)
@@ -93,10 +94,28 @@ const (
 	resultNotTLS
 	resultClientAlert
 	resultError
+	resultNoClientCert
+	resultUnknownClient
+	resultClientRevoked
+	resultClientCertExpired
+	resultBadClientChain
 	numResults
 )
 
-var resultNames = [numResults]string{HandshakeOK, HandshakeTimeout, HandshakeClientClosed, HandshakeNotTLS, HandshakeClientAlert, HandshakeError}
+var resultNames = [numResults]string{HandshakeOK, HandshakeTimeout, HandshakeClientClosed, HandshakeNotTLS, HandshakeClientAlert, HandshakeError,
+	pinning.RefusedNoClientCert, pinning.RefusedUnknownClient, pinning.RefusedClientRevoked, pinning.RefusedClientCertExpired, pinning.RefusedBadClientChain}
+
+// refusalResult returns the result of a client refused for reason, one
+// of package pinning's ClientRefusalReasons; a reason added there and not
+// here counts as an error.
+func refusalResult(reason string) int {
+	for r := resultNoClientCert; r < numResults; r++ {
+		if resultNames[r] == reason {
+			return r
+		}
+	}
+	return resultError
+}
 
 // handshakeResult sorts a handshake error into a result. It looks at
 // crypto/tls's error types, not its messages, which change between Go
@@ -109,6 +128,10 @@ func handshakeResult(err error) int {
 	}
 	for e := err; e != nil; e = errors.Unwrap(e) {
 		switch x := e.(type) {
+		case interface{ RefusalReason() string }:
+			// The server's VerifyConnection refused the client
+			// (package pinning's ClientError).
+			return refusalResult(x.RefusalReason())
 		case *net.OpError:
 			// crypto/tls reports an alert the peer sent as a *net.OpError
 			// whose Op is "remote error" (conn.go, readRecordOrCCS); the

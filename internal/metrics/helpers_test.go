@@ -302,4 +302,4 @@ func frameSize(n int) int { return proto.HeaderSize + n }
 // the metrics show from the start.
 var allCloseReasons = []string{server.CloseEOF, server.CloseHandshakeError, server.CloseHandshakeTimeout,
 	server.CloseIdleTimeout, server.CloseWriteTimeout, server.CloseProtocolError, server.CloseReadError,
-	server.CloseWriteError, server.CloseShutdown, server.CloseForced}
+	server.CloseWriteError, server.CloseShutdown, server.CloseForced, server.CloseRevoked}

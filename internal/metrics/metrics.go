@@ -157,6 +157,7 @@ type Metrics struct {
 
 	reloads labeled
 	cert    *certCollector
+	clients *clientLists
 
 	dtls *DTLSEvents // nil without Options.DTLS
 }
@@ -203,7 +204,7 @@ func New(opts Options) (*Metrics, error) {
 	if opts.MaxConns < 0 {
 		return nil, fmt.Errorf("configuring metrics: max conns %d is negative", opts.MaxConns)
 	}
-	m := &Metrics{reg: prometheus.NewRegistry(), now: opts.Now, cert: newCertCollector()}
+	m := &Metrics{reg: prometheus.NewRegistry(), now: opts.Now, cert: newCertCollector(), clients: newClientLists()}
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -225,7 +226,7 @@ func New(opts Options) (*Metrics, error) {
 	closed := counterVec(NameConnectionsClosed, helpConnectionsClosed, "reason")
 	m.closed = newLabeled(closed, server.CloseEOF, server.CloseHandshakeError, server.CloseHandshakeTimeout,
 		server.CloseIdleTimeout, server.CloseWriteTimeout, server.CloseProtocolError, server.CloseReadError,
-		server.CloseWriteError, server.CloseShutdown, server.CloseForced)
+		server.CloseWriteError, server.CloseShutdown, server.CloseForced, server.CloseRevoked)
 	protoErr := counterVec(NameProtocolErrors,
 		helpProtocolErrors, "kind")
 	m.protoErr = newLabeled(protoErr, proto.KindTooLarge, proto.KindTruncated, proto.KindUnknownType)
@@ -272,7 +273,7 @@ func New(opts Options) (*Metrics, error) {
 	m.reloads = newLabeled(reloads, ReloadChanged, ReloadUnchanged, ReloadFailed)
 
 	cs := []prometheus.Collector{openGauge, m.accepted, refused, closed, protoErr, m.handshakes, hsDuration,
-		rv.count, rv.duration, rv.in, rv.out, reloads, m.cert}
+		rv.count, rv.duration, rv.in, rv.out, reloads, m.cert, m.clients.entries, m.clients.failures}
 	if opts.MaxConns > 0 {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: NameConnectionsMax,

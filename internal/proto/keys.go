@@ -33,6 +33,21 @@ func AppendKeys(dst []byte, current string, next []string) []byte {
 	return dst
 }
 
+// AppendKeysClient appends the line of a KEYS reply that tells the client
+// who the server took it for: "client PIN", or "client PIN NAME", ending in
+// "\n". The caller keeps NAME free of white space and control characters
+// (package pinning's ValidClientName): a newline in it would inject a
+// line.
+func AppendKeysClient(dst []byte, pin, name string) []byte {
+	dst = append(dst, "client "...)
+	dst = append(dst, pin...)
+	if name != "" {
+		dst = append(dst, ' ')
+		dst = append(dst, name...)
+	}
+	return append(dst, '\n')
+}
+
 // ParseKeys parses the body of a KEYS reply: UTF-8 lines, the first
 // "current PIN" and then zero or more "next PIN", where each PIN is
 // "sha256//" and the standard base64 of a SHA-256 digest. The last line may

@@ -22,6 +22,11 @@ type Env struct {
 	// result means it has no pins to give. Either way the client gets an
 	// ERROR reply.
 	Keys func() []byte
+	// ClientPin and ClientName are the identity the client of this
+	// connection proved with its certificate: a KEYS reply then ends in
+	// the line "client PIN" or "client PIN NAME" (see [AppendKeysClient]).
+	// Empty for an anonymous client: no such line.
+	ClientPin, ClientName string
 }
 
 // AppendReply appends to dst the reply to req and returns the extended
@@ -32,7 +37,8 @@ type Env struct {
 //   - REVERSE returns the body reversed: by runes when it is valid UTF-8,
 //     else by bytes.
 //   - TIME returns env's clock in UTC as [TimeLayout].
-//   - KEYS returns env.Keys() (an ERROR when there is none).
+//   - KEYS returns env.Keys() (an ERROR when there is none), then, for a
+//     client that presented a certificate, its "client" line.
 //   - Any other type gets an ERROR reply, "unknown message type N"; the
 //     connection can go on, framing is intact.
 //
@@ -77,7 +83,13 @@ func AppendReply(dst []byte, req Frame, env Env) []byte {
 		if len(body) == 0 {
 			return AppendError(dst, "KEYS: no key pins available")
 		}
-		return AppendFrame(dst, Keys, body)
+		if env.ClientPin == "" {
+			return AppendFrame(dst, Keys, body)
+		}
+		dst, at := beginFrame(dst, Keys)
+		dst = append(dst, body...)
+		dst = AppendKeysClient(dst, env.ClientPin, env.ClientName)
+		return endFrame(dst, at)
 	}
 	return AppendUnknownType(dst, req.Type)
 }

@@ -98,7 +98,7 @@ func (c *conn) step() (began bool, reason string, err error) {
 	var perr, werr error
 	for {
 		var used int
-		out, used, perr = s.answer(out, in[r:])
+		out, used, perr = s.answer(out, in[r:], c.env())
 		r += used
 		if perr != nil || len(out) < s.flushAt {
 			break
@@ -132,7 +132,7 @@ func (c *conn) step() (began bool, reason string, err error) {
 // replies to out, stopping early once out reaches flushAt. It returns out,
 // how many bytes of in it used and, when framing is lost, the
 // *proto.ProtocolError (whose ERROR reply is already in out).
-func (s *Server) answer(out, in []byte) (_ []byte, used int, err error) {
+func (s *Server) answer(out, in []byte, env *proto.Env) (_ []byte, used int, err error) {
 	var tm timing
 	for len(out) < s.flushAt {
 		f, n, err := proto.Parse(in[used:], s.opts.MaxMessage)
@@ -154,7 +154,7 @@ func (s *Server) answer(out, in []byte) (_ []byte, used int, err error) {
 			tm.begin(s)
 		}
 		before := len(out)
-		out = proto.AppendReply(out, f, s.env)
+		out = proto.AppendReply(out, f, *env)
 		if s.timed {
 			tm.add(s, f.Type, n, len(out)-before)
 		}

@@ -43,7 +43,7 @@ func BenchmarkAnswer(b *testing.B) {
 			for b.Loop() {
 				if msgs%tt.batch == 0 {
 					var used int
-					out, used, err = s.answer(out[:0], in)
+					out, used, err = s.answer(out[:0], in, &s.env)
 					if err != nil || used != len(in) {
 						b.Fatalf("answer: used %d of %d, %v", used, len(in), err)
 					}

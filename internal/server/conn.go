@@ -75,6 +75,17 @@ type conn struct {
 	sock   net.Conn  // the engine's socket (engine.socket), closed hard by finish
 	state  atomic.Int32
 	forced atomic.Bool // closed hard by forceClose
+	// revoked: closed hard by CloseClients (forced is set too).
+	revoked atomic.Bool
+	// established is set once the TLS handshake has succeeded, after
+	// idEnv: from then on tc and idEnv may be read by others.
+	established atomic.Bool
+
+	// idEnv is the reply environment with the client's identity, for a
+	// client that presented a certificate (Options.Identify); nil for an
+	// anonymous one, which uses srv.env. Set before the handshake is
+	// reported done, never changed after.
+	idEnv *proto.Env
 
 	// limitKey is what c counts against in the per-address limits, when
 	// limited (limits.go).
@@ -179,6 +190,14 @@ func (c *conn) handshake() (reason string, err error) {
 		return CloseHandshakeError, err
 	}
 	_ = c.nc.SetDeadline(time.Time{})
+	if s.opts.Identify != nil {
+		if id := s.opts.Identify(state); id.Pin != "" {
+			env := s.env
+			env.ClientPin, env.ClientName = id.Pin, id.Name
+			c.idEnv = &env
+		}
+	}
+	c.established.Store(true)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		s.log.LogAttrs(context.Background(), slog.LevelDebug, "handshake done", append(c.addrAttrs(),
 			slog.String("tls_version", tls.VersionName(state.Version)),
@@ -196,7 +215,10 @@ func (c *conn) handshake() (reason string, err error) {
 // close_notify (tls.Conn.Close, whose alert write crypto/tls bounds at 5
 // s); the others close the socket.
 func (s *Server) finish(c *conn, reason string, err error) {
-	if c.forced.Load() || s.forcing.Load() {
+	switch {
+	case c.revoked.Load():
+		reason = CloseRevoked
+	case c.forced.Load() || s.forcing.Load():
 		reason = CloseForced
 	}
 	switch reason {
@@ -213,6 +235,9 @@ func (s *Server) finish(c *conn, reason string, err error) {
 		attrs := append(c.addrAttrs(), slog.String("reason", reason))
 		if err != nil {
 			attrs = append(attrs, slog.Any("err", err))
+			if r := refusalReason(err); r != "" {
+				attrs = append(attrs, slog.String("client_refused", r))
+			}
 		}
 		s.log.LogAttrs(context.Background(), slog.LevelDebug, "connection closed", attrs...)
 	}
@@ -237,7 +262,33 @@ func (c *conn) addrAttrs() []slog.Attr {
 	if c.proxyAddr != nil {
 		attrs = append(attrs, slog.String("proxy_addr", c.proxyAddr.String()))
 	}
+	if c.idEnv != nil {
+		attrs = append(attrs, slog.String("client_pin", c.idEnv.ClientPin))
+		if c.idEnv.ClientName != "" {
+			attrs = append(attrs, slog.String("client_name", c.idEnv.ClientName))
+		}
+	}
 	return attrs
+}
+
+// env is the environment c's replies are built in: the server's, with
+// c's client identity for KEYS.
+func (c *conn) env() *proto.Env {
+	if c.idEnv != nil {
+		return c.idEnv
+	}
+	return &c.srv.env
+}
+
+// refusalReason returns the reason a TLS config's VerifyConnection gave
+// for refusing a client, when its error says one (package pinning's
+// ClientError has a RefusalReason method), else "".
+func refusalReason(err error) string {
+	var r interface{ RefusalReason() string }
+	if errors.As(err, &r) {
+		return r.RefusalReason()
+	}
+	return ""
 }
 
 // readFailed names the reason a read that returned no data ends c. partial

@@ -104,6 +104,9 @@ const (
 	// CloseForced: closed hard because Shutdown's context ended, or
 	// Serve's did, before the connection had drained.
 	CloseForced = "forced"
+	// CloseRevoked: closed hard by [Server.CloseClients], because its
+	// client's identity was revoked.
+	CloseRevoked = "revoked"
 )
 
 // NopEvents is an [Events] that does nothing. Embed it in an implementation

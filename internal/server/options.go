@@ -156,6 +156,16 @@ type Options struct {
 	// ERROR reply.
 	Keys func() []byte
 
+	// Identify names the client of a TLS connection once its handshake has
+	// succeeded (the TLS config's VerifyConnection has admitted it), from
+	// the connection state, which holds the certificate it presented. A
+	// non-empty Identity.Pin appears in every log line about the
+	// connection (client_pin, client_name) and as the last line of its
+	// KEYS replies ("client PIN NAME"), and is what [Server.CloseClients]
+	// reports. It is called once per handshake, resumed ones included, on
+	// the connection's goroutine. Nil means every client is anonymous.
+	Identify func(tls.ConnectionState) Identity
+
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger
 
@@ -178,6 +188,15 @@ type Options struct {
 	// docs/BENCHMARKS.md) and affects the whole process. The goroutine
 	// engine has no such policy.
 	KeepFreedMemory bool
+}
+
+// Identity is who a TLS client proved to be with its certificate: the pin
+// of its key ("sha256//…") and a name, both shown to people and to the
+// client itself. Name must be free of white space and control characters
+// (package pinning's SafeClientName makes one so). The zero Identity is
+// an anonymous client.
+type Identity struct {
+	Pin, Name string
 }
 
 // resolve fills in the defaults and validates; it returns the first problem.

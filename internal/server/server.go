@@ -212,6 +212,40 @@ func (s *Server) forceClose() int {
 	return len(s.conns)
 }
 
+// CloseClients closes, hard, every established TLS connection whose
+// connection state match reports true for — a revoked client's live
+// sessions — and returns how many it closed. Each is logged at info
+// level, with its client's identity, and ends with reason CloseRevoked.
+// match is called outside the server's lock, once per connection whose
+// handshake is done; connections still in their handshake are left to
+// their VerifyConnection.
+func (s *Server) CloseClients(match func(tls.ConnectionState) bool) int {
+	s.mu.Lock()
+	var est []*conn
+	for c := range s.conns {
+		if c.established.Load() {
+			est = append(est, c)
+		}
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, c := range est {
+		if !match(c.tc.ConnectionState()) {
+			continue
+		}
+		s.mu.Lock()
+		if _, ok := s.conns[c]; ok && !c.forced.Load() {
+			c.revoked.Store(true)
+			c.forced.Store(true)
+			s.eng.abort(c)
+			n++
+			s.log.LogAttrs(context.Background(), slog.LevelInfo, "closing the connection of a revoked client", c.addrAttrs()...)
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
+
 func (s *Server) trackListener(l *listener) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
