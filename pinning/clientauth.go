@@ -149,6 +149,11 @@ type ClientVerifierOptions struct {
 	// OnLoad, when set, is called after every load of a file, the first
 	// included, from the goroutine that loaded it.
 	OnLoad func(ClientListEvent)
+	// OnChange, when set, is called after a reload (not the first load)
+	// put new lists in force, with the lists that changed (ListAllow,
+	// ListRevoked, ListCA): a server closes the live sessions of newly
+	// revoked clients from here ([ClientVerifier.Revoked]).
+	OnChange func(lists []string)
 	// Logger receives reload logs. Nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock certificate validity is checked against. Nil means
@@ -281,6 +286,7 @@ func (v *ClientVerifier) load(trigger string, initial bool) error {
 	old := v.state.Load()
 	next := *old
 	var errs []error
+	var changed []string
 	for i, f := range []struct {
 		list, path string
 		kind       trustfile.Kind
@@ -320,6 +326,7 @@ func (v *ClientVerifier) load(trigger string, initial bool) error {
 			continue
 		}
 		next.hashes[i] = sum
+		changed = append(changed, f.list)
 		ev.Changed, ev.Entries = true, next.size(f.list)
 		if !initial {
 			v.log.Info("client list reloaded", "list", f.list, "path", f.path, "entries", ev.Entries, "trigger", trigger)
@@ -330,6 +337,9 @@ func (v *ClientVerifier) load(trigger string, initial bool) error {
 		return errors.Join(errs...)
 	}
 	v.state.Store(&next)
+	if !initial && len(changed) > 0 && v.opts.OnChange != nil {
+		v.opts.OnChange(changed)
+	}
 	return errors.Join(errs...)
 }
 

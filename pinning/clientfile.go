@@ -11,7 +11,7 @@ import (
 
 	"github.com/gofrs/flock"
 
-	"github.com/spacecaptain/spacecaptain/atomicfile"
+	"github.com/spacecaptain/spacecaptain/internal/atomicfile"
 	"github.com/spacecaptain/spacecaptain/internal/trustfile"
 )
 

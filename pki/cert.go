@@ -63,6 +63,13 @@ type CertOptions struct {
 	// serverAuth). Default false.
 	IsCA bool
 
+	// Client makes a client certificate, a player's identity: CA:FALSE,
+	// digitalSignature and the clientAuth extended key usage only (never
+	// serverAuth, so it cannot serve), CommonName as its subject (required)
+	// and DNSNames and IPAddresses as given, with no default SANs. Default
+	// false. It can't be combined with IsCA.
+	Client bool
+
 	// Validity is how long the certificate is valid from now. Default 90
 	// days, or 10 years for a CA. Ignored when NotAfter is set.
 	Validity time.Duration
@@ -107,6 +114,9 @@ func (o *CertOptions) now() time.Time {
 func CreateCertificate(pub crypto.PublicKey, opts CertOptions) (*x509.Certificate, error) {
 	if opts.IssuerKey == nil {
 		return nil, errors.New("creating certificate: no signing key given")
+	}
+	if opts.Client && (opts.IsCA || opts.CommonName == "") {
+		return nil, errors.New("creating certificate: a client certificate needs a name (CommonName) and can't be a CA")
 	}
 	if _, err := KeyTypeOf(pub); err != nil {
 		if alg, _ := keyAlgorithm(pub); alg == "" {
@@ -157,7 +167,7 @@ func CreateCertificate(pub crypto.PublicKey, opts CertOptions) (*x509.Certificat
 		template.Subject = pkix.Name{CommonName: truncate(cn, 64)}
 	} else {
 		dns, ips := opts.DNSNames, opts.IPAddresses
-		if len(dns) == 0 && len(ips) == 0 {
+		if len(dns) == 0 && len(ips) == 0 && !opts.Client {
 			dns, ips = defaultSANs()
 		}
 		for _, d := range dns {
@@ -204,6 +214,9 @@ func CreateCertificate(pub crypto.PublicKey, opts CertOptions) (*x509.Certificat
 		tmpl.IsCA = false
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		if opts.Client {
+			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		}
 	}
 	tmpl.SubjectKeyId, err = x509util.GenerateSubjectKeyID(pub)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
 	"github.com/spf13/cobra"
 )
@@ -21,6 +22,8 @@ type createOptions struct {
 	validity              validityFlags
 	notBefore             time.Time
 	isCA                  bool
+	client                bool
+	name                  string
 	issuerCert, issuerKey string
 	encrypt, force, json  bool
 	pass, issuerPass      *cli.Passphrase
@@ -42,6 +45,13 @@ and the host name unless --dns or --ip name others. --ca makes a CA
 certificate instead (CA:TRUE, path length 0, keyCertSign, cRLSign) valid 10
 years. --issuer-cert and --issuer-key have an existing CA sign it.
 
+--client makes a player's certificate instead (CA:FALSE, digitalSignature,
+clientAuth only: it cannot serve), named --name (its subject CN; SANs only
+from --dns and --ip), issued by the client CA: by default certs/client-ca.crt
+and certs/client-ca.key, which sc-cert init --client-ca makes. Files default
+to NAME.crt and NAME.key. The server admits it by its CA (sc-server
+--client-ca) or by its pin (sc-cert clients allow).
+
 Every certificate gets a random 128-bit serial, a Subject Key Identifier and
 an Authority Key Identifier, and starts 5 minutes in the past for clock skew.
 Keys are written as PKCS#8 with mode 0600, certificates with mode 0644, both
@@ -51,7 +61,8 @@ atomically; existing files are left alone unless --force is given.`,
   sc-cert create --cert s.crt --key s.key --issuer-cert ca.crt --issuer-key ca.key --validity 30d
   sc-cert create --cert s.crt --key s.key --key-type rsa-4096 --not-after 2027-01-31T00:00:00Z
   sc-cert create --cert s.crt --key s.key --password-file pw.txt   # encrypted key
-  sc-cert create --key certs/server.key --cert certs/game.crt      # a certificate for an existing key`,
+  sc-cert create --key certs/server.key --cert certs/game.crt      # a certificate for an existing key
+  sc-cert create --client --name alice                             # alice.crt, alice.key from certs/client-ca.*`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.pass.Prompt, o.issuerPass.Prompt = cmd.ErrOrStderr(), cmd.ErrOrStderr()
@@ -67,6 +78,8 @@ atomically; existing files are left alone unless --force is given.`,
 	o.validity.add(fs, "90d, or 10y with --ca")
 	fs.Var(timeValue{&o.notBefore}, "not-before", "start of validity as an RFC 3339 `TIME` (default: now minus 5 minutes)")
 	fs.BoolVar(&o.isCA, "ca", false, "make a CA certificate")
+	fs.BoolVar(&o.client, "client", false, "make a client certificate (clientAuth only), issued by the client CA (default certs/client-ca.crt and certs/client-ca.key)")
+	fs.StringVar(&o.name, "name", "", "with --client, the player's `NAME`: the subject CN, and the default file names NAME.crt and NAME.key (letters, digits, . _ - @ +)")
 	fs.StringVar(&o.issuerCert, "issuer-cert", "", "CA certificate `FILE` that signs (default: self-signed)")
 	fs.StringVar(&o.issuerKey, "issuer-key", "", "key `FILE` of the CA that signs")
 	fs.BoolVar(&o.encrypt, "encrypt-key", false, "encrypt the new key with a passphrase (PKCS#8, PBES2); implied by --password-file")
@@ -76,6 +89,7 @@ atomically; existing files are left alone unless --force is given.`,
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	cmd.MarkFlagsMutuallyExclusive("validity", "not-after")
 	cmd.MarkFlagsRequiredTogether("issuer-cert", "issuer-key")
+	cmd.MarkFlagsMutuallyExclusive("client", "ca")
 	cli.CompleteValues(cmd, "key-type", keyTypeList()...)
 	return cmd
 }
@@ -100,6 +114,30 @@ type createJSON struct {
 }
 
 func runCreate(stdout, stderr io.Writer, env *Env, o *createOptions) error {
+	if o.client {
+		if !pinning.ValidClientName(o.name) {
+			return cli.Usagef("--client needs --name NAME: 1 to %d letters, digits or . _ - @ + (got %q)", pinning.MaxClientNameLen, o.name)
+		}
+		if o.san.cn == "" {
+			o.san.cn = o.name
+		}
+		if o.certPath == "" {
+			o.certPath = o.name + ".crt"
+		}
+		if o.keyPath == "" {
+			o.keyPath = o.name + ".key"
+		}
+		if o.issuerCert == "" {
+			o.issuerCert = filepath.Join(pki.DefaultLayout("").Dir, pki.ClientCACertFile)
+			o.issuerKey = filepath.Join(pki.DefaultLayout("").Dir, pki.ClientCAKeyFile)
+			if _, err := os.Stat(o.issuerCert); err != nil {
+				return cli.WithHint(fmt.Errorf("no client CA at %s to issue the client certificate", o.issuerCert),
+					"make one with: sc-cert init --client-ca (or name another with --issuer-cert and --issuer-key)")
+			}
+		}
+	} else if o.name != "" {
+		return cli.Usagef("--name is for --client; a server certificate's names are --dns, --ip and --cn")
+	}
 	if o.certPath == "" {
 		o.certPath = map[bool]string{false: pki.ServerCertFile, true: pki.CACertFile}[o.isCA]
 	}
@@ -174,6 +212,7 @@ func runCreate(stdout, stderr io.Writer, env *Env, o *createOptions) error {
 		DNSNames:    o.san.dns,
 		IPAddresses: o.san.ips,
 		IsCA:        o.isCA,
+		Client:      o.client,
 		Validity:    o.validity.validity,
 		NotBefore:   o.notBefore,
 		NotAfter:    o.validity.notAfter,
@@ -207,8 +246,11 @@ func runCreate(stdout, stderr io.Writer, env *Env, o *createOptions) error {
 		return cli.PrintJSON(stdout, out)
 	}
 	what := "server certificate"
-	if cert.IsCA {
+	switch {
+	case cert.IsCA:
 		what = "CA certificate"
+	case o.client:
+		what = "client certificate for " + o.name
 	}
 	how := "self-signed"
 	if issuer != nil {
@@ -225,5 +267,8 @@ func runCreate(stdout, stderr io.Writer, env *Env, o *createOptions) error {
 		fmt.Fprintf(stdout, "Created %s (private key, mode 0600%s)\n", o.keyPath, enc)
 	}
 	fmt.Fprintf(stdout, "Pin: %s\nSHA-256 fingerprint: %s\n", out.Pin, out.Fingerprint)
+	if o.client {
+		fmt.Fprintf(stdout, "Connect with: sc-client --identity %s ...  (admitted by sc-server --client-ca %s, or by its pin: sc-cert clients allow %s --name %s --file FILE)\n", o.keyPath, o.issuerCert, out.Pin, o.name)
+	}
 	return nil
 }

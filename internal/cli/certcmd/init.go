@@ -26,6 +26,7 @@ type initOptions struct {
 	force      bool
 	json       bool
 	pass       *cli.Passphrase
+	clientCA   bool
 }
 
 func newInitCmd(env *Env) *cobra.Command {
@@ -51,11 +52,20 @@ a CA layout removes the old one). Every re-issue then invalidates the copy
 CA-file clients hold.
 
 It prints the pins of the server key and the next key, and what to do next.
-Existing files are left alone unless --force is given.`,
+Existing files are left alone unless --force is given.
+
+With --client-ca it makes only a CA for players' certificates, beside the
+server's files and apart from their CA (every self-renewing server holds
+ca.key, so one compromised server could otherwise mint players):
+
+  client-ca.crt    the client CA certificate: give it to sc-server --client-ca
+  client-ca.key    its key (0600): signs players' certificates (sc-cert create
+                   --client); the server never needs it, keep it offline`,
 		Example: `  sc-cert init
   sc-cert init --dir /etc/space-captain --dns game.example --ip 192.0.2.10
   sc-cert init --self-signed --key-type ed25519
-  SC_KEY_PASSWORD=... sc-cert init --encrypt-key --json`,
+  SC_KEY_PASSWORD=... sc-cert init --encrypt-key --json
+  sc-cert init --client-ca                  # certs/client-ca.crt and certs/client-ca.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.pass.Prompt, o.pass.Context = cmd.ErrOrStderr(), cmd.Context()
@@ -75,6 +85,10 @@ Existing files are left alone unless --force is given.`,
 	o.pass.AddFlags(fs)
 	fs.BoolVar(&o.force, "force", false, "replace existing files")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+	fs.BoolVar(&o.clientCA, "client-ca", false, "make only a CA for players' certificates: client-ca.crt and client-ca.key in --dir (--key-type, --ca-validity, --cn and --encrypt-key apply to it)")
+	for _, f := range []string{"self-signed", "ca-key-type", "dns", "ip", "validity", "not-after"} {
+		cmd.MarkFlagsMutuallyExclusive("client-ca", f)
+	}
 	cmd.MarkFlagsMutuallyExclusive("validity", "not-after")
 	cmd.MarkFlagsMutuallyExclusive("self-signed", "ca-key-type")
 	cmd.MarkFlagsMutuallyExclusive("self-signed", "ca-validity")
@@ -101,6 +115,9 @@ type fileRef struct {
 }
 
 func runInit(ctx context.Context, stdout, stderr io.Writer, env *Env, o *initOptions) error {
+	if o.clientCA {
+		return runInitClientCA(ctx, stdout, env, o)
+	}
 	if err := o.san.validate(); err != nil {
 		return err
 	}
@@ -213,4 +230,34 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// runInitClientCA is init --client-ca.
+func runInitClientCA(ctx context.Context, stdout io.Writer, env *Env, o *initOptions) error {
+	opts := pki.ClientCAOptions{Dir: o.dir, KeyType: o.keyType, CommonName: o.san.cn, Validity: o.caValidity, Overwrite: o.force, Now: env.Now}
+	if o.encrypt || o.pass.File != "" {
+		pw, err := o.pass.ForNewKey("the new client CA key")
+		if err != nil {
+			return err
+		}
+		opts.KeyPassphrase = pw
+	}
+	res, err := pki.InitClientCA(ctx, opts)
+	if err != nil {
+		return cli.WithHint(err, existHint(err, "--force"))
+	}
+	if o.json {
+		return cli.PrintJSON(stdout, struct {
+			Dir      string    `json:"dir"`
+			Files    []fileRef `json:"files"`
+			CAPin    string    `json:"ca_pin"`
+			NotAfter time.Time `json:"not_after"`
+		}{o.dir, []fileRef{{res.CertPath, "client CA certificate"}, {res.KeyPath, "client CA key"}}, pinOfCert(res.CA), res.CA.NotAfter})
+	}
+	fmt.Fprintf(stdout, "Created the client CA (valid until %s):\n", res.CA.NotAfter.Format(time.RFC3339))
+	fmt.Fprintf(stdout, "  %-28s %s\n  %-28s %s\n", res.CertPath, "client CA certificate: give it to sc-server --client-ca", res.KeyPath, "client CA key (0600): signs players' certificates; the server never needs it")
+	fmt.Fprintf(stdout, "\nPin (client CA key): %s\n", pinOfCert(res.CA))
+	fmt.Fprintf(stdout, "\nNext:\n  - serve with it: sc-server --client-auth require --client-ca %s\n", res.CertPath)
+	fmt.Fprintf(stdout, "  - issue a player's certificate: sc-cert create --client --name alice --issuer-cert %s --issuer-key %s\n", res.CertPath, res.KeyPath)
+	return nil
 }

@@ -100,6 +100,7 @@ func subcommands(env *Env) []*cobra.Command {
 		newVerifyCmd(env),
 		newRotateCmd(env),
 		newPinCmd(env),
+		newClientsCmd(env),
 		newTicketKeysCmd(env),
 	}
 }

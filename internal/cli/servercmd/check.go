@@ -16,6 +16,7 @@ import (
 	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/internal/server"
 	"github.com/spacecaptain/spacecaptain/internal/trustfile"
+	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
 
@@ -112,6 +113,18 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 		}
 		add("renewal", renewalLine(o, leaf, left, now))
 		add("ticket keys", ticketKeysLine(o))
+		if o.clients.auth != pinning.ClientAuthOff {
+			v, err := newClientVerifier(o, quiet, nil, nil)
+			if err != nil {
+				return err
+			}
+			if err := checkClientCA(v, leaf, o); err != nil {
+				return err
+			}
+			add("client auth", clientCheckLine(o, v))
+		} else {
+			add("client auth", "off (--client-auth): clients are anonymous")
+		}
 		srvOpts.TLSConfig, srvOpts.Keys = cfg, src.Keys
 		add("tls", "TLS 1.3 preferred, at least "+tls.VersionName(o.minTLS))
 		if len(o.groups) > 0 {

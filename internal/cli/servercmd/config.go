@@ -47,7 +47,7 @@ func commandLineOnly(name string) bool {
 // takes effect on SIGHUP; every other one is fixed when the server starts.
 func reloadable(name string) bool {
 	switch name {
-	case "cert", "key", "next-key", "ticket-keys", "log-level":
+	case "cert", "key", "next-key", "ticket-keys", "log-level", "client-ca", "client-allow", "client-revoked", "revoke-live":
 		return true
 	}
 	return false

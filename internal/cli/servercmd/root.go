@@ -118,6 +118,8 @@ type options struct {
 	settings *settings
 	// dtls holds the DTLS flags (dtls.go).
 	dtls dtlsOptions
+	// clients holds the client authentication flags (clients.go).
+	clients clientOptions
 	// srv holds MaxConns, the per-source limits (0 on the command line
 	// means off: validate turns it into the negative value that means off
 	// in server.Options), MaxMessage, the timeouts and Engine.
@@ -232,6 +234,9 @@ func NewRootCmd(env Env) *cobra.Command {
 			if err := o.validateDTLS(); err != nil {
 				return s.annotate(err)
 			}
+			if err := o.validateClients(); err != nil {
+				return s.annotate(err)
+			}
 			if print, _ := cmd.Flags().GetBool("print-config"); print {
 				return s.print(cmd.OutOrStdout(), cmd.Flags())
 			}
@@ -269,6 +274,7 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.StringVar(&o.srv.Engine, "engine", server.Engines()[0], "connection `ENGINE`: "+strings.Join(server.Engines(), ", "))
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "serve /metrics, /healthz and /readyz on `ADDRESS`, HOST:PORT, apart from --listen (default: off)")
 	addDTLSFlags(fs, &o.dtls)
+	addClientFlags(fs, &o.clients)
 	fs.BoolVar(&o.check, "check", false, "check the flags, the certificate, key, next key and ticket-key files, print what was found and exit (0: usable); listens on nothing and writes nothing")
 	fs.BoolVar(&o.json, "json", false, "with --check, print the result as JSON")
 	configFlags(fs)
@@ -278,6 +284,8 @@ func NewRootCmd(env Env) *cobra.Command {
 	cli.CompleteValues(cmd, "engine", server.Engines()...)
 	cli.CompleteValues(cmd, "min-tls", "1.2", "1.3")
 	cli.CompleteValues(cmd, "groups", cli.GroupNames()...)
+	cli.CompleteValues(cmd, "client-auth", "off", "optional", "require")
+	cli.CompleteValues(cmd, "revoke-live", "cut", "keep")
 	for _, f := range []string{"cert", "key", "next-key", "key-password-file", "min-tls", "ticket-keys", "ticket-key-rotation", "auto-renew"} {
 		cmd.MarkFlagsMutuallyExclusive("plaintext", f)
 	}

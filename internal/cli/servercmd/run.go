@@ -16,6 +16,7 @@ import (
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/internal/server"
+	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
 
@@ -74,6 +75,7 @@ type instance struct {
 	tickets *pki.TicketKeys
 	renewer *pki.Renewer
 	live    *liveCerts
+	clients *liveClients // nil with --client-auth off
 	created *pki.InitResult
 	srv     *server.Server
 	ln      net.Listener
@@ -118,6 +120,9 @@ func (r *instance) setUp(ctx context.Context) error {
 		return err
 	}
 	r.srv = srv
+	if r.clients != nil {
+		r.clients.srv.Store(srv)
+	}
 	return nil
 }
 
@@ -146,6 +151,25 @@ func (r *instance) setUpTLS(ctx context.Context, srvOpts *server.Options) error 
 		return err
 	}
 	cfg.WrapSession, cfg.UnwrapSession = r.live.WrapSession, r.live.UnwrapSession
+	if o.clients.auth != pinning.ClientAuthOff {
+		c := &liveClients{log: log, onLoad: clientListMetrics(r.obs)}
+		c.cut.Store(o.clients.revokeLive == "cut")
+		v, err := newClientVerifier(o, log, c.onLoad, c.changed)
+		if err != nil {
+			return err
+		}
+		if err := checkClientCA(v, r.src.rl.State().Certificate, o); err != nil {
+			return err
+		}
+		c.v.Store(v)
+		// Any certificate is asked for and none is checked by crypto/tls:
+		// the verifier decides, in VerifyConnection, which also runs on
+		// resumed sessions.
+		cfg.ClientAuth = tls.RequestClientCert
+		cfg.VerifyConnection = c.VerifyConnection
+		srvOpts.Identify = c.Identify
+		r.clients = c
+	}
 	srvOpts.TLSConfig = cfg
 	srvOpts.Keys = r.live.Keys
 	return nil
@@ -174,12 +198,17 @@ func (r *instance) startReloads(ctx context.Context) {
 		r.live.swapServed(r.src, r.renewer)
 		r.live.swapTickets(r.tickets)
 	}
+	if r.clients != nil {
+		r.clients.bg = r.bg
+		r.clients.swap(r.clients.v.Load())
+	}
 	r.reloader.Go(func() {
-		reloadOnSignal(r.bg, log, o, r.live, r.hup, r.env.Reloaded, func() {
+		reloadOnSignal(r.bg, log, o, r.live, r.clients, r.hup, r.env.Reloaded, func() {
 			// The configuration file first: it may name other files.
 			rereadConfig(r.bg, log, o, r.level, r.live,
 				func(o *options) (*servedCert, *pki.Renewer, error) { return newServing(o, log, r.now, r.obs, false) },
 				func(o *options) (*pki.TicketKeys, error) { return newTicketKeys(o, log, r.now) })
+			rereadClients(r.bg, log, o, r.clients)
 		})
 	})
 }
@@ -195,6 +224,7 @@ func (r *instance) stopReloads(ctx context.Context) {
 	var all sync.WaitGroup
 	all.Go(r.reloader.Wait)
 	all.Go(r.live.stop)
+	all.Go(r.clients.stop)
 	if !waitUntil(&all, r.shutdownBy) {
 		r.log.WarnContext(ctx, "a certificate reload was still running at --shutdown-timeout; exiting without waiting for it")
 	}
@@ -220,7 +250,11 @@ func (r *instance) serve(ctx context.Context, stdout io.Writer, reload <-chan os
 	// backlog) and Serve accepts them. The "serving" record below comes
 	// after, so whoever waits for it finds /readyz at 200.
 	r.obs.setListening(true)
-	logStart(ctx, log, r.addr, o, r.src, r.obs, dt.logAttrs(o)...)
+	var extra []any
+	if r.clients != nil {
+		extra = clientAttrs(o, r.clients.v.Load())
+	}
+	logStart(ctx, log, r.addr, o, r.src, r.obs, append(extra, dt.logAttrs(o)...)...)
 	if r.created != nil {
 		printCreated(stdout, r.created, r.addr)
 	}
@@ -350,7 +384,7 @@ func newServing(o *options, log *slog.Logger, now func() time.Time, obs *observe
 // signals themselves at most once a second, so that a flood of SIGHUPs
 // cannot flood the log (issue 12: 4,636 signals wrote 4,631 lines). done,
 // when set, is called after each reload.
-func reloadOnSignal(ctx context.Context, log *slog.Logger, o *options, live *liveCerts, hup <-chan struct{}, done func(), reread func()) {
+func reloadOnSignal(ctx context.Context, log *slog.Logger, o *options, live *liveCerts, clients *liveClients, hup <-chan struct{}, done func(), reread func()) {
 	var (
 		lastLog             time.Time
 		unlogged            int
@@ -378,6 +412,10 @@ func reloadOnSignal(ctx context.Context, log *slog.Logger, o *options, live *liv
 				lastCertErr = err.Error()
 			} else {
 				lastCertErr = ""
+			}
+			if clients != nil {
+				// The verifier logs and counts what it refused.
+				_ = clients.v.Load().Reload()
 			}
 			if err := live.ticketKeys().Reload(); err != nil {
 				if err.Error() != lastTK {
