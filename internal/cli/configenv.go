@@ -10,9 +10,13 @@ const (
 	// HostsFileEnv names sc-client's hosts file (--hosts-file), which
 	// sc-cert pin add --to hosts also edits.
 	HostsFileEnv = "SC_CLIENT_HOSTS_FILE"
+	// IdentityEnv names sc-client's default identity (the key it presents
+	// when a server asks for a client certificate and --identity does not
+	// name one); set and empty, none is presented.
+	IdentityEnv = "SC_CLIENT_IDENTITY"
 )
 
-// NoConfigFiles sets [ServerConfigEnv] and [HostsFileEnv] empty in this
+// NoConfigFiles sets [ServerConfigEnv], [HostsFileEnv] and [IdentityEnv] empty in this
 // process's environment, so that the commands it runs in process, and
 // every program it starts, read no configuration file: not the
 // /etc/space-captain/sc-server.toml a package installed, not the user's
@@ -20,7 +24,7 @@ const (
 // test package that runs the commands calls it first in TestMain. It
 // returns the first error of os.Setenv.
 func NoConfigFiles() error {
-	for _, v := range []string{ServerConfigEnv, HostsFileEnv} {
+	for _, v := range []string{ServerConfigEnv, HostsFileEnv, IdentityEnv} {
 		if err := os.Setenv(v, ""); err != nil {
 			return err
 		}

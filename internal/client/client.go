@@ -56,6 +56,8 @@ type Conn struct {
 	dec        *proto.Decoder
 	out        []byte // requests buffered by Send
 	maxMessage int
+	// keysClient is the "client" line of the last KEYS reply (Keys).
+	keysClient string
 }
 
 // Dial connects to addr ("host:port") and, with opts.TLSConfig, completes
@@ -271,8 +273,14 @@ func (c *Conn) Keys(ctx context.Context) (current string, next []string, err err
 	if err != nil {
 		return "", nil, err
 	}
+	c.keysClient = proto.KeysClient(body)
 	return proto.ParseKeys(body)
 }
+
+// KeysClient returns who the server took this client for, from the last
+// KEYS reply: "PIN" or "PIN NAME" for a client that presented a
+// certificate, "" for an anonymous one or before Keys.
+func (c *Conn) KeysClient() string { return c.keysClient }
 
 // SetDeadline sets the read and write deadline for Send/Flush/Receive, as
 // net.Conn's. Do sets and clears its own from its context.

@@ -48,6 +48,17 @@ func AppendKeysClient(dst []byte, pin, name string) []byte {
 	return append(dst, '\n')
 }
 
+// KeysClient returns the rest of the "client" line of a KEYS reply body
+// ("PIN" or "PIN NAME"), or "" when it has none.
+func KeysClient(body []byte) string {
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if rest, ok := strings.CutPrefix(line, "client "); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return ""
+}
+
 // ParseKeys parses the body of a KEYS reply: UTF-8 lines, the first
 // "current PIN" and then zero or more "next PIN", where each PIN is
 // "sha256//" and the standard base64 of a SHA-256 digest. The last line may

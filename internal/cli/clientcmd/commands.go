@@ -129,6 +129,7 @@ prove nothing yet.`,
 				}
 				k = &keysReply{Current: cur, Next: nonNil(next)}
 			}
+			k.Client = s.conn.KeysClient()
 			if o.json {
 				return cli.PrintJSON(st.stdout, struct {
 					Server string `json:"server"`
@@ -142,6 +143,9 @@ prove nothing yet.`,
 			fmt.Fprintf(st.stdout, "current %s\n", k.Current)
 			for _, n := range k.Next {
 				fmt.Fprintf(st.stdout, "next %s\n", n)
+			}
+			if k.Client != "" {
+				fmt.Fprintf(st.stdout, "client %s\n", k.Client)
 			}
 			if s.verified {
 				fmt.Fprintf(st.stdout, "verified: %s\n", s.verifiedBy)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/internal/client"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 	"github.com/spacecaptain/spacecaptain/pinning"
@@ -29,6 +30,9 @@ type session struct {
 type keysReply struct {
 	Current string   `json:"current"`
 	Next    []string `json:"next"`
+	// Client is who the server took this client for ("PIN NAME"), or ""
+	// when it presented no identity.
+	Client string `json:"client,omitempty"`
 }
 
 // connect dials the server and makes sure it is trusted. Under trust on
@@ -48,6 +52,17 @@ func (o *options) connect(ctx context.Context, st *streams) (*session, error) {
 			return nil, err
 		}
 		copts.TLSConfig = plan.trust.Config()
+		id, err := o.identity(st)
+		if err != nil {
+			return nil, err
+		}
+		if id != nil {
+			// Presented only when the server asks for one.
+			copts.TLSConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return id, nil }
+		}
+		if o.udp && o.identityFile != "" && o.identityFile != identityNone {
+			return nil, cli.Usagef("--identity is not supported with --udp yet: DTLS presents no client certificate")
+		}
 		if o.udp {
 			copts.TLSConfig, copts.DTLS = nil, dtlsOptions(plan.trust)
 		}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strings"
 	"syscall"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
@@ -78,6 +80,10 @@ func classify(st *streams, o *options, err error) error {
 		return cli.WithCode(ExitServerError, err)
 	case errors.As(err, &pe) && pe.Kind != proto.KindTruncated:
 		return cli.WithCode(ExitServerError, err)
+	case isBadCertificateAlert(err):
+		// The server refused the client's identity, or its lack of one
+		// (sc-server --client-auth).
+		return cli.WithHint(err, "the server refused this client's identity, or wants one: make one with sc-client identity new and give its pin (sc-client identity show) to the operator, or present another with --identity FILE")
 	case o.plaintext && (errors.Is(err, io.EOF) || errors.As(err, &pe) || errors.Is(err, syscall.ECONNRESET)):
 		// A TLS server answers plaintext with an alert, which reads as a
 		// bad frame, or hangs up.
@@ -156,4 +162,16 @@ func jsonError(err error) errorJSON {
 		e.Hints = ce.Hints
 	}
 	return j
+}
+
+// isBadCertificateAlert reports whether err is the server's TLS alert
+// bad_certificate or certificate_required: crypto/tls reports an alert the
+// peer sent as a *net.OpError whose Op is "remote error".
+func isBadCertificateAlert(err error) bool {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" {
+		return false
+	}
+	msg := op.Err.Error()
+	return strings.Contains(msg, "bad certificate") || strings.Contains(msg, "certificate required")
 }

@@ -70,6 +70,10 @@ type options struct {
 	tofu       string      // --tofu prompt|auto|off; default prompt on a terminal, else auto
 	hosts      hostOptions // --host, --hosts-file, and what the hosts file set
 	udp        bool        // --udp: DTLS over UDP (udp.go)
+	// identityFile is --identity: the key presented when the server asks
+	// for a client certificate; "" means the default identity if it
+	// exists, identityNone none (identity.go).
+	identityFile string
 }
 
 // streams are a command's standard streams and environment while it runs.
@@ -119,6 +123,11 @@ How the server is trusted:
                    servers. A changed key is refused loudly, with the
                    command that forgets the old one if the change was planned.
 
+Who you are: when a server asks for a client certificate (sc-server
+--client-auth), sc-client presents your identity, the key sc-client identity
+new made (or --identity FILE; --identity none presents nothing). The KEYS
+reply then ends in the line "client PIN NAME": who the server took you for.
+
 With --udp every command speaks DTLS 1.2 over UDP to a sc-server --dtls,
 trusted the same ways; the known hosts entry of HOST:PORT is the same for
 TCP and UDP. A request whose reply is lost is sent again until --timeout.
@@ -149,7 +158,9 @@ func NewRootCmd(env Env) *cobra.Command {
   sc-client time --server game.example:4242      # trust on first use
   sc-client keys --json
   sc-client echo hello --udp --pin 'sha256//...'   # DTLS to sc-server --dtls
-  sc-client chat --random --count 100 --ca certs/ca.crt`,
+  sc-client chat --random --count 100 --ca certs/ca.crt
+  sc-client identity new                          # your player key; its pin goes to the operator
+  sc-client echo hi --identity alice.key --ca certs/ca.crt   # a server with --client-auth`,
 	}
 	cli.SetupRoot(root)
 	for _, c := range []*cobra.Command{
@@ -165,6 +176,7 @@ func NewRootCmd(env Env) *cobra.Command {
 		root.AddCommand(c)
 	}
 	root.AddCommand(newConfigCmd(o, &env))
+	root.AddCommand(newIdentityCmd(&env))
 	// bench has its own --server and trust flags, and no trust on first
 	// use: a load test should not write the known hosts file.
 	root.AddCommand(benchcmd.NewCmd())
@@ -187,6 +199,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.tofu, "tofu", "", "what trust on first use does with an unknown server, `MODE` prompt, auto or off (default prompt on a terminal, else auto)")
 	fs.BoolVar(&o.insecure, "insecure", false, "trust ANY server, checking nothing (tests only)")
 	fs.StringVar(&o.serverName, "server-name", "", "`NAME` to send as SNI and, with --ca, to check the certificate for (default the host of --server)")
+	fs.StringVar(&o.identityFile, "identity", "", "present the key in `FILE` (and FILE.crt, or for FILE.key FILE.crt, when it exists) when the server asks for a client certificate; none presents nothing (default: the default identity, when it exists: sc-client identity)")
 	fs.BoolVar(&o.plaintext, "plaintext", false, "talk WITHOUT TLS, to a sc-server --plaintext (comparison runs only)")
 	cli.DurationVar(fs, &o.timeout, "timeout", client.DefaultTimeout, "longest wait to connect (TCP and TLS handshake), and for each reply")
 	fs.BoolVar(&o.nul, "nul", false, "send NUL-terminated strings, as the original C client does (the NUL is not printed)")
