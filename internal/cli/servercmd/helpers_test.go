@@ -20,14 +20,31 @@ import (
 // syncBuffer is a bytes.Buffer safe for the server's logging goroutines
 // and the test reading it.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu   sync.Mutex
+	b    bytes.Buffer
+	wake chan struct{} // signalled after each write, for waiters
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.wake != nil {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
 	return s.b.Write(p)
+}
+
+// written returns a channel that receives after writes.
+func (s *syncBuffer) written() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wake == nil {
+		s.wake = make(chan struct{}, 1)
+	}
+	return s.wake
 }
 
 func (s *syncBuffer) String() string {
