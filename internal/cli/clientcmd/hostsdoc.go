@@ -50,6 +50,8 @@ first Host line apply to every host.
         server game.example:4242
         pin sha256//PN5c5d1wBtw5Kb6aNSzB/G8y4wXvKbmBDDi7RK1F0lM=
         pin sha256//Bterp39tseurdiFK7zkMl2GHPwh++bv+Z2LuUf9z0Ss=
+        # the player key this server knows you by (sc-server --client-auth)
+        identity ~/.config/space-captain/game.key
 
     Host *.test !prod.test
         ca ~/test-ca.crt
@@ -83,6 +85,11 @@ sc-client in pin mode for the host, and the known_hosts file, which is
 what trust on first use learns, is not consulted for it. **sc-cert pin add
 --to hosts HOST:PORT PIN** writes pins into the block "Host HOST" (adding
 it, with a server line, when there is none).
+
+**identity FILE** is the player key (and FILE.crt beside it, when there is
+one) presented to a server that asks for a client certificate, as ssh's
+IdentityFile; **identity none** presents nothing. Without it, the default
+identity (**sc-client identity new**) is presented when it exists.
 
 An unknown key or a bad value is an error naming the file and line; every
 block's keys are checked, not only the matching ones.

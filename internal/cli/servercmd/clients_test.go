@@ -229,7 +229,6 @@ func testClientAuth(t *testing.T, engine string, v uint16) {
 	m.want(t, "spacecaptain_client_list_entries{list=revoked}", 1)
 }
 
-
 // waitLog waits until the server's log holds s.
 func waitLog(t *testing.T, r *running, s string) {
 	t.Helper()

@@ -76,7 +76,11 @@ SIGHUP (systemctl reload sc-server) reads the file again. The log level
 and the paths of the certificate, key, next key and ticket-key file apply
 at once (new certificate files are loaded and checked before they replace
 the ones being served; files that cannot be used leave the old ones
-serving, with a warning). Every other setting is fixed when the server
+serving, with a warning). So do the client lists' paths (client-ca,
+client-allow, client-revoked: the new lists are loaded before they replace
+the ones in force, and a revocation in them cuts live sessions) and
+revoke-live; client-auth itself needs a restart. SIGHUP also re-reads the
+client list files themselves, as it does the certificate. Every other setting is fixed when the server
 starts: the log names the ones that changed and need a restart. A file
 that no longer parses changes nothing, with a warning. Settings given on
 the command line or in the environment keep winning over the file.
