@@ -299,6 +299,7 @@ func (v *ClientVerifier) load(trigger string, initial bool) error {
 			continue
 		}
 		ev := ClientListEvent{List: f.list, Path: f.path, Trigger: trigger}
+		began := time.Now()
 		data, _, err := trustfile.Read(f.path, f.kind)
 		var sum [sha256.Size]byte
 		if err == nil {
@@ -329,7 +330,7 @@ func (v *ClientVerifier) load(trigger string, initial bool) error {
 		changed = append(changed, f.list)
 		ev.Changed, ev.Entries = true, next.size(f.list)
 		if !initial {
-			v.log.Info("client list reloaded", "list", f.list, "path", f.path, "entries", ev.Entries, "trigger", trigger)
+			v.log.Info("client list reloaded", "list", f.list, "path", f.path, "entries", ev.Entries, "trigger", trigger, "took", time.Since(began).Round(time.Millisecond))
 		}
 		v.report(ev)
 	}

@@ -58,6 +58,9 @@ step "load tests without the race detector (it slows TLS handshakes ~15x)"
 # Under -race the connection-count tests scale themselves down; the design
 # numbers (5,000 concurrent TLS connections) are checked here.
 go test -count=1 -run 'TestManyConnections' ./internal/server/
+# A 100,000-entry allow list reloaded under handshakes, and 20 of 200
+# players revoked at once, at full size and with their 1 s bounds (issue 14).
+go test -count=1 -run 'TestAllowListReloadUnderHandshakes|TestRevokeTwentyOfTwoHundred' ./internal/cli/servercmd/
 
 step "benchmark smoke: every bench mode once against each engine, seconds"
 scripts/bench.sh --smoke

@@ -354,3 +354,86 @@ func TestServerCertificateIsNoClientIdentity(t *testing.T) {
 		t.Fatal("server.crt verifies as a client certificate")
 	}
 }
+
+// randomPins returns an allow list of n pins that are no one's.
+func randomPins(t *testing.T, n int, tag byte) string {
+	t.Helper()
+	var b strings.Builder
+	for i := range n {
+		sum := make([]byte, 32)
+		sum[0], sum[1], sum[2], sum[3], sum[31] = byte(i), byte(i>>8), byte(i>>16), tag, 1
+		p, err := pinning.ParsePin(fmt.Sprintf("%x", sum))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%v name=p%d\n", p, i)
+	}
+	return b.String()
+}
+
+// A 100,000-entry allow list replaced under continuous mTLS handshakes:
+// no admitted player's handshake fails, and the new list is in force
+// within a second of the write. Under the race detector, which makes
+// parsing about ten times slower, the list has 10,000 entries and the
+// bound is 10 s; scripts/test.sh runs it at full size without it.
+func TestAllowListReloadUnderHandshakes(t *testing.T) {
+	size, bound := 100_000, time.Second
+	if raceEnabled {
+		size, bound = 10_000, 10*time.Second
+	}
+	for _, engine := range server.Engines() {
+		t.Run(engine, func(t *testing.T) {
+			p := mustPlayers(t)
+			bobLine := pinning.PinOf(p.bob.Leaf).String() + " name=bob\n"
+			writeList(t, p.allow, randomPins(t, size-1, 1)+bobLine)
+			r := startServer(t, Env{}, append(p.args(engine), "--log-level", "info")...)
+			waitLog(t, r, fmt.Sprintf("client_allow_entries=%d", size))
+
+			stop := make(chan struct{})
+			var ok, failed int
+			var firstErr error
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					c, _, err := dialAs(t, r.addr, p, tls.VersionTLS13, &p.bob)
+					if err != nil {
+						failed++
+						if firstErr == nil {
+							firstErr = err
+						}
+						continue
+					}
+					c.Close()
+					ok++
+				}
+			}()
+			// The new list: other pins, bob kept, eve added.
+			next := randomPins(t, size-1, 2) + bobLine + pinning.PinOf(p.eve.Leaf).String() + " name=eve\n"
+			start := time.Now()
+			writeList(t, p.allow, next)
+			waitLog(t, r, fmt.Sprintf("entries=%d", size+1))
+			inForce := time.Since(start)
+			if _, who, err := dialAs(t, r.addr, p, tls.VersionTLS13, &p.eve); err != nil || !strings.HasSuffix(who, " eve") {
+				t.Fatalf("eve after the reload: %q, %v", who, err)
+			}
+			close(stop)
+			<-done
+			if failed > 0 {
+				t.Fatalf("%d of %d handshakes of an admitted player failed across the reload; the first: %v", failed, ok+failed, firstErr)
+			}
+			if ok == 0 {
+				t.Fatal("no handshake ran across the reload")
+			}
+			t.Logf("%d handshakes across the reload, the new list in force %v after the write", ok, inForce)
+			if inForce > bound {
+				t.Errorf("the new list was in force %v after the write, want within %v", inForce, bound)
+			}
+		})
+	}
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package servercmd
+
+const raceEnabled = false
