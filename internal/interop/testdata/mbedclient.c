@@ -132,23 +132,27 @@ static int is_time(const unsigned char *b, uint32_t len) {
 }
 
 int main(int argc, char **argv) {
-	if (argc != 5) {
-		fprintf(stderr, "usage: mbedclient HOST PORT CA_FILE SERVER_NAME\n");
+	if (argc != 5 && argc != 7) {
+		fprintf(stderr, "usage: mbedclient HOST PORT CA_FILE SERVER_NAME [CLIENT_CERT CLIENT_KEY]\n");
 		return 2;
 	}
 	const char *host = argv[1], *port = argv[2], *ca_file = argv[3], *name = argv[4];
+	const char *client_cert = argc == 7 ? argv[5] : NULL, *client_key = argc == 7 ? argv[6] : NULL;
 	int ret;
 
 	mbedtls_net_context net;
 	mbedtls_ssl_context ssl;
 	mbedtls_ssl_config conf;
-	mbedtls_x509_crt ca;
+	mbedtls_x509_crt ca, own;
+	mbedtls_pk_context own_key;
 	mbedtls_entropy_context entropy;
 	mbedtls_ctr_drbg_context drbg;
 	mbedtls_net_init(&net);
 	mbedtls_ssl_init(&ssl);
 	mbedtls_ssl_config_init(&conf);
 	mbedtls_x509_crt_init(&ca);
+	mbedtls_x509_crt_init(&own);
+	mbedtls_pk_init(&own_key);
 	mbedtls_entropy_init(&entropy);
 	mbedtls_ctr_drbg_init(&drbg);
 
@@ -161,6 +165,15 @@ int main(int argc, char **argv) {
 	mbedtls_ssl_conf_authmode(&conf, MBEDTLS_SSL_VERIFY_REQUIRED);
 	mbedtls_ssl_conf_ca_chain(&conf, &ca, NULL);
 	mbedtls_ssl_conf_rng(&conf, mbedtls_ctr_drbg_random, &drbg);
+	if (client_cert != NULL) {
+		/* A player's identity: sc-server --client-auth. */
+		if ((ret = mbedtls_x509_crt_parse_file(&own, client_cert)) != 0)
+			fail_mbed("reading the client certificate", ret);
+		if ((ret = mbedtls_pk_parse_keyfile(&own_key, client_key, NULL)) != 0)
+			fail_mbed("reading the client key", ret);
+		if ((ret = mbedtls_ssl_conf_own_cert(&conf, &own, &own_key)) != 0)
+			fail_mbed("setting the client certificate", ret);
+	}
 	if ((ret = mbedtls_ssl_setup(&ssl, &conf)) != 0)
 		fail_mbed("setting up", ret);
 	if ((ret = mbedtls_ssl_set_hostname(&ssl, name)) != 0)
