@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/proto"
+	"github.com/spacecaptain/spacecaptain/internal/testutil"
 )
 
 // clientCert is a self-signed client certificate named cn.
@@ -70,7 +71,8 @@ func TestClientIdentityAndCloseClients(t *testing.T) {
 	forEach(t, []mode{modeTLS12, modeTLS13}, func(t *testing.T, engine string, m mode) {
 		alice, bob, stranger := clientCert(t, "alice"), clientCert(t, "bob"), clientCert(t, "eve")
 		admitted := map[string]bool{pinOf(alice.Leaf): true, pinOf(bob.Leaf): true}
-		cert, pool := mustCert(t)
+		tcert := testutil.MustCert(t, testutil.CertOptions{})
+		cert, pool := tcert.TLS, tcert.Pool
 		cfg := serverTLS(cert)
 		cfg.ClientAuth = tls.RequestClientCert
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {

@@ -212,7 +212,8 @@ path, or --file, and prints its pin: the string a server operator allows
 					Pin  string `json:"pin"`
 				}{path, pin.String()})
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Created %s (%s, mode 0600)\nPin: %s\n", path, pki.DescribeKey(key.Public()), pin)
+			desc, _ := cli.DescribeKey(key.Public())
+			fmt.Fprintf(cmd.OutOrStdout(), "Created %s (%s, mode 0600)\nPin: %s\n", path, desc, pin)
 			fmt.Fprintf(cmd.OutOrStdout(), "Give the pin to the server's operator: sc-cert clients allow %s --name NAME\n", pin)
 			return nil
 		},
