@@ -158,7 +158,7 @@ func newClientVerifier(o *options, log *slog.Logger, onLoad func(pinning.ClientL
 	})
 	if err != nil {
 		return nil, cli.WithHint(fmt.Errorf("loading the client lists: %w", err),
-			"make an allow list with: sc-cert clients allow PIN --name NAME --file FILE; a client CA with: sc-cert init --client-ca")
+			"make an allow list with: sc-cert clients allow PIN --name NAME --file FILE; a client CA with: sc-cert init --client-ca; an empty revoke list with: touch FILE")
 	}
 	return v, nil
 }

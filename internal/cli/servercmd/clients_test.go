@@ -445,3 +445,35 @@ func TestAllowListReloadUnderHandshakes(t *testing.T) {
 		})
 	}
 }
+
+// A SIGHUP with new client list paths in the configuration file puts the
+// new lists in force; a path that does not load keeps the old ones.
+func TestReloadClientListPaths(t *testing.T) {
+	p := mustPlayers(t)
+	other := filepath.Join(t.TempDir(), "other.allow")
+	writeList(t, other, pinning.PinOf(p.eve.Leaf).String()+" name=eve\n")
+	cfgPath := filepath.Join(t.TempDir(), "sc-server.toml")
+	conf := func(allow string) {
+		mustWriteFile(t, cfgPath, fmt.Sprintf("cert = %q\nkey = %q\nclient-auth = \"require\"\nclient-allow = %q\nclient-revoked = %q\n",
+			p.l.ServerCert, p.l.ServerKey, allow, p.revoked))
+	}
+	conf(p.allow)
+	r := startServer(t, Env{Environ: func() []string { return nil }}, "--config", cfgPath)
+	if _, _, err := dialAs(t, r.addr, p, tls.VersionTLS13, &p.bob); err != nil {
+		t.Fatalf("bob before: %v", err)
+	}
+	conf(filepath.Join(t.TempDir(), "missing.allow"))
+	r.requestReload()
+	waitLog(t, r, "new client list paths not used")
+	if _, _, err := dialAs(t, r.addr, p, tls.VersionTLS13, &p.bob); err != nil {
+		t.Fatalf("bob after a path that does not load: %v", err)
+	}
+	conf(other)
+	r.requestReload()
+	if _, who, err := dialAs(t, r.addr, p, tls.VersionTLS13, &p.eve); err != nil || !strings.HasSuffix(who, " eve") {
+		t.Fatalf("eve after the new path: %q, %v", who, err)
+	}
+	if _, _, err := dialAs(t, r.addr, p, tls.VersionTLS13, &p.bob); err == nil {
+		t.Fatal("bob is still admitted after his list was replaced")
+	}
+}
