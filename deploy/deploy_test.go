@@ -366,12 +366,7 @@ type k8sDeployment struct {
 						ReadOnlyRootFilesystem   bool  `yaml:"readOnlyRootFilesystem"`
 						Capabilities             struct{ Drop []string }
 					} `yaml:"securityContext"`
-					VolumeMounts []struct {
-						Name      string
-						MountPath string `yaml:"mountPath"`
-						SubPath   string `yaml:"subPath"`
-						ReadOnly  bool   `yaml:"readOnly"`
-					} `yaml:"volumeMounts"`
+					VolumeMounts []k8sMount `yaml:"volumeMounts"`
 				}
 				Volumes []struct {
 					Name   string
@@ -382,6 +377,13 @@ type k8sDeployment struct {
 			}
 		}
 	}
+}
+
+type k8sMount struct {
+	Name      string
+	MountPath string `yaml:"mountPath"`
+	SubPath   string `yaml:"subPath"`
+	ReadOnly  bool   `yaml:"readOnly"`
 }
 
 type k8sProbe struct {
@@ -442,12 +444,35 @@ func TestKubernetesManifests(t *testing.T) {
 	if got := flagValue(t, args, "auto-renew"); got != "false" {
 		t.Errorf("--auto-renew=%s, want false: the Secret volume is read-only", got)
 	}
-	if len(pod.Volumes) != 1 || pod.Volumes[0].Secret == nil || len(c.VolumeMounts) != 1 {
-		t.Fatalf("want one Secret volume, mounted once: %+v, %+v", pod.Volumes, c.VolumeMounts)
+	// One Secret volume, mounted once, and (issue 15) one writable volume
+	// for the key-change guard's state.
+	var secretVol, stateVol string
+	for _, v := range pod.Volumes {
+		if v.Secret != nil {
+			if secretVol != "" {
+				t.Fatalf("two Secret volumes: %+v", pod.Volumes)
+			}
+			secretVol = v.Name
+		} else {
+			stateVol = v.Name
+		}
 	}
-	mount := c.VolumeMounts[0]
-	if mount.SubPath != "" || !mount.ReadOnly || mount.Name != pod.Volumes[0].Name {
-		t.Errorf("volume mount %+v: want the whole Secret volume %q, read-only (a subPath mount never sees updates)", mount, pod.Volumes[0].Name)
+	if secretVol == "" || len(pod.Volumes) > 2 || len(c.VolumeMounts) != len(pod.Volumes) {
+		t.Fatalf("want one Secret volume and one for the key state, each mounted once: %+v, %+v", pod.Volumes, c.VolumeMounts)
+	}
+	var mount k8sMount
+	for _, m := range c.VolumeMounts {
+		switch m.Name {
+		case secretVol:
+			mount = m
+		case stateVol:
+			if m.ReadOnly || !strings.HasPrefix(flagValue(t, args, "key-state"), m.MountPath+"/") {
+				t.Errorf("state volume mount %+v: want it writable and --key-state (%s) in it", m, flagValue(t, args, "key-state"))
+			}
+		}
+	}
+	if mount.SubPath != "" || !mount.ReadOnly || mount.Name != secretVol {
+		t.Errorf("volume mount %+v: want the whole Secret volume %q, read-only (a subPath mount never sees updates)", mount, secretVol)
 	}
 	secretKeys := documentedSecretKeys(t)
 	for _, f := range []string{"cert", "key", "next-key", "ticket-keys"} {

@@ -48,6 +48,30 @@ type PinRecord struct {
 	LastSeen time.Time
 	// Origin says how the pin got into the store; empty if unknown.
 	Origin Origin
+	// After is the pin that was the host's current key when this one was
+	// recorded as a backup (announced by that key, or added by a person
+	// while it was current): this key is its successor. Zero if unknown,
+	// and for the first pin of a host. It decides which key may revoke
+	// which (see [Trust.RecordKeys]).
+	After Pin
+
+	// extra holds attributes this version does not know, kept verbatim.
+	extra []string
+}
+
+// RevokedRecord is a pin revoked for a host: never trusted again for it,
+// whatever a later announcement says, until a person removes the mark
+// ([Store.Unrevoke]).
+type RevokedRecord struct {
+	// Pin is the revoked key's pin.
+	Pin Pin
+	// FirstSeen is when the client learned of the revocation; zero if
+	// unknown.
+	FirstSeen time.Time
+	// Origin says who revoked it: [OriginAnnounced] (the server's
+	// operator, through KEYS) or [OriginAdded] (a person, with sc-cert pin
+	// revoke).
+	Origin Origin
 
 	// extra holds attributes this version does not know, kept verbatim.
 	extra []string
@@ -66,8 +90,13 @@ type Entry struct {
 	// name or a normalized IP address (IPv6 in brackets), and a decimal
 	// port.
 	Host string
-	// Pins are the host's pins in file order.
+	// Pins are the host's pins in file order. An entry may have none when
+	// it holds only revoked marks (a host forgotten after a revocation):
+	// the host is then unknown, but its revoked keys are still refused.
 	Pins []PinRecord
+	// Revoked are the pins revoked for the host, in file order. A pin
+	// both in Pins and here is revoked: the mark wins.
+	Revoked []RevokedRecord
 	// Line is the entry's line number in the store file, from 1; zero for
 	// an entry that is not from a file.
 	Line int
@@ -78,10 +107,13 @@ type Entry struct {
 }
 
 // Set returns the entry's pins as a [Set]: the current pin first, then the
-// backups in file order.
+// backups in file order. Revoked pins are left out.
 func (e Entry) Set() Set {
 	var s Set
 	for _, r := range e.Pins {
+		if _, revoked := e.RevokedPin(r.Pin); revoked {
+			continue
+		}
 		if r.Current {
 			s.pins = append([]Pin{r.Pin}, s.pins...)
 		} else {
@@ -99,6 +131,16 @@ func (e Entry) Current() (PinRecord, bool) {
 		}
 	}
 	return PinRecord{}, false
+}
+
+// RevokedPin returns the revoked mark of p, if p is revoked for the host.
+func (e Entry) RevokedPin(p Pin) (RevokedRecord, bool) {
+	for _, r := range e.Revoked {
+		if r.Pin.Equal(p) {
+			return r, true
+		}
+	}
+	return RevokedRecord{}, false
 }
 
 // index returns the position of p in e.Pins, or -1.
@@ -120,6 +162,11 @@ func (e Entry) clone() Entry {
 		r.extra = append([]string(nil), r.extra...)
 		c.Pins[i] = r
 	}
+	c.Revoked = make([]RevokedRecord, len(e.Revoked))
+	for i, r := range e.Revoked {
+		r.extra = append([]string(nil), r.extra...)
+		c.Revoked[i] = r
+	}
 	c.extra = append([]string(nil), e.extra...)
 	return c
 }
@@ -132,6 +179,12 @@ const (
 	attrFirst   = "first"
 	attrLast    = "last"
 	attrOrigin  = "via"
+	attrAfter   = "after"
+	// fieldRevoked is a field of its own, never an attribute of a pin:
+	// versions before revocation read a pin field's unknown attributes as
+	// extras of a pin they accept, but keep an unknown field verbatim
+	// without trusting anything in it.
+	fieldRevoked = "revoked"
 	// timeLayout is RFC 3339 in UTC with whole seconds: one spelling per
 	// instant, so a parsed line renders back to the same text.
 	timeLayout = "2006-01-02T15:04:05Z"
@@ -153,6 +206,23 @@ func (e Entry) String() string {
 		}
 		if !r.LastSeen.IsZero() {
 			b.WriteString(";" + attrLast + "=" + r.LastSeen.UTC().Format(timeLayout))
+		}
+		if r.Origin != "" {
+			b.WriteString(";" + attrOrigin + "=" + string(r.Origin))
+		}
+		if !r.After.IsZero() {
+			b.WriteString(";" + attrAfter + "=" + r.After.String())
+		}
+		for _, x := range r.extra {
+			b.WriteByte(';')
+			b.WriteString(x)
+		}
+	}
+	for _, r := range e.Revoked {
+		b.WriteString(" " + fieldRevoked + "=")
+		b.WriteString(r.Pin.String())
+		if !r.FirstSeen.IsZero() {
+			b.WriteString(";" + attrFirst + "=" + r.FirstSeen.UTC().Format(timeLayout))
 		}
 		if r.Origin != "" {
 			b.WriteString(";" + attrOrigin + "=" + string(r.Origin))
@@ -211,6 +281,17 @@ func ParseLine(line string) (Entry, error) {
 		if !ok || !validFieldName(name) {
 			return Entry{}, fmt.Errorf("field %d %q: want current=PIN, backup=PIN or NAME=VALUE", i+2, f)
 		}
+		if name == fieldRevoked {
+			r, err := parseRevokedField(value)
+			if err != nil {
+				return Entry{}, fmt.Errorf("field %d: %w", i+2, err)
+			}
+			if _, dup := e.RevokedPin(r.Pin); dup {
+				return Entry{}, fmt.Errorf("field %d: revoked pin %v appears twice", i+2, r.Pin)
+			}
+			e.Revoked = append(e.Revoked, r)
+			continue
+		}
 		if name != roleCurrent && name != roleBackup {
 			e.extra = append(e.extra, f)
 			continue
@@ -229,10 +310,48 @@ func ParseLine(line string) (Entry, error) {
 		}
 		e.Pins = append(e.Pins, r)
 	}
-	if len(e.Pins) == 0 {
+	if len(e.Pins) == 0 && len(e.Revoked) == 0 {
 		return Entry{}, fmt.Errorf("no pins for %s: want at least one current=PIN or backup=PIN field", host)
 	}
 	return e, nil
+}
+
+// parseRevokedField parses the value of a revoked= field:
+// PIN[;first=TIME][;via=SOURCE][;NAME=VALUE]...
+func parseRevokedField(value string) (RevokedRecord, error) {
+	parts := strings.Split(value, ";")
+	p, err := ParsePin(parts[0])
+	if err != nil {
+		return RevokedRecord{}, fmt.Errorf("revoked: %w", err)
+	}
+	r := RevokedRecord{Pin: p}
+	seen := map[string]bool{}
+	for _, a := range parts[1:] {
+		name, v, ok := strings.Cut(a, "=")
+		if !ok || !validFieldName(name) {
+			return RevokedRecord{}, fmt.Errorf("revoked pin %v: attribute %q: want NAME=VALUE", p, a)
+		}
+		if seen[name] {
+			return RevokedRecord{}, fmt.Errorf("revoked pin %v: attribute %q appears twice", p, name)
+		}
+		seen[name] = true
+		switch name {
+		case attrFirst:
+			t, err := parseTime(v)
+			if err != nil {
+				return RevokedRecord{}, fmt.Errorf("revoked pin %v: %s: %w", p, name, err)
+			}
+			r.FirstSeen = t
+		case attrOrigin:
+			if v == "" || strings.ContainsAny(v, ";= \t") {
+				return RevokedRecord{}, fmt.Errorf("revoked pin %v: %s %q: want a word such as %s", p, name, v, OriginAdded)
+			}
+			r.Origin = Origin(v)
+		default:
+			r.extra = append(r.extra, a)
+		}
+	}
+	return r, nil
 }
 
 // parsePinField parses the value of a current= or backup= field:
@@ -270,6 +389,12 @@ func parsePinField(role, value string) (PinRecord, error) {
 				return PinRecord{}, fmt.Errorf("pin %v: %s %q: want a word such as %s", p, name, v, OriginAdded)
 			}
 			r.Origin = Origin(v)
+		case attrAfter:
+			after, err := ParsePin(v)
+			if err != nil {
+				return PinRecord{}, fmt.Errorf("pin %v: %s: %w", p, name, err)
+			}
+			r.After = after
 		default:
 			r.extra = append(r.extra, a)
 		}

@@ -45,6 +45,11 @@ var ErrHandshakeIncomplete = errors.New("pinning: the TLS handshake has not comp
 // server announced do not fit the key it presented.
 var ErrBadAnnouncement = errors.New("pinning: the server's announced pins do not fit its key; nothing recorded")
 
+// ErrPinRevoked is wrapped by [Store.Add] for a pin revoked for the host:
+// a revoked pin is never trusted again until its mark is removed
+// ([Store.Unrevoke]).
+var ErrPinRevoked = errors.New("pinning: the pin is revoked for this host")
+
 // KeyError reports a server whose key is not one the client trusts: a host
 // in the known-hosts store that presented a different key (the OpenSSH
 // "REMOTE HOST IDENTIFICATION HAS CHANGED" case), or a server whose key is
@@ -176,3 +181,56 @@ func (e *LineError) Error() string {
 
 // Unwrap returns Err.
 func (e *LineError) Unwrap() error { return e.Err }
+
+// RevokedKeyError reports a server that presented a key revoked for it:
+// by the server's operator (announced through KEYS inside a session with
+// the key's successor, and recorded in the known hosts file), by a person
+// on this machine (recorded with [Store.Revoke]), or in the configuration
+// ([TrustOptions.Revoked]). Whoever presents it may hold a stolen key.
+// Nothing was recorded.
+type RevokedKeyError struct {
+	// Host is the server as "host:port".
+	Host string
+	// Pin is the revoked key's pin, the one the server presented.
+	Pin Pin
+	// Since is when this client learned of the revocation; zero if
+	// unknown or configured.
+	Since time.Time
+	// Origin is who revoked it: [OriginAnnounced] for the server's
+	// operator, [OriginAdded] for a person on this machine, empty for a
+	// configured revoked pin.
+	Origin Origin
+	// Path and Line locate the mark in the known hosts file; both are zero
+	// for a configured revoked pin.
+	Path string
+	Line int
+	// Leaf is the certificate the server presented, when known.
+	Leaf *x509.Certificate
+}
+
+// RevokedBy says who revoked the key, for people: "by the server's
+// operator", "by a person on this machine", or "in the configuration".
+func (e *RevokedKeyError) RevokedBy() string {
+	switch {
+	case e.Path == "":
+		return "in the configuration (a revoked pin given)"
+	case e.Origin == OriginAnnounced:
+		return "by the server's operator"
+	case e.Origin == OriginAdded:
+		return "by a person on this machine"
+	}
+	return "in the known hosts file"
+}
+
+// Error returns a one-line description naming the host, the revoked pin,
+// who revoked it and when this client learned it.
+func (e *RevokedKeyError) Error() string {
+	s := fmt.Sprintf("%s presented the key %v, which was revoked %s", e.Host, e.Pin, e.RevokedBy())
+	if !e.Since.IsZero() {
+		s += fmt.Sprintf("; this client learned it at %s", e.Since.UTC().Format(time.RFC3339))
+	}
+	if e.Path != "" {
+		s += fmt.Sprintf(" (%s:%d)", e.Path, e.Line)
+	}
+	return s + ": refusing it"
+}

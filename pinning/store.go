@@ -174,7 +174,8 @@ func (s *Store) List() ([]Entry, []*LineError, error) {
 // announcements never remove them.
 //
 // A host whose line cannot be parsed is refused with its [*LineError]:
-// forget the host first.
+// forget the host first. A pin revoked for the host is refused with an
+// error wrapping [ErrPinRevoked]: remove the mark first ([Store.Unrevoke]).
 func (s *Store) Add(host string, pins ...Pin) error {
 	h, err := canonicalHost(host)
 	if err != nil {
@@ -190,6 +191,9 @@ func (s *Store) Add(host string, pins ...Pin) error {
 	if e, err := s.lookup(h); err == nil && e != nil {
 		missing := false
 		for _, p := range set.pins {
+			if _, revoked := e.RevokedPin(p); revoked {
+				return revokedAddError(s.path, h, p)
+			}
 			missing = missing || e.index(p) < 0
 		}
 		if !missing {
@@ -205,29 +209,155 @@ func (s *Store) Add(host string, pins ...Pin) error {
 		if i < 0 {
 			e := &Entry{Host: h}
 			for j, p := range set.pins {
-				e.Pins = append(e.Pins, PinRecord{Pin: p, Current: j == 0, FirstSeen: now, Origin: OriginAdded})
+				r := PinRecord{Pin: p, Current: j == 0, FirstSeen: now, Origin: OriginAdded}
+				if j > 0 {
+					r.After = set.pins[0]
+				}
+				e.Pins = append(e.Pins, r)
 			}
 			f.append(e)
 			return true, nil
 		}
 		e := f.lines[i].entry
-		changed := false
 		for _, p := range set.pins {
-			if e.index(p) < 0 {
-				e.Pins = append(e.Pins, PinRecord{Pin: p, FirstSeen: now, Origin: OriginAdded})
-				changed = true
+			if _, revoked := e.RevokedPin(p); revoked {
+				return false, revokedAddError(s.path, h, p)
 			}
+		}
+		cur, hasCur := e.Current()
+		changed := false
+		for j, p := range set.pins {
+			if e.index(p) >= 0 {
+				continue
+			}
+			r := PinRecord{Pin: p, FirstSeen: now, Origin: OriginAdded}
+			switch {
+			case !hasCur && len(e.Pins) == 0 && j == 0:
+				// A host that had only revoked marks: the first pin
+				// given becomes its current one, as for a new host.
+				r.Current = true
+				cur, hasCur = r, true
+			case hasCur:
+				r.After = cur.Pin
+			}
+			e.Pins = append(e.Pins, r)
+			changed = true
 		}
 		f.lines[i].dirty = changed
 		return changed, nil
 	})
 }
 
+func revokedAddError(path, host string, p Pin) error {
+	return fmt.Errorf("adding %s: the pin %v is revoked for it in %s; if the revocation was a mistake, remove the mark first: %w", host, p, path, ErrPinRevoked)
+}
+
+// Revoke marks pin revoked for host ("host:port"), as sc-cert pin revoke
+// does: the pin leaves the host's trusted pins, and from then on a server
+// presenting it is refused with [*RevokedKeyError], and no announcement can
+// bring it back; only [Store.Unrevoke] removes the mark. A host not in the
+// store gets a line with only the mark, so that it is never trusted on
+// first use with that key. It reports whether anything changed.
+func (s *Store) Revoke(host string, pin Pin) (bool, error) {
+	h, err := canonicalHost(host)
+	if err != nil {
+		return false, fmt.Errorf("revoking a key: %w", err)
+	}
+	if pin.IsZero() {
+		return false, fmt.Errorf("revoking a key of %s: no pin given", h)
+	}
+	now := s.now().UTC().Truncate(time.Second)
+	changed := false
+	err = s.modify(func(f *storeFile) (bool, error) {
+		if err := f.hostError(h); err != nil {
+			return false, err
+		}
+		i := f.find(h)
+		if i < 0 {
+			f.append(&Entry{Host: h, Revoked: []RevokedRecord{{Pin: pin, FirstSeen: now, Origin: OriginAdded}}})
+			changed = true
+			return true, nil
+		}
+		changed = f.lines[i].entry.revoke(pin, now, OriginAdded)
+		f.lines[i].dirty = f.lines[i].dirty || changed
+		return changed, nil
+	})
+	return changed, err
+}
+
+// Unrevoke removes the revoked mark of pin for host ("host:port"), as
+// sc-cert pin unrevoke does. The pin is not trusted again by this: add it
+// ([Store.Add]) or let trust on first use learn it. A line left with
+// nothing is removed. It reports whether a mark was removed.
+func (s *Store) Unrevoke(host string, pin Pin) (bool, error) {
+	h, err := canonicalHost(host)
+	if err != nil {
+		return false, fmt.Errorf("removing a revoked mark: %w", err)
+	}
+	if e, err := s.lookup(h); err == nil && (e == nil || !hasRevoked(e, pin)) {
+		return false, nil
+	}
+	removed := false
+	err = s.modify(func(f *storeFile) (bool, error) {
+		if err := f.hostError(h); err != nil {
+			return false, err
+		}
+		i := f.find(h)
+		if i < 0 {
+			return false, nil
+		}
+		e := f.lines[i].entry
+		kept := e.Revoked[:0]
+		for _, r := range e.Revoked {
+			if r.Pin.Equal(pin) {
+				removed = true
+				continue
+			}
+			kept = append(kept, r)
+		}
+		e.Revoked = kept
+		if !removed {
+			return false, nil
+		}
+		if len(e.Pins) == 0 && len(e.Revoked) == 0 {
+			f.lines = append(f.lines[:i], f.lines[i+1:]...)
+		} else {
+			f.lines[i].dirty = true
+		}
+		return true, nil
+	})
+	return removed, err
+}
+
+func hasRevoked(e *Entry, p Pin) bool {
+	_, ok := e.RevokedPin(p)
+	return ok
+}
+
+// revoke marks p revoked in e, learned at now from src; a pin that was
+// trusted leaves e.Pins. It reports whether e changed.
+func (e *Entry) revoke(p Pin, now time.Time, src Origin) bool {
+	changed := false
+	if j := e.index(p); j >= 0 {
+		e.Pins = append(e.Pins[:j], e.Pins[j+1:]...)
+		changed = true
+	}
+	if _, ok := e.RevokedPin(p); !ok {
+		e.Revoked = append(e.Revoked, RevokedRecord{Pin: p, FirstSeen: now.UTC().Truncate(time.Second), Origin: src})
+		changed = true
+	}
+	return changed
+}
+
 // Forget removes host ("host:port") from the store, as sc-cert pin forget
-// does: its entry and any unparsable or duplicate line for it. It reports
+// does: its pins and any unparsable or duplicate line for it. It reports
 // whether anything was removed; forgetting an unknown host is not an error.
 // Afterwards the host is unknown, so the next connection in [ModeTOFU]
-// trusts it on first use again.
+// trusts it on first use again — but never with a key revoked for it: the
+// host's revoked marks are kept (as OpenSSH keeps @revoked lines), on a
+// line that holds only them. Versions of this package before revocation
+// read such a line as broken ("no pins"), so they fail closed for the host
+// rather than trusting it on first use.
 func (s *Store) Forget(host string) (bool, error) {
 	h, err := canonicalHost(host)
 	if err != nil {
@@ -242,11 +372,20 @@ func (s *Store) Forget(host string) (bool, error) {
 	err = s.modify(func(f *storeFile) (bool, error) {
 		kept := f.lines[:0]
 		for _, l := range f.lines {
-			if l.host == h {
-				removed = true
+			if l.host != h {
+				kept = append(kept, l)
 				continue
 			}
-			kept = append(kept, l)
+			if l.entry != nil && len(l.entry.Revoked) > 0 {
+				if len(l.entry.Pins) == 0 {
+					kept = append(kept, l)
+					continue
+				}
+				l.entry.Pins = nil
+				l.dirty = true
+				kept = append(kept, l)
+			}
+			removed = true
 		}
 		f.lines = kept
 		return removed, nil
@@ -282,12 +421,18 @@ func (s *Store) recordHandshake(host string, pin Pin, now time.Time, mayAdd bool
 
 // recordAnnounced records a handshake as [Store.recordHandshake] does, then
 // the host's own announcement of its keys, made inside that verified
-// session; see [Entry.applyAnnouncement].
-func (s *Store) recordAnnounced(host string, pin Pin, next []Pin, now time.Time, mayAdd bool) (Recorded, error) {
+// session: the revocations it may make ([Entry.applyRevocations], judged
+// against the entry as it was before this handshake), then its next keys
+// ([Entry.applyAnnouncement]).
+func (s *Store) recordAnnounced(host string, pin Pin, next, revoked []Pin, now time.Time, mayAdd bool) (Recorded, error) {
 	if e, err := s.lookup(host); err == nil && e != nil {
+		before := e.clone()
 		changed, err := e.applyHandshake(s.path, pin, now)
-		if err == nil && !changed && !e.applyAnnouncement(pin, next, now) {
-			return Recorded{}, nil
+		if err == nil && !changed {
+			honoured, _ := e.applyRevocations(&before, pin, revoked, now)
+			if len(honoured) == 0 && !e.applyAnnouncement(pin, next, now) {
+				return Recorded{Ignored: ignoredRevocations(&before, pin, revoked)}, nil
+			}
 		}
 	}
 	var rec Recorded
@@ -297,21 +442,111 @@ func (s *Store) recordAnnounced(host string, pin Pin, next []Pin, now time.Time,
 		if err != nil {
 			return false, err
 		}
-		if f.lines[i].entry.applyAnnouncement(pin, next, now) {
-			f.lines[i].dirty = true
+		e := f.lines[i].entry
+		honoured, ignored := e.applyRevocations(before, pin, revoked, now)
+		if len(honoured) > 0 {
 			changed = true
 		}
-		rec = diffRecorded(before, f.lines[i].entry, pin)
+		if e.applyAnnouncement(pin, next, now) {
+			changed = true
+		}
+		f.lines[i].dirty = f.lines[i].dirty || changed
+		rec = diffRecorded(before, e, pin)
+		rec.Revoked, rec.Ignored = honoured, ignored
 		return changed, nil
 	})
 	return rec, err
+}
+
+// ignoredRevocations returns what [Entry.applyRevocations] would ignore of
+// revoked, for a fast path that changed nothing.
+func ignoredRevocations(before *Entry, pin Pin, revoked []Pin) []IgnoredRevocation {
+	e := before.clone()
+	_, ignored := e.applyRevocations(before, pin, revoked, time.Time{})
+	return ignored
+}
+
+// applyRevocations applies to e the revocations a host announced in a
+// session verified with the key pin; before is the host's entry as it was
+// before that handshake (nil for a host seen for the first time). A key
+// may never revoke its own successor, so "revoked P" is honoured only when
+// P is already on file for the host (trusted, or already revoked), P is not
+// the verified key, and the verified key is P's successor: it was recorded
+// while P was current (announced by P, or added by a person then; see
+// [PinRecord.After], followed through intermediate keys), or it was added
+// by a person and P is not its own successor. Without the rule a
+// machine-in-the-middle holding a stolen old key could announce "revoked
+// NEW" and lock the client out of the real server. It returns the pins
+// newly revoked and the lines ignored, with why.
+func (e *Entry) applyRevocations(before *Entry, pin Pin, revoked []Pin, now time.Time) (honoured []Pin, ignored []IgnoredRevocation) {
+	ignore := func(p Pin, why string) { ignored = append(ignored, IgnoredRevocation{Pin: p, Reason: why}) }
+	for _, p := range revoked {
+		switch {
+		case p.Equal(pin):
+			ignore(p, "it is the key this session was verified with: honouring it would lock this client out")
+		case before == nil:
+			ignore(p, "the host was not known before this session, so nothing vouches for the key that announced it")
+		case hasRevoked(e, p):
+			// Already revoked: nothing to do, nothing to report.
+		case before.index(p) < 0:
+			ignore(p, "the key is not on file for this host")
+		case before.index(pin) < 0:
+			ignore(p, "the verified key was not on file before this session")
+		case before.successorOf(pin, p):
+			e.revoke(p, now, OriginAnnounced)
+			honoured = append(honoured, p)
+		case before.addedAfter(pin, p):
+			e.revoke(p, now, OriginAnnounced)
+			honoured = append(honoured, p)
+		default:
+			ignore(p, "the verified key is not the revoked key's successor (a key may never revoke its own successor)")
+		}
+	}
+	return honoured, ignored
+}
+
+// addedAfter reports whether a person added the key v after the key p
+// was on file, with nothing saying that p came after v: v then succeeds p
+// by that person's word. Pins added together (sc-cert pin add 'A;B', or a
+// line written before the after= attribute existed) have the same time
+// and do not qualify: without an order, honouring the revocation could
+// let the older key revoke the newer.
+func (e *Entry) addedAfter(v, p Pin) bool {
+	i, j := e.index(v), e.index(p)
+	if i < 0 || j < 0 || e.Pins[i].Origin != OriginAdded || e.successorOf(p, v) {
+		return false
+	}
+	return !e.Pins[j].FirstSeen.IsZero() && e.Pins[i].FirstSeen.After(e.Pins[j].FirstSeen)
+}
+
+// successorOf reports whether the key v was recorded, directly or through
+// keys in between, while the key p was current: whether following the
+// After links from v reaches p.
+func (e *Entry) successorOf(v, p Pin) bool {
+	cur := v
+	for range len(e.Pins) + 1 {
+		i := e.index(cur)
+		if i < 0 {
+			return false
+		}
+		a := e.Pins[i].After
+		switch {
+		case a.IsZero():
+			return false
+		case a.Equal(p):
+			return true
+		}
+		cur = a
+	}
+	return false
 }
 
 // diffRecorded describes the change from before (nil for a new host) to
 // after, made by a handshake that presented pin.
 func diffRecorded(before, after *Entry, pin Pin) Recorded {
 	var r Recorded
-	if before == nil {
+	if before == nil || len(before.Pins) == 0 {
+		// A host unknown, or known only by its revoked marks.
 		r.FirstUse = true
 	} else if j := before.index(pin); j >= 0 && !before.Pins[j].Current {
 		r.Promoted = true
@@ -323,7 +558,7 @@ func diffRecorded(before, after *Entry, pin Pin) Recorded {
 	}
 	if before != nil {
 		for _, p := range before.Pins {
-			if after.index(p.Pin) < 0 {
+			if after.index(p.Pin) < 0 && !hasRevoked(after, p.Pin) {
 				r.Dropped = append(r.Dropped, p.Pin)
 			}
 		}
@@ -552,6 +787,20 @@ func (f *storeFile) applyHandshake(path, host string, pin Pin, now time.Time, ma
 		f.append(&Entry{Host: host, Pins: []PinRecord{{Pin: pin, Current: true, FirstSeen: now, LastSeen: now, Origin: OriginFirstUse}}})
 		return len(f.lines) - 1, true, nil
 	}
+	if e := f.lines[i].entry; len(e.Pins) == 0 {
+		// A host with only revoked marks: first use again, but never
+		// with a revoked key.
+		if r, revoked := e.RevokedPin(pin); revoked {
+			return -1, false, e.revokedError(path, r)
+		}
+		if !mayAdd {
+			return -1, false, &UnknownHostError{Host: host, Got: pin, Path: path}
+		}
+		now = now.UTC().Truncate(time.Second)
+		e.Pins = []PinRecord{{Pin: pin, Current: true, FirstSeen: now, LastSeen: now, Origin: OriginFirstUse}}
+		f.lines[i].dirty = true
+		return i, true, nil
+	}
 	changed, err := f.lines[i].entry.applyHandshake(path, pin, now)
 	if err != nil {
 		return -1, false, err
@@ -567,6 +816,9 @@ func (f *storeFile) applyHandshake(path, host string, pin Pin, now time.Time, ma
 // changed; a current pin seen less than lastSeenResolution ago is not.
 func (e *Entry) applyHandshake(path string, pin Pin, now time.Time) (bool, error) {
 	now = now.UTC().Truncate(time.Second)
+	if r, revoked := e.RevokedPin(pin); revoked {
+		return false, e.revokedError(path, r)
+	}
 	j := e.index(pin)
 	if j < 0 {
 		return false, e.keyError(path, pin)
@@ -584,15 +836,17 @@ func (e *Entry) applyHandshake(path string, pin Pin, now time.Time) (bool, error
 
 // applyAnnouncement records in e the keys its host announced in a session
 // verified with pin, which must already be e's current pin: each next pin
-// becomes a backup, and learned pins ([Origin.learned]) no longer announced
-// are dropped; pins a person added are kept. It reports whether e changed.
+// becomes a backup (recorded as pin's successor), and learned pins
+// ([Origin.learned]) no longer announced are dropped; pins a person added
+// are kept. A pin revoked for the host is never learned again, whatever the
+// announcement says. It reports whether e changed.
 func (e *Entry) applyAnnouncement(pin Pin, next []Pin, now time.Time) bool {
 	now = now.UTC().Truncate(time.Second)
 	before := e.String()
 	pins := []PinRecord{e.Pins[e.index(pin)]}
 	announced := Set{pins: []Pin{pin}}
 	for _, n := range next {
-		if announced.Contains(n) {
+		if announced.Contains(n) || hasRevoked(e, n) {
 			continue
 		}
 		announced.pins = append(announced.pins, n)
@@ -601,7 +855,7 @@ func (e *Entry) applyAnnouncement(pin Pin, next []Pin, now time.Time) bool {
 			r.Current = false
 			pins = append(pins, r)
 		} else {
-			pins = append(pins, PinRecord{Pin: n, FirstSeen: now, Origin: OriginAnnounced})
+			pins = append(pins, PinRecord{Pin: n, FirstSeen: now, Origin: OriginAnnounced, After: pin})
 		}
 	}
 	for _, r := range e.Pins {
@@ -611,6 +865,10 @@ func (e *Entry) applyAnnouncement(pin Pin, next []Pin, now time.Time) bool {
 	}
 	e.Pins = pins
 	return e.String() != before
+}
+
+func (e *Entry) revokedError(path string, r RevokedRecord) *RevokedKeyError {
+	return &RevokedKeyError{Host: e.Host, Pin: r.Pin, Since: r.FirstSeen, Origin: r.Origin, Path: path, Line: e.Line}
 }
 
 func (e *Entry) keyError(path string, got Pin) *KeyError {

@@ -210,7 +210,7 @@ func TestStorePreservesWhatItDoesNotChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := strings.Split(mustRead(t, path), "\n")
-	wantTouched := "127.0.0.1:4242 current=" + b.String() + ";first=2026-01-01T00:00:00Z;future=1 backup=" + c.String() + ";first=" + clock.Now().Format(time.RFC3339) + ";via=added note=keep # laptop"
+	wantTouched := "127.0.0.1:4242 current=" + b.String() + ";first=2026-01-01T00:00:00Z;future=1 backup=" + c.String() + ";first=" + clock.Now().Format(time.RFC3339) + ";via=added;after=" + b.String() + " note=keep # laptop"
 	want := append(append(append([]string{}, untouched[:3]...), wantTouched), untouched[3:]...)
 	want = append(want, "10.0.0.1:1 current="+a.String()+";first="+clock.Now().Format(time.RFC3339)+";via=added", "")
 	if len(got) != len(want) {

@@ -15,6 +15,10 @@ import (
 // one host, so that a server cannot grow the store without limit.
 const MaxAnnouncedPins = 8
 
+// MaxRevokedPins bounds the revoked pins one announcement may carry
+// ([Announcement.Revoked]).
+const MaxRevokedPins = 64
+
 // TOFUPolicy says what [ModeTOFU] does with a host that is not in the store.
 // The zero value is [TOFUAuto].
 type TOFUPolicy int
@@ -69,6 +73,12 @@ type TrustOptions struct {
 	// least one is required. To survive a planned key rollover, include
 	// the server's next pin as a backup (sc-cert pin show --next).
 	Pins Set
+
+	// Revoked are keys never to trust, in every mode but [ModeInsecure]:
+	// a server presenting one fails with [*RevokedKeyError] (sc-client
+	// --revoked-pin). A pin both in Pins and here is a mistake [NewTrust]
+	// refuses. Default: none.
+	Revoked []Pin
 
 	// Roots are the CAs trusted in [ModeCA] and [ModeCAPin]. Nil means the
 	// system roots.
@@ -144,6 +154,7 @@ type TrustOptions struct {
 type Trust struct {
 	mode         Mode
 	pins         Set
+	revoked      []Pin
 	roots        *x509.CertPool
 	host         string
 	serverName   string
@@ -168,6 +179,7 @@ func NewTrust(opts TrustOptions) (*Trust, error) {
 	t := &Trust{
 		mode:         opts.Mode,
 		pins:         opts.Pins,
+		revoked:      opts.Revoked,
 		roots:        opts.Roots,
 		serverName:   opts.ServerName,
 		store:        opts.Store,
@@ -189,6 +201,14 @@ func NewTrust(opts TrustOptions) (*Trust, error) {
 		return nil, fmt.Errorf("configuring trust: pins are only used in modes pin and ca+pin, not %v (in tofu mode, add them to the store)", t.mode)
 	case t.roots != nil && t.mode.skipsChainVerification():
 		return nil, fmt.Errorf("configuring trust: CA roots are only used in modes ca and ca+pin, not %v", t.mode)
+	}
+	for _, r := range t.revoked {
+		switch {
+		case r.IsZero():
+			return nil, errors.New("configuring trust: a zero revoked pin")
+		case t.pins.Contains(r):
+			return nil, fmt.Errorf("configuring trust: the pin %v is both trusted and revoked: remove it from the pins or from the revoked pins", r)
+		}
 	}
 	if opts.Host != "" {
 		h, err := canonicalHost(opts.Host)
@@ -279,6 +299,13 @@ func (t *Trust) verifyPeer(certs []*x509.Certificate, chains [][]*x509.Certifica
 	}
 	leaf := certs[0]
 	pin := PinOf(leaf)
+	if t.mode != ModeInsecure {
+		for _, r := range t.revoked {
+			if r.Equal(pin) {
+				return &RevokedKeyError{Host: host, Pin: pin, Leaf: leaf}
+			}
+		}
+	}
 	switch t.mode {
 	case ModeCA:
 		// crypto/tls verified the chain and the name, and re-checks both
@@ -316,12 +343,20 @@ func (t *Trust) verifyTOFU(pin Pin, leaf *x509.Certificate) error {
 		return fmt.Errorf("checking %s against the known hosts: %w", t.host, err)
 	}
 	if found {
-		if !e.Set().Contains(pin) {
-			ke := e.keyError(t.store.Path(), pin)
-			ke.Leaf = leaf
-			return ke
+		if r, revoked := e.RevokedPin(pin); revoked {
+			re := e.revokedError(t.store.Path(), r)
+			re.Leaf = leaf
+			return re
 		}
-		return t.checkValidity(t.host, pin, leaf)
+		if len(e.Pins) > 0 {
+			if !e.Set().Contains(pin) {
+				ke := e.keyError(t.store.Path(), pin)
+				ke.Leaf = leaf
+				return ke
+			}
+			return t.checkValidity(t.host, pin, leaf)
+		}
+		// Only revoked marks: the host was forgotten; first use again.
 	}
 	// First use. Check the dates first, so that a certificate refused
 	// anyway is not put to the user.
@@ -431,6 +466,34 @@ func (t *Trust) Record(cs tls.ConnectionState) (Recorded, error) {
 // presented key, or with more than [MaxAnnouncedPins] next pins, fails with
 // an error wrapping [ErrBadAnnouncement], and nothing is recorded.
 func (t *Trust) RecordAnnounced(cs tls.ConnectionState, current Pin, next []Pin) (Recorded, error) {
+	return t.RecordAnnouncement(cs, Announcement{Current: current, Next: next})
+}
+
+// Announcement is what a server announced about its keys inside a verified
+// session (in the Space Captain protocol, the reply to KEYS).
+type Announcement struct {
+	// Current is the pin of the key the server says it uses: it must be
+	// the key it presented.
+	Current Pin
+	// Next are the keys it will roll over to; at most [MaxAnnouncedPins].
+	Next []Pin
+	// Revoked are keys its operator has revoked; at most [MaxRevokedPins].
+	Revoked []Pin
+}
+
+// RecordAnnouncement records what [Trust.RecordAnnounced] does with a's
+// current and next pins, and before them the revocations a may make. A key
+// may never revoke its own successor: "revoked P" is honoured only when P
+// is already on file for the host, P is not the key just verified, and the
+// verified key is P's successor (recorded while P was current, as P's
+// announced next key or a backup added then, or added by a person); see
+// [PinRecord.After]. Any other revoked pin is ignored and listed in
+// [Recorded.Ignored], for the caller to log. A pin honoured leaves the
+// host's trusted pins and is marked revoked: from then on a server
+// presenting it fails with [*RevokedKeyError], and no announcement makes it
+// trusted again. In other modes it does nothing and returns the zero
+// [Recorded].
+func (t *Trust) RecordAnnouncement(cs tls.ConnectionState, a Announcement) (Recorded, error) {
 	if t.mode != ModeTOFU {
 		return Recorded{}, nil
 	}
@@ -438,22 +501,32 @@ func (t *Trust) RecordAnnounced(cs tls.ConnectionState, current Pin, next []Pin)
 	if err != nil {
 		return Recorded{}, err
 	}
-	if !current.Equal(pin) {
-		return Recorded{}, fmt.Errorf("recording the keys %s announced: it announced %v as its current key but presented %v: %w", t.host, current, pin, ErrBadAnnouncement)
+	if !a.Current.Equal(pin) {
+		return Recorded{}, fmt.Errorf("recording the keys %s announced: it announced %v as its current key but presented %v: %w", t.host, a.Current, pin, ErrBadAnnouncement)
 	}
-	if len(next) > MaxAnnouncedPins {
-		return Recorded{}, fmt.Errorf("recording the keys %s announced: %d next keys, more than %d: %w", t.host, len(next), MaxAnnouncedPins, ErrBadAnnouncement)
+	if len(a.Next) > MaxAnnouncedPins {
+		return Recorded{}, fmt.Errorf("recording the keys %s announced: %d next keys, more than %d: %w", t.host, len(a.Next), MaxAnnouncedPins, ErrBadAnnouncement)
 	}
-	for _, n := range next {
+	if len(a.Revoked) > MaxRevokedPins {
+		return Recorded{}, fmt.Errorf("recording the keys %s announced: %d revoked keys, more than %d: %w", t.host, len(a.Revoked), MaxRevokedPins, ErrBadAnnouncement)
+	}
+	for _, n := range append(append([]Pin(nil), a.Next...), a.Revoked...) {
 		if n.IsZero() {
-			return Recorded{}, fmt.Errorf("recording the keys %s announced: a zero next pin: %w", t.host, ErrBadAnnouncement)
+			return Recorded{}, fmt.Errorf("recording the keys %s announced: a zero pin: %w", t.host, ErrBadAnnouncement)
 		}
 	}
-	rec, err := t.store.recordAnnounced(t.host, pin, next, t.time(), t.mayAdd(pin))
+	rec, err := t.store.recordAnnounced(t.host, pin, a.Next, a.Revoked, t.time(), t.mayAdd(pin))
 	if err != nil {
 		return Recorded{}, fmt.Errorf("recording the keys %s announced: %w", t.host, err)
 	}
 	return rec, nil
+}
+
+// IgnoredRevocation is a revoked pin an announcement carried that
+// [Trust.RecordAnnouncement] did not honour, and why.
+type IgnoredRevocation struct {
+	Pin    Pin
+	Reason string
 }
 
 // Recorded says what [Trust.Record] or [Trust.RecordAnnounced] changed in
@@ -471,8 +544,14 @@ type Recorded struct {
 	// Added are announced pins newly recorded as backups.
 	Added []Pin
 	// Dropped are learned pins removed because the server no longer
-	// announces them: retired keys.
+	// announces them: retired keys. Pins revoked are not listed here.
 	Dropped []Pin
+	// Revoked are pins the server's announcement revoked: marked revoked
+	// for the host from now on.
+	Revoked []Pin
+	// Ignored are revoked pins the announcement carried that were not
+	// honoured, with why; a client should log them.
+	Ignored []IgnoredRevocation
 }
 
 // completedPin returns the pin of the leaf of a completed handshake.

@@ -25,6 +25,14 @@ func AddCommand(path, host string, pin pinning.Pin) string {
 	return knownHostsCommand("sc-cert pin add", path, host, pin.String())
 }
 
+// UnrevokeCommand returns the command that removes the revoked mark of pin
+// for host in the known hosts file at path: "sc-cert pin unrevoke
+// HOST:PORT PIN". Print it only beside a warning: a revoked key may have
+// been stolen.
+func UnrevokeCommand(path, host string, pin pinning.Pin) string {
+	return knownHostsCommand("sc-cert pin unrevoke", path, host, pin.String())
+}
+
 // knownHostsCommand renders an sc-cert command that works on the known
 // hosts file at path, naming the file only when it is not the default one.
 func knownHostsCommand(cmd, path string, args ...string) string {
@@ -79,6 +87,35 @@ func KeyWarning(e *pinning.KeyError) string {
 		fmt.Fprintf(&b, "\nIf you know that the key was replaced on purpose (ask the operator for\nthe new pin and compare it with the one above), forget the old key with\n    %s\nand connect again.\n", ForgetCommand(e.Path, e.Host))
 	} else {
 		b.WriteString("\nIf the key was replaced on purpose, ask the operator for the new pin.\n")
+	}
+	return b.String()
+}
+
+// RevokedWarning returns the warning a terminal gets for a server that
+// presented a revoked key: which host and key, who revoked it and when this
+// client learned it, and where the mark is.
+func RevokedWarning(e *pinning.RevokedKeyError) string {
+	var b strings.Builder
+	bar := strings.Repeat("@", 62)
+	fmt.Fprintf(&b, "%s\n@  WARNING: %s PRESENTED A REVOKED KEY\n%s\n", bar, e.Host, bar)
+	fmt.Fprintf(&b, "The server at %s presented a key with the pin\n    %v\n", e.Host, e.Pin)
+	who := e.RevokedBy()
+	switch {
+	case e.Path == "":
+		who = "in this client's configuration (--revoked-pin)"
+	case e.Origin == pinning.OriginAdded:
+		who = "by a person on this machine (sc-cert pin revoke)"
+	}
+	fmt.Fprintf(&b, "That key was revoked %s", who)
+	if !e.Since.IsZero() {
+		fmt.Fprintf(&b, ";\nthis client learned of the revocation at %s", e.Since.UTC().Format("2006-01-02T15:04:05Z07:00"))
+	}
+	b.WriteString(".\n")
+	b.WriteString("A revoked key may have been stolen: whoever answered could be\n")
+	b.WriteString("impersonating the server. The connection was refused and nothing was\n")
+	b.WriteString("recorded.\n")
+	if e.Path != "" {
+		fmt.Fprintf(&b, "\nThe mark is in the known hosts file %s, line %d. Only if the\nrevocation was a mistake, remove it with\n    %s\n", e.Path, e.Line, UnrevokeCommand(e.Path, e.Host, e.Pin))
 	}
 	return b.String()
 }

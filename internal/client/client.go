@@ -282,6 +282,17 @@ func (c *Conn) Keys(ctx context.Context) (current string, next []string, err err
 // certificate, "" for an anonymous one or before Keys.
 func (c *Conn) KeysClient() string { return c.keysClient }
 
+// KeySet asks the server for its key pins (KEYS) as [Conn.Keys] does and
+// returns the whole reply: the current, next and revoked pins.
+func (c *Conn) KeySet(ctx context.Context) (proto.KeySet, error) {
+	body, err := c.Do(ctx, proto.Keys, nil)
+	if err != nil {
+		return proto.KeySet{}, err
+	}
+	c.keysClient = proto.KeysClient(body)
+	return proto.ParseKeySet(body)
+}
+
 // SetDeadline sets the read and write deadline for Send/Flush/Receive, as
 // net.Conn's. Do sets and clears its own from its context.
 func (c *Conn) SetDeadline(t time.Time) error { return c.nc.SetDeadline(t) }

@@ -34,6 +34,12 @@ type AddResult struct {
 // directory made 0700. A file that does not parse is not touched: the
 // error is a *[ParseError].
 func AddPins(path, name, server string, pins []string) (AddResult, error) {
+	return AddValues(path, name, server, "pin", pins)
+}
+
+// AddValues is [AddPins] for any repeatable key: it adds "KEY VALUE" lines
+// (revoked-pin, for instance) to the block of the host name.
+func AddValues(path, name, server, key string, pins []string) (AddResult, error) {
 	if name == "" || strings.ContainsAny(name, " \t*?!\"") {
 		return AddResult{}, fmt.Errorf("host name %q: want a plain name for the Host line", name)
 	}
@@ -77,7 +83,7 @@ func AddPins(path, name, server string, pins []string) (AddResult, error) {
 	have := map[string]bool{}
 	if blk != nil {
 		for _, s := range blk.Settings {
-			if s.Key == "pin" {
+			if s.Key == key {
 				have[s.Value] = true
 			}
 		}
@@ -99,7 +105,7 @@ func AddPins(path, name, server string, pins []string) (AddResult, error) {
 	text := string(data)
 	var lines []string
 	for _, p := range add {
-		lines = append(lines, "    pin "+Quote(p))
+		lines = append(lines, "    "+key+" "+Quote(p))
 	}
 	if blk == nil {
 		res.NewBlock = true

@@ -130,3 +130,7 @@ func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
 func unixSeconds(t time.Time) float64 {
 	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
 }
+
+// UnannouncedKeyChange counts a certificate whose key was neither the one
+// served before nor an announced next key.
+func (m *Metrics) UnannouncedKeyChange() { m.unannounced.Inc() }

@@ -77,6 +77,10 @@
 //   - spacecaptain_client_list_reload_failures_total{list} (counter):
 //     loads of a client list file that were refused (the line number is
 //     in the log); the previous list stays in force.
+//   - spacecaptain_unannounced_key_changes_total (counter): certificates,
+//     at start or by a reload, whose key was neither the key served
+//     before nor an announced next key (sc-server --key-change): clients
+//     pinned to the old key refuse them. Each distinct change counts once.
 //
 // # Transports
 //

@@ -35,6 +35,7 @@ const (
 	NameCertInfo              = "spacecaptain_cert_info"
 	NameCertReloads           = "spacecaptain_cert_reloads_total"
 	NameCertLastReloadSuccess = "spacecaptain_cert_last_reload_success_timestamp_seconds"
+	NameUnannouncedKeyChanges = "spacecaptain_unannounced_key_changes_total"
 )
 
 // The values of the handshake counter's result label.
@@ -139,11 +140,12 @@ type Metrics struct {
 	reg *prometheus.Registry
 	now func() time.Time
 
-	open     atomic.Int64
-	accepted prometheus.Counter
-	refused  labeled
-	closed   labeled
-	protoErr labeled
+	open        atomic.Int64
+	accepted    prometheus.Counter
+	unannounced prometheus.Counter
+	refused     labeled
+	closed      labeled
+	protoErr    labeled
 
 	handshakes *prometheus.CounterVec
 	hsCache    [numResults][numVersions][2]atomic.Pointer[counterRef]
@@ -271,9 +273,13 @@ func New(opts Options) (*Metrics, error) {
 	reloads := counterVec(NameCertReloads,
 		"Reload attempts of the certificate source, by result (changed: a new certificate is served; unchanged: the files hold the one served; failed: refused, the old one is still served).", "result")
 	m.reloads = newLabeled(reloads, ReloadChanged, ReloadUnchanged, ReloadFailed)
+	m.unannounced = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: NameUnannouncedKeyChanges,
+		Help: "Certificates whose key was neither the key served before nor an announced next key (clients pinned to the old key refuse it), by a reload or at start; with --key-change refuse they were not served.",
+	})
 
 	cs := []prometheus.Collector{openGauge, m.accepted, refused, closed, protoErr, m.handshakes, hsDuration,
-		rv.count, rv.duration, rv.in, rv.out, reloads, m.cert, m.clients.entries, m.clients.failures}
+		rv.count, rv.duration, rv.in, rv.out, reloads, m.unannounced, m.cert, m.clients.entries, m.clients.failures}
 	if opts.MaxConns > 0 {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: NameConnectionsMax,

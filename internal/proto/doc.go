@@ -14,7 +14,8 @@
 //   - [AppendReply], the message semantics (ECHO, REVERSE, TIME, KEYS and the
 //     ERROR answer to an unknown type), in the one place both server engines
 //     call.
-//   - [ParseKeys] and [AppendKeys], the body of a KEYS reply.
+//   - [ParseKeySet] and [AppendKeySet] (and the older [ParseKeys] and
+//     [AppendKeys]), the body of a KEYS reply.
 //   - [Need], how much of a frame begun is still to come, and [Truncated],
 //     the error for a stream that ends inside one: header arithmetic stays
 //     here, so that an engine never decodes a header itself.

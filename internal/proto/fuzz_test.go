@@ -133,20 +133,29 @@ func FuzzRoundTrip(f *testing.F) {
 }
 
 // FuzzParseKeys: no input panics, and whatever parses renders back to a body
-// that parses to the same pins. Pins built from the input round-trip too.
+// that parses to the same pins, whatever "revoked", "client" and unknown
+// lines are mixed in. Pins built from the input round-trip too.
 func FuzzParseKeys(f *testing.F) {
-	a, b := testPin("a"), testPin("b")
+	a, b, c := testPin("a"), testPin("b"), testPin("c")
 	f.Add([]byte("current "+a+"\n"), []byte("x"))
 	f.Add([]byte("current "+a+"\nnext "+b+"\n"), []byte(""))
 	f.Add([]byte("current "+a+"\nfuture stuff\nnext "+b), []byte("yz"))
 	f.Add([]byte("next "+a+"\n"), []byte("\x00"))
 	f.Add([]byte("current sha256//AAAA\n"), []byte("q"))
+	f.Add([]byte("current "+a+"\nrevoked "+b+"\nnext "+c+"\n"), []byte("rev"))
+	f.Add([]byte("current "+a+"\nclient "+b+"\nrevoked "+c+"\nclient revoked "+a+"\n"), []byte("cl"))
+	f.Add([]byte("current "+a+"\nrevoked sha256//AAAA\n"), []byte("r"))
+	f.Add([]byte("revoked "+a+"\ncurrent "+b+"\n"), []byte("rc"))
 	f.Fuzz(func(t *testing.T, body, seeds []byte) {
-		cur, next, err := ParseKeys(body)
+		ks, err := ParseKeySet(body)
 		if err == nil {
-			cur2, next2, err2 := ParseKeys(AppendKeys(nil, cur, next))
-			if err2 != nil || cur2 != cur || !slices.Equal(next2, next) {
-				t.Fatalf("re-parse of rendered keys: got (%q, %q, %v), want (%q, %q)", cur2, next2, err2, cur, next)
+			ks2, err2 := ParseKeySet(AppendKeySet(nil, ks))
+			if err2 != nil || ks2.Current != ks.Current || !slices.Equal(ks2.Next, ks.Next) || !slices.Equal(ks2.Revoked, ks.Revoked) {
+				t.Fatalf("re-parse of rendered keys: got (%+v, %v), want %+v", ks2, err2, ks)
+			}
+			cur, next, err3 := ParseKeys(body)
+			if err3 != nil || cur != ks.Current || !slices.Equal(next, ks.Next) {
+				t.Fatalf("ParseKeys and ParseKeySet disagree: got (%q, %q, %v), want %+v", cur, next, err3, ks)
 			}
 		}
 		var pins []string
@@ -157,9 +166,11 @@ func FuzzParseKeys(f *testing.F) {
 		if len(pins) == 0 {
 			return
 		}
-		cur, next, err = ParseKeys(AppendKeys(nil, pins[0], pins[1:]))
-		if err != nil || cur != pins[0] || !slices.Equal(next, pins[1:]) && len(pins) > 1 {
-			t.Fatalf("round trip of %d pins: got (%q, %q, %v)", len(pins), cur, next, err)
+		half := 1 + (len(pins)-1)/2
+		want := KeySet{Current: pins[0], Next: pins[1:half], Revoked: pins[half:]}
+		got, err := ParseKeySet(AppendKeySet(nil, want))
+		if err != nil || got.Current != want.Current || !slices.Equal(got.Next, want.Next) && len(want.Next) > 0 || !slices.Equal(got.Revoked, want.Revoked) && len(want.Revoked) > 0 {
+			t.Fatalf("round trip of %d pins: got (%+v, %v), want %+v", len(pins), got, err, want)
 		}
 	})
 }

@@ -18,15 +18,41 @@ const pinPrefix = "sha256//"
 // reply renders back to the same bytes.
 var pinEncoding = base64.StdEncoding.Strict()
 
+// KeySet is the content of a KEYS reply: the pin of the key the server
+// uses now, the pins of keys it will move to, and the pins its operator has
+// revoked. Pins are "sha256//" and the standard base64 of a SHA-256 digest.
+type KeySet struct {
+	// Current is the pin of the key the server is using.
+	Current string
+	// Next are the pins of the keys it will roll over to.
+	Next []string
+	// Revoked are the pins of keys its operator has revoked: clients that
+	// trust one of them should stop (see TRUST.md, "Revocation").
+	Revoked []string
+}
+
 // AppendKeys appends the body of a KEYS reply to dst: the line
 // "current PIN", then one "next PIN" line for each of next, each line ending
 // in "\n". Pins are written as given; [ParseKeys] is what checks them.
 func AppendKeys(dst []byte, current string, next []string) []byte {
+	return AppendKeySet(dst, KeySet{Current: current, Next: next})
+}
+
+// AppendKeySet appends the body of a KEYS reply to dst: the line
+// "current PIN", then a "next PIN" line for each of ks.Next and a
+// "revoked PIN" line for each of ks.Revoked, each line ending in "\n". Pins
+// are written as given; [ParseKeySet] is what checks them.
+func AppendKeySet(dst []byte, ks KeySet) []byte {
 	dst = append(dst, "current "...)
-	dst = append(dst, current...)
+	dst = append(dst, ks.Current...)
 	dst = append(dst, '\n')
-	for _, p := range next {
+	for _, p := range ks.Next {
 		dst = append(dst, "next "...)
+		dst = append(dst, p...)
+		dst = append(dst, '\n')
+	}
+	for _, p := range ks.Revoked {
+		dst = append(dst, "revoked "...)
 		dst = append(dst, p...)
 		dst = append(dst, '\n')
 	}
@@ -59,16 +85,25 @@ func KeysClient(body []byte) string {
 	return ""
 }
 
-// ParseKeys parses the body of a KEYS reply: UTF-8 lines, the first
-// "current PIN" and then zero or more "next PIN", where each PIN is
-// "sha256//" and the standard base64 of a SHA-256 digest. The last line may
-// lack its "\n". Lines with a first word other than "current" or "next" are
-// skipped, so that a later server can add lines an older client ignores.
+// ParseKeys parses the body of a KEYS reply as [ParseKeySet] does and
+// returns its current and next pins.
+func ParseKeys(body []byte) (current string, next []string, err error) {
+	ks, err := ParseKeySet(body)
+	return ks.Current, ks.Next, err
+}
+
+// ParseKeySet parses the body of a KEYS reply: UTF-8 lines, the first
+// "current PIN" and then zero or more "next PIN" and "revoked PIN" lines in
+// any order, where each PIN is "sha256//" and the standard base64 of a
+// SHA-256 digest. The last line may lack its "\n". Lines with another
+// first word are skipped, so that a later server can add lines an older
+// client ignores.
 //
 // Errors are [*ProtocolError] values of kind [KindBadKeys].
-func ParseKeys(body []byte) (current string, next []string, err error) {
+func ParseKeySet(body []byte) (KeySet, error) {
+	var ks KeySet
 	if len(body) == 0 {
-		return "", nil, errorf(KindBadKeys, "KEYS reply is empty: want a %q line", "current "+pinPrefix+"…")
+		return KeySet{}, errorf(KindBadKeys, "KEYS reply is empty: want a %q line", "current "+pinPrefix+"…")
 	}
 	rest := body
 	for lineNo := 1; len(rest) > 0; lineNo++ {
@@ -76,33 +111,36 @@ func ParseKeys(body []byte) (current string, next []string, err error) {
 		line, rest, _ = bytes.Cut(rest, []byte{'\n'})
 		word, pin, ok := bytes.Cut(line, []byte{' '})
 		if !ok {
-			return "", nil, errorf(KindBadKeys, "KEYS reply line %d: got %q, want a word, a space and a pin", lineNo, truncate(line))
+			return KeySet{}, errorf(KindBadKeys, "KEYS reply line %d: got %q, want a word, a space and a pin", lineNo, truncate(line))
 		}
 		switch string(word) {
 		case "current":
 			if lineNo != 1 {
-				return "", nil, errorf(KindBadKeys, "KEYS reply line %d: %q must be the first line and appear once", lineNo, "current")
+				return KeySet{}, errorf(KindBadKeys, "KEYS reply line %d: %q must be the first line and appear once", lineNo, "current")
 			}
-		case "next":
+		case "next", "revoked":
 			if lineNo == 1 {
-				return "", nil, errorf(KindBadKeys, "KEYS reply line 1: got %q, want the %q pin first", truncate(word), "current")
+				return KeySet{}, errorf(KindBadKeys, "KEYS reply line 1: got %q, want the %q pin first", truncate(word), "current")
 			}
 		default:
 			if lineNo == 1 {
-				return "", nil, errorf(KindBadKeys, "KEYS reply line 1: got %q, want the %q pin first", truncate(word), "current")
+				return KeySet{}, errorf(KindBadKeys, "KEYS reply line 1: got %q, want the %q pin first", truncate(word), "current")
 			}
 			continue
 		}
 		if err := checkPin(pin); err != nil {
-			return "", nil, errorf(KindBadKeys, "KEYS reply line %d: %w", lineNo, err)
+			return KeySet{}, errorf(KindBadKeys, "KEYS reply line %d: %w", lineNo, err)
 		}
-		if lineNo == 1 {
-			current = string(pin)
-		} else {
-			next = append(next, string(pin))
+		switch string(word) {
+		case "current":
+			ks.Current = string(pin)
+		case "next":
+			ks.Next = append(ks.Next, string(pin))
+		default:
+			ks.Revoked = append(ks.Revoked, string(pin))
 		}
 	}
-	return current, next, nil
+	return ks, nil
 }
 
 // checkPin checks that pin is "sha256//" and the canonical standard base64

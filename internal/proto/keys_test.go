@@ -71,3 +71,36 @@ func TestKeysRoundTrip(t *testing.T) {
 		t.Errorf("ParseKeys(AppendKeys(…)): got (%q, %q, %v), want (%q, %q, nil)", gotCur, gotNext, err, cur, next)
 	}
 }
+
+func TestParseKeySetRevoked(t *testing.T) {
+	a, b, c, d := testPin("a"), testPin("b"), testPin("c"), testPin("d")
+	tests := []struct {
+		name string
+		body string
+		want KeySet
+		err  bool
+	}{
+		{name: "revoked after next", body: "current " + a + "\nnext " + b + "\nrevoked " + c + "\n", want: KeySet{Current: a, Next: []string{b}, Revoked: []string{c}}},
+		{name: "revoked before next", body: "current " + a + "\nrevoked " + c + "\nnext " + b + "\nrevoked " + d, want: KeySet{Current: a, Next: []string{b}, Revoked: []string{c, d}}},
+		{name: "client lines skipped", body: "current " + a + "\nclient " + b + "\nrevoked " + c + "\n", want: KeySet{Current: a, Revoked: []string{c}}},
+		{name: "revoked first", body: "revoked " + a + "\ncurrent " + b + "\n", err: true},
+		{name: "bad revoked pin", body: "current " + a + "\nrevoked sha256//AAAA\n", err: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseKeySet([]byte(tt.body))
+			if tt.err {
+				if err == nil {
+					t.Fatalf("got %+v, want an error", got)
+				}
+				return
+			}
+			if err != nil || got.Current != tt.want.Current || !slices.Equal(got.Next, tt.want.Next) || !slices.Equal(got.Revoked, tt.want.Revoked) {
+				t.Fatalf("got (%+v, %v), want %+v", got, err, tt.want)
+			}
+			if again := AppendKeySet(nil, got); string(AppendKeySet(nil, tt.want)) != string(again) {
+				t.Fatalf("render: got %q", again)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -27,6 +28,9 @@ type initOptions struct {
 	json       bool
 	pass       *cli.Passphrase
 	clientCA   bool
+	// offlineNext moves the next key there (sc-cert export-next) once the
+	// layout is made.
+	offlineNext string
 }
 
 func newInitCmd(env *Env) *cobra.Command {
@@ -84,6 +88,7 @@ ca.key, so one compromised server could otherwise mint players):
 	fs.BoolVar(&o.encrypt, "encrypt-key", false, "encrypt server.key and server.next.key with a passphrase (PKCS#8, PBES2); the server then needs it to start")
 	o.pass.AddFlags(fs)
 	fs.BoolVar(&o.force, "force", false, "replace existing files")
+	fs.StringVar(&o.offlineNext, "offline-next", "", "keep the next key offline: move it to `DIR` (made if missing) and leave only its public half, server.next.pub, in the layout (as sc-cert export-next)")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&o.clientCA, "client-ca", false, "make only a CA for players' certificates: client-ca.crt and client-ca.key in --dir (--key-type, --ca-validity, --cn and --encrypt-key apply to it)")
 	for _, f := range []string{"self-signed", "ca-key-type", "dns", "ip", "validity", "not-after"} {
@@ -167,7 +172,21 @@ func runInit(ctx context.Context, stdout, stderr io.Writer, env *Env, o *initOpt
 	} else {
 		out.Files = []fileRef{{l.CACert, "local CA certificate (for CA-file clients)"}, {l.CAKey, "local CA key"}}
 	}
-	out.Files = append(out.Files, fileRef{l.ServerCert, "server certificate"}, fileRef{l.ServerKey, "server key"}, fileRef{l.NextKey, "next server key"})
+	out.Files = append(out.Files, fileRef{l.ServerCert, "server certificate"}, fileRef{l.ServerKey, "server key"})
+	if o.offlineNext != "" {
+		if err := os.MkdirAll(o.offlineNext, 0o700); err != nil {
+			return fmt.Errorf("making %s for the offline next key: %w", o.offlineNext, err)
+		}
+		pw := opts.KeyPassphrase
+		ex, err := exportNext(l.NextKey, o.offlineNext, false, func() ([]byte, error) { return pw, nil })
+		if err != nil {
+			return fmt.Errorf("the layout is made, but the next key could not be taken offline (run sc-cert export-next --dir %s --to %s): %w", l.Dir, o.offlineNext, err)
+		}
+		fmt.Fprintf(stderr, "sc-cert: warning: %s removed: %s\n", l.NextKey, residueWarning)
+		out.Files = append(out.Files, fileRef{ex.Public, "public half of the next key (the private half is offline)"}, fileRef{ex.MovedTo, "next server key, OFFLINE: keep it off the server until the rollover"})
+	} else {
+		out.Files = append(out.Files, fileRef{l.NextKey, "next server key"})
+	}
 	if res.RemovedCAKey != "" {
 		fmt.Fprintf(stderr, "sc-cert: removed %s: the self-signed layout has no CA\n", res.RemovedCAKey)
 	}

@@ -25,6 +25,9 @@ a certificate re-issued on the same key (sc-cert rotate) keeps them valid.
   list     what the file trusts, host by host
   add      trust a pin for a server you checked out of band
   forget   drop a server, e.g. after its key was replaced on purpose
+           (its revoked keys stay revoked)
+  revoke   never trust a key for a server again (e.g. it was stolen)
+  unrevoke remove a revoked mark made by mistake
   show     the pins to hand to clients, from the files or the server
 
 The file format is described in docs/TRUST.md; rollovers in docs/ROTATION.md.`
@@ -34,7 +37,7 @@ func newPinCmd(env *Env) *cobra.Command {
 	f := &pinFlags{}
 	cmd := &cobra.Command{
 		Use:   "pin",
-		Short: "List, add, forget and show the pins clients trust servers by",
+		Short: "List, add, forget, revoke and show the pins clients trust servers by",
 		Long:  pinLong,
 		Example: `  sc-cert pin show certs/ --next          # the pins to hand to pin-mode clients
   sc-cert pin list
@@ -60,6 +63,8 @@ func newPinCmd(env *Env) *cobra.Command {
 		newPinListCmd(env, f),
 		newPinAddCmd(env, f),
 		newPinForgetCmd(env, f),
+		newPinRevokeCmd(env, f),
+		newPinUnrevokeCmd(env, f),
 		newPinShowCmd(env, f),
 	)
 	return cmd

@@ -16,6 +16,8 @@ type pinAddOptions struct {
 	target pinTarget
 	// hostsFile is the hosts file --to hosts writes; "" writes the store.
 	hostsFile string
+	// revoked adds the pins as revoked, not trusted.
+	revoked bool
 }
 
 func newPinAddCmd(env *Env, f *pinFlags) *cobra.Command {
@@ -43,6 +45,10 @@ two places differ in who speaks: the known hosts file is what trust on
 first use learns, the hosts file is what the operator gives. Pins in the
 hosts file (or on the command line) win: they put sc-client in pin mode for
 that host, and the known hosts file is then not consulted for it.
+
+With --revoked the pins are marked revoked instead of trusted: in the known
+hosts file as sc-cert pin revoke does, in the hosts file as revoked-pin
+lines (sc-client --revoked-pin), which pin-mode clients refuse.
 
 PIN is sha256//BASE64 (as curl --pinnedpubkey takes it), bare base64, or 64
 hex digits with or without colons; several may be given, or one list
@@ -77,6 +83,7 @@ separated by ";".`,
 		},
 	}
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the host's entry after the change as JSON")
+	cmd.Flags().BoolVar(&o.revoked, "revoked", false, "mark the pins revoked (never trusted) instead of trusted: sc-cert pin revoke, or with --to hosts revoked-pin lines")
 	o.target.addFlags(cmd.Flags())
 	return cmd
 }
@@ -105,7 +112,15 @@ func runPinAdd(stdout io.Writer, env *Env, hostArg string, pinArgs []string, o *
 		return cli.WithCode(cli.ExitUsage, perr, pinHint)
 	}
 	if o.hostsFile != "" {
-		return runPinAddHosts(stdout, o.hostsFile, host, set, o.json)
+		return runPinAddHosts(stdout, o.hostsFile, host, set, o.json, o.revoked)
+	}
+	if o.revoked {
+		for _, p := range set.Pins() {
+			if err := runPinRevoke(stdout, env, host, p.String(), &pinRevokeOptions{pinFlags: o.pinFlags, json: o.json}, true); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	store, err := o.openStore(env)
 	if err != nil {

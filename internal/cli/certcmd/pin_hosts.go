@@ -49,13 +49,17 @@ func (t *pinTarget) hostsPath(fs *pflag.FlagSet) (string, error) {
 
 // runPinAddHosts writes pins into the Host block named after the server's
 // host in sc-client's hosts file, with a server line for a new block.
-func runPinAddHosts(stdout io.Writer, path, host string, set pinning.Set, jsonOut bool) error {
+func runPinAddHosts(stdout io.Writer, path, host string, set pinning.Set, jsonOut, revoked bool) error {
 	name, _, err := net.SplitHostPort(host)
 	if err != nil {
 		return cli.Usagef("server address %q: want HOST:PORT", host)
 	}
 	pins := pinStrings(set.Pins())
-	res, err := hosts.AddPins(path, name, host, pins)
+	key := "pin"
+	if revoked {
+		key = "revoked-pin"
+	}
+	res, err := hosts.AddValues(path, name, host, key, pins)
 	if err != nil {
 		if _, ok := err.(*hosts.ParseError); ok {
 			return cli.WithHint(err, "fix that line first: the file was not changed")
@@ -83,7 +87,10 @@ func runPinAddHosts(stdout io.Writer, path, host string, set pinning.Set, jsonOu
 	for _, p := range res.Added {
 		fmt.Fprintf(stdout, "  %s\n", p)
 	}
-	if len(res.Added) > 0 {
+	switch {
+	case len(res.Added) > 0 && revoked:
+		fmt.Fprintf(stdout, "sc-client --host %s now refuses a server presenting these keys (revoked-pin)\n", name)
+	case len(res.Added) > 0:
 		fmt.Fprintf(stdout, "sc-client --host %s now trusts the server by these pins (pin mode: the known hosts store is not consulted for it)\n", name)
 	}
 	return nil

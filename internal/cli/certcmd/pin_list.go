@@ -53,7 +53,7 @@ forgotten; the other servers are listed as usual and the exit code is 0.`,
 // pinRecordJSON is one pin of a host in --json output.
 type pinRecordJSON struct {
 	Pin       string    `json:"pin"`
-	Role      string    `json:"role"` // "current" or "backup"
+	Role      string    `json:"role"` // "current", "backup" or "revoked"
 	FirstSeen time.Time `json:"first_seen,omitzero"`
 	LastSeen  time.Time `json:"last_seen,omitzero"`
 	Via       string    `json:"via,omitempty"` // first-use, announced, added
@@ -85,6 +85,9 @@ func entryJSON(e pinning.Entry) hostJSON {
 			role = "current"
 		}
 		h.Pins = append(h.Pins, pinRecordJSON{Pin: r.Pin.String(), Role: role, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen, Via: string(r.Origin)})
+	}
+	for _, r := range e.Revoked {
+		h.Pins = append(h.Pins, pinRecordJSON{Pin: r.Pin.String(), Role: "revoked", FirstSeen: r.FirstSeen, Via: string(r.Origin)})
 	}
 	return h
 }
@@ -138,9 +141,12 @@ func describeRecord(r pinRecordJSON) string {
 	if !r.FirstSeen.IsZero() {
 		parts = append(parts, "first "+r.FirstSeen.UTC().Format(time.RFC3339))
 	}
-	if !r.LastSeen.IsZero() {
+	switch {
+	case r.Role == "revoked":
+		parts = append(parts, "never trusted again")
+	case !r.LastSeen.IsZero():
 		parts = append(parts, "last "+r.LastSeen.UTC().Format(time.RFC3339))
-	} else {
+	default:
 		parts = append(parts, "not seen yet")
 	}
 	if r.Via != "" {

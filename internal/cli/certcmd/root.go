@@ -99,6 +99,7 @@ func subcommands(env *Env) []*cobra.Command {
 		newFingerprintCmd(env),
 		newVerifyCmd(env),
 		newRotateCmd(env),
+		newExportNextCmd(env),
 		newPinCmd(env),
 		newClientsCmd(env),
 		newTicketKeysCmd(env),

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
+	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
 	"github.com/spf13/cobra"
 )
@@ -19,6 +20,7 @@ type rotateOptions struct {
 	issuerCert, issuerKey          string
 	validity                       validityFlags
 	promoteNext                    bool
+	revokeOld                      bool
 	recover                        bool
 	timeout                        time.Duration
 	json                           bool
@@ -43,7 +45,16 @@ clients then need the new copy.
 By default the key is kept, so every client's pin stays valid. With
 --promote-next the pre-made next key (server.next.key) becomes the server key
 and a fresh next key of the same type is made: clients that were given the
-next pin ahead of time keep working.
+next pin ahead of time keep working. With --revoke-old the key replaced is
+also added to revoked.pins beside the certificate, which sc-server
+announces in KEYS, so that trust-on-first-use clients stop trusting it (an
+emergency rollover after a key leaked; see docs/ROTATION.md).
+
+When the next key is kept offline (server.next.pub beside the key, made by
+sc-cert export-next), --promote-next needs the private key brought back:
+--next-key FILE. A key whose pin is not the one server.next.pub announces is
+refused before anything is written. The fresh next key is then written to
+FILE (off the server again) and its public half to server.next.pub.
 
 All files change together or not at all, even if the machine crashes
 halfway, and concurrent rotations of one directory (several servers sharing
@@ -56,6 +67,8 @@ certs/server.crt, game.key for game.crt.`,
 		Example: `  sc-cert rotate
   sc-cert rotate --cert certs/server.crt --key certs/server.key --validity 30d
   sc-cert rotate --promote-next
+  sc-cert rotate --promote-next --revoke-old        # server.key leaked
+  sc-cert rotate --promote-next --next-key /media/offline/server.next.key
   sc-cert rotate --issuer-cert /mnt/offline/ca.crt --issuer-key /mnt/offline/ca.key --json
   sc-cert rotate --recover --cert certs/server.crt --key certs/server.key`,
 		Args: cobra.NoArgs,
@@ -68,11 +81,12 @@ certs/server.crt, game.key for game.crt.`,
 	fs := cmd.Flags()
 	fs.StringVar(&o.certPath, "cert", pki.DefaultLayout("").ServerCert, "certificate `FILE` to re-issue")
 	fs.StringVar(&o.keyPath, "key", "", "its key `FILE` (default: --cert's name with .key, e.g. certs/server.key)")
-	fs.StringVar(&o.nextKeyPath, "next-key", "", "the next key `FILE` (default: --key with .next before its extension, e.g. server.next.key)")
+	fs.StringVar(&o.nextKeyPath, "next-key", "", "the next key `FILE` (default: --key with .next before its extension, e.g. server.next.key); when the next key is kept offline, the private key brought back")
 	fs.StringVar(&o.issuerCert, "issuer-cert", "", "CA certificate `FILE` that signs (default: ca.crt beside --cert when CA-issued)")
 	fs.StringVar(&o.issuerKey, "issuer-key", "", "key `FILE` of that CA (default: ca.key beside --issuer-cert)")
 	o.validity.add(fs, "the current certificate's lifetime")
 	fs.BoolVar(&o.promoteNext, "promote-next", false, "make the next key current and make a fresh next key")
+	fs.BoolVar(&o.revokeOld, "revoke-old", false, "with --promote-next: add the key replaced to revoked.pins beside --cert, which sc-server announces so that clients stop trusting it (a leaked key)")
 	fs.BoolVar(&o.recover, "recover", false, "only complete (or undo) a rotation a crash interrupted in --cert's directory, and exit")
 	cli.PositiveDurationVar(fs, &o.timeout, "lock-timeout", 30*time.Second, "how long to wait for another rotation of the same directory")
 	o.pass.AddFlags(fs)
@@ -140,6 +154,7 @@ type rotateJSON struct {
 	CACopy      string    `json:"ca_copy,omitempty"`
 	Written     []string  `json:"written"`
 	Fingerprint string    `json:"sha256_fingerprint"`
+	RevokedFile string    `json:"revoked_file,omitempty"` // --revoke-old
 }
 
 func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotateOptions) error {
@@ -154,6 +169,43 @@ func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotat
 	if o.recover {
 		return runRecover(ctx, stdout, o)
 	}
+	if o.revokeOld && !o.promoteNext {
+		return cli.Usagef("--revoke-old needs --promote-next: only a rollover replaces the key")
+	}
+	keyPass := o.pass.Source("the server key")
+	// A next key kept offline: the key brought back must be the one
+	// announced, checked before anything is written.
+	var offlinePub string
+	if o.promoteNext {
+		want, pubPath, offline, err := announcedNextPin(o.keyPath)
+		if err != nil {
+			return err
+		}
+		if offline {
+			if o.nextKeyPath == "" {
+				return cli.WithHint(fmt.Errorf("the next key is kept offline (%s holds its public half, pin %v): bring the private key back with --next-key FILE", pubPath, want),
+					"sc-cert rotate --promote-next --next-key /path/to/server.next.key")
+			}
+			if err := checkBroughtBack(o.nextKeyPath, want, pubPath, keyPass); err != nil {
+				return err
+			}
+			offlinePub = pubPath
+		}
+	}
+	var revokedPath string
+	if o.revokeOld {
+		// Recorded before the rotation, so that a retry after a failure
+		// finds it; sc-server never announces the key it serves as
+		// revoked, so nothing changes for clients until the new key
+		// serves.
+		old, err := pki.ReadCertificateFile(o.certPath)
+		if err != nil {
+			return err
+		}
+		if revokedPath, _, err = appendRevoked(o.certPath, pinning.PinOf(old)); err != nil {
+			return err
+		}
+	}
 	res, err := pki.Rotate(ctx, pki.RotateOptions{
 		CertPath:            o.certPath,
 		KeyPath:             o.keyPath,
@@ -163,7 +215,7 @@ func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotat
 		Validity:            o.validity.validity,
 		NotAfter:            o.validity.notAfter,
 		PromoteNext:         o.promoteNext,
-		KeyPassphrase:       o.pass.Source("the server key"),
+		KeyPassphrase:       keyPass,
 		IssuerKeyPassphrase: o.issuerPass.Source("the CA key"),
 		Now:                 env.Now,
 	})
@@ -190,6 +242,15 @@ func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotat
 	if res.NextKey != nil {
 		out.NextPin = pinOfKey(res.NextKey)
 	}
+	if offlinePub != "" && res.Promoted {
+		if err := writePublicKey(offlinePub, res.NextKey); err != nil {
+			return fmt.Errorf("the rotation is done, but the public half of the new next key could not be written, so the server announces no next key: %w (run sc-cert export-next again from %s)", err, o.nextKeyPath)
+		}
+		out.Written = append(out.Written, offlinePub)
+	}
+	if revokedPath != "" {
+		out.RevokedFile = revokedPath
+	}
 	if res.CACopy != "" {
 		fmt.Fprintf(stderr, "sc-cert: warning: %s was rewritten as the copy of the new self-signed certificate: CA-file clients need this new copy\n", res.CACopy)
 	}
@@ -205,6 +266,12 @@ func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotat
 	if res.Promoted {
 		fmt.Fprintf(stdout, "Promoted the next key: the pin changed from %s\n  to %s\n", out.OldPin, out.Pin)
 		fmt.Fprintf(stdout, "New next key pin: %s (hand it to pin clients ahead of the next rollover)\n", out.NextPin)
+		if offlinePub != "" {
+			fmt.Fprintf(stdout, "The new next key is at %s, off the server again; its public half is in %s\n", o.nextKeyPath, offlinePub)
+		}
+		if out.RevokedFile != "" {
+			fmt.Fprintf(stdout, "Revoked the old key %s in %s: sc-server announces it, and clients that see it stop trusting that key\n", out.OldPin, out.RevokedFile)
+		}
 	} else {
 		fmt.Fprintf(stdout, "Key kept: the pin is unchanged, %s\n", out.Pin)
 	}

@@ -122,12 +122,12 @@ prove nothing yet.`,
 			k := s.keys
 			if k == nil {
 				kctx, cancel := context.WithTimeout(ctx, o.timeout)
-				cur, next, err := s.conn.Keys(kctx)
+				ks, err := s.conn.KeySet(kctx)
 				cancel()
 				if err != nil {
 					return fmt.Errorf("asking %s for its key pins: %w", o.server, err)
 				}
-				k = &keysReply{Current: cur, Next: nonNil(next)}
+				k = &keysReply{Current: ks.Current, Next: nonNil(ks.Next), Revoked: nonNil(ks.Revoked)}
 			}
 			k.Client = s.conn.KeysClient()
 			if o.json {
@@ -143,6 +143,9 @@ prove nothing yet.`,
 			fmt.Fprintf(st.stdout, "current %s\n", k.Current)
 			for _, n := range k.Next {
 				fmt.Fprintf(st.stdout, "next %s\n", n)
+			}
+			for _, n := range k.Revoked {
+				fmt.Fprintf(st.stdout, "revoked %s\n", n)
 			}
 			if k.Client != "" {
 				fmt.Fprintf(st.stdout, "client %s\n", k.Client)

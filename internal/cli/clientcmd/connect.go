@@ -32,7 +32,8 @@ type keysReply struct {
 	Next    []string `json:"next"`
 	// Client is who the server took this client for ("PIN NAME"), or ""
 	// when it presented no identity.
-	Client string `json:"client,omitempty"`
+	Client  string   `json:"client,omitempty"`
+	Revoked []string `json:"revoked"`
 }
 
 // connect dials the server and makes sure it is trusted. Under trust on
@@ -102,7 +103,7 @@ func (s *session) recordTOFU(ctx context.Context, o *options, st *streams, plan 
 	cs, _ := s.conn.ConnectionState()
 	pin := pinning.PinOf(cs.PeerCertificates[0])
 	kctx, cancel := context.WithTimeout(ctx, o.timeout)
-	cur, next, kerr := s.conn.Keys(kctx)
+	ks, kerr := s.conn.KeySet(kctx)
 	cancel()
 	var serr *client.ServerError
 	var perr *proto.ProtocolError
@@ -110,8 +111,8 @@ func (s *session) recordTOFU(ctx context.Context, o *options, st *streams, plan 
 	var recErr error
 	switch {
 	case kerr == nil:
-		s.keys = &keysReply{Current: cur, Next: nonNil(next)}
-		rec, recErr = recordAnnounced(plan.trust, cs, cur, next)
+		s.keys = &keysReply{Current: ks.Current, Next: nonNil(ks.Next), Revoked: nonNil(ks.Revoked)}
+		rec, recErr = recordAnnounced(plan.trust, cs, ks)
 		if errors.Is(recErr, pinning.ErrBadAnnouncement) {
 			st.warnf("%v; recording only the key the handshake proved", recErr)
 			rec, recErr = plan.trust.Record(cs)
@@ -159,22 +160,35 @@ func tellRecorded(st *streams, plan *trustPlan, pin pinning.Pin, rec pinning.Rec
 	for _, p := range rec.Dropped {
 		st.notef("%s no longer announces the key %v; removed it from %s", host, p, path)
 	}
+	for _, p := range rec.Revoked {
+		st.warnf("%s's operator revoked the key %v: marked revoked in %s; a server presenting it is refused from now on", host, p, path)
+	}
+	for _, ig := range rec.Ignored {
+		st.warnf("ignored the revocation of %v that %s announced: %s", ig.Pin, host, ig.Reason)
+	}
 }
 
-func recordAnnounced(t *pinning.Trust, cs tls.ConnectionState, current string, next []string) (pinning.Recorded, error) {
-	cur, err := pinning.ParsePin(current)
+func recordAnnounced(t *pinning.Trust, cs tls.ConnectionState, ks proto.KeySet) (pinning.Recorded, error) {
+	cur, err := pinning.ParsePin(ks.Current)
 	if err != nil {
-		return pinning.Recorded{}, fmt.Errorf("the server announced an unreadable current pin %q: %w", current, pinning.ErrBadAnnouncement)
+		return pinning.Recorded{}, fmt.Errorf("the server announced an unreadable current pin %q: %w", ks.Current, pinning.ErrBadAnnouncement)
 	}
-	pins := make([]pinning.Pin, 0, len(next))
-	for _, n := range next {
+	a := pinning.Announcement{Current: cur}
+	for _, n := range ks.Next {
 		p, err := pinning.ParsePin(n)
 		if err != nil {
 			return pinning.Recorded{}, fmt.Errorf("the server announced an unreadable next pin %q: %w", n, pinning.ErrBadAnnouncement)
 		}
-		pins = append(pins, p)
+		a.Next = append(a.Next, p)
 	}
-	return t.RecordAnnounced(cs, cur, pins)
+	for _, n := range ks.Revoked {
+		p, err := pinning.ParsePin(n)
+		if err != nil {
+			return pinning.Recorded{}, fmt.Errorf("the server announced an unreadable revoked pin %q: %w", n, pinning.ErrBadAnnouncement)
+		}
+		a.Revoked = append(a.Revoked, p)
+	}
+	return t.RecordAnnouncement(cs, a)
 }
 
 func nonNil(s []string) []string {

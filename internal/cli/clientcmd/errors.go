@@ -53,7 +53,12 @@ func classify(st *streams, o *options, err error) error {
 		se  *client.ServerError
 		pe  *proto.ProtocolError
 	)
+	var re *pinning.RevokedKeyError
 	switch {
+	case errors.As(err, &re):
+		fmt.Fprint(st.stderr, cli.RevokedWarning(re))
+		msg := fmt.Sprintf("host key verification failed: %s presented the key %v, which was revoked %s", re.Host, re.Pin, revokedBy(re))
+		return cli.WithCode(ExitKeyMismatch, &shortError{msg, err})
 	case errors.As(err, &ke) && ke.WantsCertificateFingerprint():
 		// A pin mistaken, not a key changed: no attack banner.
 		msg := fmt.Sprintf("a pin trusted for %s is the certificate's fingerprint, not a key pin; use %v (sc-cert fingerprint --format pin)", ke.Host, ke.Got)
@@ -99,7 +104,7 @@ type errorJSON struct {
 	Error struct {
 		Message string `json:"message"`
 		Code    int    `json:"code"`
-		// Kind is a stable word for scripts: key_mismatch, unknown_host,
+		// Kind is a stable word for scripts: key_mismatch, revoked_key, unknown_host,
 		// known_hosts_line, untrusted_certificate, server_error, error.
 		Kind          string    `json:"kind"`
 		Host          string    `json:"host,omitempty"`
@@ -130,7 +135,11 @@ func jsonError(err error) errorJSON {
 		ce *cli.Error
 		se *client.ServerError
 	)
+	var re *pinning.RevokedKeyError
 	switch {
+	case errors.As(err, &re):
+		e.Kind, e.Host, e.PinOffered, e.KnownHosts, e.Line = "revoked_key", re.Host, re.Pin.String(), re.Path, re.Line
+		e.Message = re.Error()
 	case errors.As(err, &ke):
 		e.Kind, e.Host, e.PinOffered = "key_mismatch", ke.Host, ke.Got.String()
 		e.KnownHosts, e.Line = ke.Path, ke.Line
@@ -174,4 +183,15 @@ func isBadCertificateAlert(err error) bool {
 	}
 	msg := op.Err.Error()
 	return strings.Contains(msg, "bad certificate") || strings.Contains(msg, "certificate required")
+}
+
+// revokedBy says who revoked a key, for the short error line.
+func revokedBy(re *pinning.RevokedKeyError) string {
+	switch {
+	case re.Path == "":
+		return "by --revoked-pin"
+	case re.Origin == pinning.OriginAnnounced:
+		return "by the server's operator"
+	}
+	return "in " + re.Path
 }

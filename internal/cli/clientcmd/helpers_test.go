@@ -54,16 +54,38 @@ type testServer struct {
 // in plaintext with plaintext set, until the test ends.
 func startServer(t *testing.T, plaintext bool) *testServer {
 	t.Helper()
-	ts := &testServer{log: &syncBuffer{}, reload: make(chan os.Signal), reloaded: make(chan struct{}, 16)}
-	args := []string{"--listen", "127.0.0.1:0"}
+	return startServerArgs(t, plaintext)
+}
+
+// startServerArgs is startServer with more sc-server flags.
+func startServerArgs(t *testing.T, plaintext bool, extra ...string) *testServer {
+	t.Helper()
 	if plaintext {
+		return startServerWith(t, nil, extra...)
+	}
+	res, err := pki.InitLayout(context.Background(), pki.InitOptions{Dir: filepath.Join(t.TempDir(), "certs")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startServerWith(t, &res.Layout, extra...)
+}
+
+// startServerLayout runs sc-server on the layout l.
+func startServerLayout(t *testing.T, l pki.Layout, extra ...string) *testServer {
+	t.Helper()
+	return startServerWith(t, &l, extra...)
+}
+
+// startServerWith runs sc-server on the layout l, or in plaintext when l
+// is nil, with more flags.
+func startServerWith(t *testing.T, l *pki.Layout, extra ...string) *testServer {
+	t.Helper()
+	ts := &testServer{log: &syncBuffer{}, reload: make(chan os.Signal), reloaded: make(chan struct{}, 16)}
+	args := append([]string{"--listen", "127.0.0.1:0"}, extra...)
+	if l == nil {
 		args = append(args, "--plaintext")
 	} else {
-		res, err := pki.InitLayout(context.Background(), pki.InitOptions{Dir: filepath.Join(t.TempDir(), "certs")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts.layout = res.Layout
+		ts.layout = *l
 		args = append(args, "--cert", ts.layout.ServerCert, "--key", ts.layout.ServerKey)
 	}
 	listening := make(chan net.Addr, 1)
@@ -105,8 +127,15 @@ func (ts *testServer) rollover(t *testing.T) (old, promoted, next pinning.Pin) {
 		t.Fatal(err)
 	}
 	next = mustPin(t, ts.layout.NextKey)
+	ts.reloadNow(t)
+	return old, promoted, next
+}
+
+// reloadNow sends SIGHUP and waits for a reload that started after it.
+func (ts *testServer) reloadNow(t *testing.T) {
+	t.Helper()
 	// Reloads run apart from the signal loop: wait for one that started
-	// after the rotation.
+	// after the request.
 	for len(ts.reloaded) > 0 {
 		<-ts.reloaded
 	}
@@ -116,7 +145,6 @@ func (ts *testServer) rollover(t *testing.T) (old, promoted, next pinning.Pin) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("no reload within 30s:\n%s", ts.log)
 	}
-	return old, promoted, next
 }
 
 func (ts *testServer) pin(t *testing.T) pinning.Pin { return mustPin(t, ts.layout.ServerCert) }

@@ -65,6 +65,7 @@ type options struct {
 	json       bool
 	ca         string   // --ca FILE
 	pins       []string // --pin (repeatable)
+	revoked    []string // --revoked-pin (repeatable)
 	insecure   bool
 	knownHosts string      // --known-hosts FILE; default pinning.DefaultStorePath
 	tofu       string      // --tofu prompt|auto|off; default prompt on a terminal, else auto
@@ -195,6 +196,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.server, "server", DefaultServer, "server `HOST:PORT` (port 4242 if omitted)")
 	fs.StringVar(&o.ca, "ca", "", "trust servers whose chain verifies against the CA certificate(s) in `FILE`, e.g. certs/ca.crt")
 	fs.StringArrayVar(&o.pins, "pin", nil, "trust a server whose key has this `PIN` (sha256//BASE64 or hex; can be repeated; with --ca both must hold)")
+	fs.StringArrayVar(&o.revoked, "revoked-pin", nil, "never trust a server whose key has this `PIN`, in any mode but --insecure (a stolen key; can be repeated; a --pin that is also revoked is an error)")
 	fs.StringVar(&o.knownHosts, "known-hosts", "", "known hosts `FILE` for trust on first use (default "+defStore+")")
 	fs.StringVar(&o.tofu, "tofu", "", "what trust on first use does with an unknown server, `MODE` prompt, auto or off (default prompt on a terminal, else auto)")
 	fs.BoolVar(&o.insecure, "insecure", false, "trust ANY server, checking nothing (tests only)")
@@ -228,6 +230,7 @@ func (o *options) validate() error {
 		{"--known-hosts", o.knownHosts != ""},
 		{"--tofu", o.tofu != ""},
 		{"--server-name", o.serverName != ""},
+		{"--revoked-pin", len(o.revoked) > 0},
 	}
 	if o.plaintext {
 		for _, f := range trustFlags {
@@ -235,6 +238,9 @@ func (o *options) validate() error {
 				return cli.Usagef("%s can't be used with --plaintext: a plaintext connection has no certificate to check", f.name)
 			}
 		}
+	}
+	if o.insecure && len(o.revoked) > 0 {
+		return cli.Usagef("--revoked-pin can't be used with --insecure, which checks nothing")
 	}
 	if o.insecure {
 		for _, f := range trustFlags[:5] {

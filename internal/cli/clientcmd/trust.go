@@ -34,6 +34,13 @@ func (o *options) newTrust(ctx context.Context, st *streams) (*trustPlan, error)
 			}
 		},
 	}
+	for _, r := range o.revoked {
+		p, err := pinning.ParsePin(r)
+		if err != nil {
+			return nil, cli.Usagef("--revoked-pin %q: %v", r, err)
+		}
+		opts.Revoked = append(opts.Revoked, p)
+	}
 	switch {
 	case o.insecure:
 		opts.Mode = pinning.ModeInsecure
@@ -51,6 +58,11 @@ func (o *options) newTrust(ctx context.Context, st *streams) (*trustPlan, error)
 			set, err := pinning.ParseSet(o.pins...)
 			if err != nil {
 				return nil, cli.Usagef("--pin: %v", err)
+			}
+			for _, r := range opts.Revoked {
+				if set.Contains(r) {
+					return nil, cli.Usagef("--pin %v is also given to --revoked-pin: a key can't be both trusted and revoked", r)
+				}
 			}
 			opts.Pins = set
 			if o.ca != "" {

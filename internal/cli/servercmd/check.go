@@ -106,11 +106,24 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 			keyDesc, leaf.NotAfter.UTC().Format(time.RFC3339), roundDays(left)))
 		add("pin", info.Pin.String())
 		add("key", fmt.Sprintf("%s (%s)", o.key, fileMode(o.key)))
-		if info.NextPin.IsZero() {
-			add("next key", fmt.Sprintf("none: %s does not exist, so KEYS announces no next pin", o.nextKey))
-		} else {
+		next := src.nextPinsAnnounced()
+		switch {
+		case !info.NextPin.IsZero():
 			add("next key", fmt.Sprintf("%s: pin %s", o.nextKey, info.NextPin))
+		case len(next) > 0:
+			add("next key", fmt.Sprintf("kept offline: %s does not exist; KEYS announces the pin(s) of %s and --next-pin", o.nextKey, o.nextPub))
+		default:
+			add("next key", fmt.Sprintf("none: neither %s nor %s exists and no --next-pin is given, so KEYS announces no next pin", o.nextKey, o.nextPub))
 		}
+		if len(next) > 0 {
+			add("next pins", strings.Join(next, " "))
+		}
+		line, warning := src.guard.describe()
+		add("key change", line)
+		if warning != "" {
+			add("warning", warning)
+		}
+		add("revoked keys", revokedLine(o, src))
 		add("renewal", renewalLine(o, leaf, left, now))
 		add("ticket keys", ticketKeysLine(o))
 		if o.clients.auth != pinning.ClientAuthOff {
@@ -255,4 +268,12 @@ func limitsLine(o *options) string {
 		rate = strconv.FormatFloat(r, 'g', -1, 64) + "/s"
 	}
 	return fmt.Sprintf("%d connections; per client address %s connections, %s handshakes", o.srv.MaxConns, conns, rate)
+}
+
+// revokedLine describes the revoked-keys file and what KEYS announces of it.
+func revokedLine(o *options, src *servedCert) string {
+	if ok, _ := exists(o.revokedKeys); !ok {
+		return fmt.Sprintf("none: %s does not exist, so KEYS announces no revoked pin", o.revokedKeys)
+	}
+	return fmt.Sprintf("%s: %d pin(s), announced in KEYS", o.revokedKeys, len(src.revokedPins()))
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/internal/proto"
 	"github.com/spacecaptain/spacecaptain/internal/server"
+	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -76,6 +78,21 @@ type options struct {
 	// nextKey is the pre-made next key, whose pin KEYS announces. Default
 	// pki.NextKeyPath(key), e.g. certs/server.next.key.
 	nextKey string
+	// revokedKeys is the file of revoked server-key pins that KEYS
+	// announces. Default: revoked.pins beside the certificate.
+	revokedKeys string
+	// nextPub is the public half of a next key kept offline
+	// (server.next.pub), whose pin KEYS announces. Default: beside the
+	// next key, with .pub.
+	nextPub string
+	// nextPins are next pins given as such (--next-pin), announced too.
+	nextPins []string
+	// keyState is the guard's state file (--key-state). Default:
+	// key-state.json beside the certificate.
+	keyState string
+	// keyChange is what the guard does with an unannounced key change:
+	// warn (serve it, with an ERROR) or refuse (keep the old pair).
+	keyChange string
 	// ticketKeys is a session-ticket key file shared by instances behind
 	// one load balancer. Default "": keys made in memory, rotated every
 	// ticketKeyRotation.
@@ -253,6 +270,11 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.StringVar(&o.cert, "cert", defaultCert, "certificate (chain) `FILE` to serve; with --key missing too, the default layout is made in its directory")
 	fs.StringVar(&o.key, "key", defaultKey, "private key `FILE` of --cert (with --cert alone: its name with .key, e.g. game.key for game.crt)")
 	fs.StringVar(&o.nextKey, "next-key", "", "next key `FILE`, whose pin KEYS announces when it exists (default: --key with .next before its extension, e.g. "+pki.NextKeyPath(defaultKey)+")")
+	fs.StringVar(&o.nextPub, "next-pub", "", "public next key `FILE` (PEM), for a next key kept offline: KEYS announces its pin without the server holding the private key; reloaded on change; a missing file is none (default: --next-key with .pub, e.g. "+nextPubPath(pki.NextKeyPath(defaultKey))+"; sc-cert export-next writes it)")
+	fs.StringArrayVar(&o.nextPins, "next-pin", nil, "announce this `PIN` (sha256//BASE64) as a next key in KEYS, for a next key kept offline (can be repeated)")
+	fs.StringVar(&o.revokedKeys, "revoked-keys", "", "`FILE` of revoked server-key pins, one a line, which KEYS announces so that clients that trust them stop; reloaded on change; a missing file is none (default: "+RevokedKeysFile+" beside --cert; sc-cert rotate --revoke-old writes it)")
+	fs.StringVar(&o.keyChange, "key-change", keyChangeWarn, "what to do with a certificate on a key that is neither the key served before nor an announced next key (clients pinned to the old key refuse it): `POLICY` warn (serve it, log an ERROR) or refuse (keep serving the old pair; at start, do not start)")
+	fs.StringVar(&o.keyState, "key-state", "", "`FILE` where the server remembers the key it served and the next keys it announced, so that the --key-change guard works across restarts; written atomically (default: "+KeyStateFile+" beside --cert; on a read-only mount, a path on a persistent volume)")
 	fs.StringVar(&o.pass.File, "key-password-file", "", "read the passphrase of encrypted keys from the first line of `FILE`, or of a pipe written and closed within 10s, e.g. <(pass show game/key) (else $"+cli.PassphraseEnv+", else a terminal prompt)")
 	fs.StringVar(&o.ticketKeys, "ticket-keys", "", "session-ticket key `FILE` shared by several servers, so a session from one resumes on another; reloaded on change (default: keys made in memory, replaced every "+pki.DefaultTicketKeyRotation.String()+")")
 	cli.DurationVar(fs, &o.ticketKeyRotation, "ticket-key-rotation", pki.DefaultTicketKeyRotation, "how often in-memory ticket keys are replaced, and how long a key that left --ticket-keys still decrypts tickets (so a session resumes for at most about twice this)")
@@ -282,11 +304,12 @@ func NewRootCmd(env Env) *cobra.Command {
 	cli.CompleteValues(cmd, "log-format", "text", "json")
 	cli.CompleteValues(cmd, "log-level", "debug", "info", "warn", "error")
 	cli.CompleteValues(cmd, "engine", server.Engines()...)
+	cli.CompleteValues(cmd, "key-change", keyChangeWarn, keyChangeRefuse)
 	cli.CompleteValues(cmd, "min-tls", "1.2", "1.3")
 	cli.CompleteValues(cmd, "groups", cli.GroupNames()...)
 	cli.CompleteValues(cmd, "client-auth", "off", "optional", "require")
 	cli.CompleteValues(cmd, "revoke-live", "cut", "keep")
-	for _, f := range []string{"cert", "key", "next-key", "key-password-file", "min-tls", "ticket-keys", "ticket-key-rotation", "auto-renew"} {
+	for _, f := range []string{"cert", "key", "next-key", "next-pub", "next-pin", "revoked-keys", "key-state", "key-change", "key-password-file", "min-tls", "ticket-keys", "ticket-key-rotation", "auto-renew"} {
 		cmd.MarkFlagsMutuallyExclusive("plaintext", f)
 	}
 	return cmd
@@ -353,6 +376,25 @@ func (o *options) validate() error {
 	}
 	if o.nextKey == "" && !o.plaintext {
 		o.nextKey = pki.NextKeyPath(o.key)
+	}
+	if o.nextPub == "" && !o.plaintext {
+		o.nextPub = nextPubPath(o.nextKey)
+	}
+	for i, p := range o.nextPins {
+		pin, err := pinning.ParsePin(p)
+		if err != nil {
+			return cli.Usagef("--next-pin %q: %v", p, err)
+		}
+		o.nextPins[i] = pin.String()
+	}
+	if o.revokedKeys == "" && !o.plaintext {
+		o.revokedKeys = filepath.Join(filepath.Dir(o.cert), RevokedKeysFile)
+	}
+	if o.keyState == "" && !o.plaintext {
+		o.keyState = filepath.Join(filepath.Dir(o.cert), KeyStateFile)
+	}
+	if o.keyChange != keyChangeWarn && o.keyChange != keyChangeRefuse {
+		return cli.Usagef("--key-change %q: want warn or refuse", o.keyChange)
 	}
 	return nil
 }
