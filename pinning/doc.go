@@ -15,10 +15,11 @@
 //     after a completed handshake [Trust.Record] records what it proved.
 //     [Trust.RecordAnnounced] records the next keys a server announces
 //     inside the session (the reply to the Space Captain protocol's KEYS
-//     message; see the DialContext example).
+//     message; see the DialContext example), and
+//     [Trust.RecordAnnouncement] the revocations it announces too.
 //   - [NewStore] for the known-hosts file: [Store.Lookup], [Store.List],
-//     [Store.Add] and [Store.Forget] are what sc-cert pin list/add/forget
-//     do.
+//     [Store.Add], [Store.Forget], [Store.Revoke] and [Store.Unrevoke] are
+//     what sc-cert pin list/add/forget/revoke/unrevoke do.
 //   - [FetchChain] to look at a server's certificates without trusting it.
 //   - [NewClientVerifier] for the other direction: a server admitting its
 //     clients by an allow list of key pins ([ParseAllowList]) and a client
@@ -29,8 +30,8 @@
 // Failures that callers act on are typed: [*KeyError] (the server's key is
 // not a trusted one; it carries the host, the pins wanted and got, and the
 // known-hosts line),
-// [*UnknownHostError], [*LineError] (an unreadable line of the store) and
-// [*ValidityError].
+// [*UnknownHostError], [*LineError] (an unreadable line of the store),
+// [*RevokedKeyError] (a key revoked for the host) and [*ValidityError].
 //
 // # Where the check runs
 //
@@ -64,8 +65,15 @@
 // backup=PIN, followed by ";"-separated attributes: first= (when the pin was
 // recorded) and last= (when a verified handshake last presented it), both
 // RFC 3339 UTC with whole seconds, and via= (how it was learned: first-use,
-// announced, or added by a person). A line has at least one pin and at most
-// one current pin; any pin is accepted. Other NAME=VALUE fields and
+// announced, or added by a person); a backup recorded while another key was
+// current has after= that key's pin ([PinRecord.After]). A revoked=PIN
+// field (first=, via=) marks a pin revoked for the host ([RevokedRecord]):
+// it is never accepted, even if the line also lists it. A line has at least
+// one pin or one revoked mark, and at most one current pin; any pin not
+// revoked is accepted. A line with only revoked marks (a host forgotten
+// after a revocation) has no pin field, which versions before revocation
+// read as broken: they fail closed for the host rather than trust it on
+// first use. Other NAME=VALUE fields and
 // attributes are kept as they are, so a newer version can add some; only a
 // line that changes is rewritten, and then its unknown fields follow its
 // pins.
@@ -90,4 +98,15 @@
 // header (RFC 7469) replaces the pins noted before: learned pins it no
 // longer lists, the old key among them, are dropped. Pins added by a
 // person stay until that person forgets the host.
+//
+// # Revocation
+//
+// A server may also announce keys its operator revoked.
+// [Trust.RecordAnnouncement] honours "revoked P" only when P is on file for
+// the host, P is not the key just verified, and the verified key is P's
+// successor: recorded while P was current ([PinRecord.After]), or added by
+// a person after P. A key may never revoke its own successor, or a
+// machine in the middle holding a stolen old key could lock clients out of
+// the real server. A revoked pin is never learned again; [Store.Forget]
+// keeps the marks, so trust on first use never accepts the key either.
 package pinning

@@ -52,7 +52,7 @@ type PinRecord struct {
 	// recorded as a backup (announced by that key, or added by a person
 	// while it was current): this key is its successor. Zero if unknown,
 	// and for the first pin of a host. It decides which key may revoke
-	// which (see [Trust.RecordKeys]).
+	// which (see [Trust.RecordAnnouncement]).
 	After Pin
 
 	// extra holds attributes this version does not know, kept verbatim.
