@@ -89,10 +89,18 @@ var (
 	// file, which names the files it trusts.
 	ClientHosts  = Kind{Name: "hosts file", MaxSize: MaxPEMSize, Checks: CheckOwner}
 	ServerConfig = Kind{Name: "configuration file", MaxSize: MaxPEMSize, Checks: CheckOwner}
+	// PublicNextKey is the public half of a next key kept offline
+	// (server.next.pub): it decides which key clients accept next.
+	PublicNextKey = Kind{Name: "public next key", MaxSize: MaxPEMSize, Checks: CheckOwner}
+	// RevokedKeys is sc-server's list of revoked server-key pins
+	// (revoked.pins), announced to clients; KeyState is where sc-server
+	// remembers the key it served and the next keys it announced, which
+	// decides which key changes pass without an alarm.
+	RevokedKeys = Kind{Name: "revoked keys file", MaxSize: MaxListSize, Checks: CheckOwner}
+	KeyState    = Kind{Name: "key state file", MaxSize: MaxSmallSize, Checks: CheckOwner}
 
 	// Kinds for files still to come: their readers need only use them.
-	AllowList     = Kind{Name: "allow list", MaxSize: MaxListSize, Checks: CheckOwner}
-	RevokeList    = Kind{Name: "revoke list", MaxSize: MaxListSize, Checks: CheckOwner}
-	PublicNextKey = Kind{Name: "public next key", MaxSize: MaxPEMSize, Checks: CheckOwner}
-	TokenPIN      = Kind{Name: "token PIN file", MaxSize: MaxSmallSize, Checks: CheckPrivate | CheckOwner}
+	AllowList  = Kind{Name: "allow list", MaxSize: MaxListSize, Checks: CheckOwner}
+	RevokeList = Kind{Name: "revoke list", MaxSize: MaxListSize, Checks: CheckOwner}
+	TokenPIN   = Kind{Name: "token PIN file", MaxSize: MaxSmallSize, Checks: CheckPrivate | CheckOwner}
 )

@@ -213,7 +213,7 @@ func writePublicKey(path string, pub crypto.PublicKey) error {
 // file's path and whether it changed.
 func appendRevoked(certPath string, pin pinning.Pin) (string, bool, error) {
 	path := filepath.Join(filepath.Dir(certPath), cli.RevokedKeysFile)
-	data, _, err := trustfile.Read(path, trustfile.Kind{Name: "revoked keys file", MaxSize: trustfile.MaxListSize, Checks: trustfile.CheckOwner})
+	data, _, err := trustfile.Read(path, trustfile.RevokedKeys)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return path, false, fmt.Errorf("reading the revoked keys file %q: %w", path, err)
 	}

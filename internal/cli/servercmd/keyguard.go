@@ -35,7 +35,7 @@ const maxAnnouncedState = 8
 
 // keyStateKind is how the state file is read: it decides which key changes
 // pass without a word, so another user must not be able to write it.
-var keyStateKind = trustfile.Kind{Name: "key state file", MaxSize: trustfile.MaxSmallSize, Checks: trustfile.CheckOwner}
+var keyStateKind = trustfile.KeyState
 
 // keyState is the content of the state file.
 type keyState struct {

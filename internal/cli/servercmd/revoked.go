@@ -27,7 +27,7 @@ const RevokedKeysFile = cli.RevokedKeysFile
 
 // revokedKeysKind is how the revoked-keys file is read: it decides what
 // clients stop trusting, so another user must not be able to write it.
-var revokedKeysKind = trustfile.Kind{Name: "revoked keys file", MaxSize: trustfile.MaxListSize, Checks: trustfile.CheckOwner}
+var revokedKeysKind = trustfile.RevokedKeys
 
 // maxRevokedKeys bounds the pins a revoked-keys file may hold: what one
 // announcement may carry (pinning.MaxRevokedPins), so that clients never
