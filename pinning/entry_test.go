@@ -144,6 +144,10 @@ func FuzzStoreFile(f *testing.F) {
 	// keeps the property test meaningful without them.
 	a := PinOfSPKI([]byte("a"))
 	f.Add([]byte("# c\n127.0.0.1:4242 current=" + a.String() + ";first=2026-01-02T03:04:05Z x=y # t\n"))
+	// Issue 15: revoked marks, alone or beside pins, and after= links.
+	b := PinOfSPKI([]byte("b"))
+	f.Add([]byte("h:1 revoked=" + a.String() + ";first=2026-01-02T03:04:05Z;via=announced\n"))
+	f.Add([]byte("h:1 x=y revoked=" + a.String() + " current=" + b.String() + " backup=" + a.Hex() + ";after=" + b.Hex() + ";via=announced revoked=" + b.String() + ";z=1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sf := parseStore("known_hosts", data)
 		checkLookupLines(t, sf, data)

@@ -26,7 +26,9 @@ connection treats it as a server never seen before (trusted on first use, or
 refused with --tofu off).
 
 This is the command sc-client prints when a server presents a key that is
-not on file. Run it only when you know the key was replaced on purpose (the
+not on file. Keys revoked for the server stay revoked: its revoked marks
+are kept (as OpenSSH keeps @revoked lines), so trust on first use never
+accepts them. Run it only when you know the key was replaced on purpose (the
 operator says so, and gives you the new pin to compare): the warning may
 also mean someone is impersonating the server. Forgetting a server that is
 not in the file changes nothing and is not an error.`,
@@ -89,6 +91,11 @@ func runPinForget(stdout io.Writer, env *Env, hostArg string, o *pinForgetOption
 	fmt.Fprintln(stdout)
 	for _, r := range out.Pins {
 		fmt.Fprintf(stdout, "  was %-7s %s\n", r.Role, r.Pin)
+	}
+	if after, ok, err := store.Lookup(host); err == nil && ok && len(after.Revoked) > 0 {
+		for _, r := range after.Revoked {
+			fmt.Fprintf(stdout, "  kept revoked %s (never trusted again; sc-cert pin unrevoke removes it)\n", r.Pin)
+		}
 	}
 	fmt.Fprintf(stdout, "The next connection to it is a first use: compare the key it presents with the pin its operator gives you.\n")
 	return nil
