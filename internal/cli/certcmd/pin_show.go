@@ -240,6 +240,8 @@ func showServer(ctx context.Context, stderr io.Writer, env *Env, addr string, o 
 	if err != nil {
 		return nil, err
 	}
+	// A host with only revoked marks has no key to verify against.
+	known = known && len(entry.Pins) > 0
 	out := &pinShowJSON{Source: addr, Kind: "server", Verified: &known}
 	opts := pinning.TrustOptions{Host: addr, ServerName: o.serverName, Now: env.Now}
 	if known {

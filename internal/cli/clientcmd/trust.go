@@ -101,12 +101,15 @@ func (o *options) newTOFUTrust(ctx context.Context, st *streams, opts pinning.Tr
 	if policy == "prompt" && !st.isTerminal {
 		return nil, cli.Usagef("--tofu prompt needs a terminal on standard input to ask on; use --tofu auto to record unknown servers, or add the pin first with sc-cert pin add")
 	}
-	_, found, err := store.Lookup(o.server)
+	e, found, err := store.Lookup(o.server)
 	if err != nil {
 		// A damaged line for this host fails closed, with its line number
 		// and the command that forgets it.
 		return nil, err
 	}
+	// A host known only by its revoked marks (forgotten after a
+	// revocation) is a first use again, for every key but those.
+	found = found && len(e.Pins) > 0
 	plan := &trustPlan{store: store}
 	if found && policy == "prompt" {
 		// Known now; should another process forget the host before the
