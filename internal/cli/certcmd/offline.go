@@ -211,7 +211,8 @@ func writePublicKey(path string, pub crypto.PublicKey) error {
 // appendRevoked adds pin to the revoked-keys file beside certPath (made if
 // missing), atomically; a pin already there is left alone. It returns the
 // file's path and whether it changed.
-func appendRevoked(certPath string, pin pinning.Pin) (string, bool, error) {
+func appendRevoked(certPath string, old *x509.Certificate) (string, bool, error) {
+	pin := pinning.PinOf(old)
 	path := filepath.Join(filepath.Dir(certPath), cli.RevokedKeysFile)
 	data, _, err := trustfile.Read(path, trustfile.RevokedKeys)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
-	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
 	"github.com/spf13/cobra"
 )
@@ -192,20 +191,6 @@ func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotat
 			offlinePub = pubPath
 		}
 	}
-	var revokedPath string
-	if o.revokeOld {
-		// Recorded before the rotation, so that a retry after a failure
-		// finds it; sc-server never announces the key it serves as
-		// revoked, so nothing changes for clients until the new key
-		// serves.
-		old, err := pki.ReadCertificateFile(o.certPath)
-		if err != nil {
-			return err
-		}
-		if revokedPath, _, err = appendRevoked(o.certPath, pinning.PinOf(old)); err != nil {
-			return err
-		}
-	}
 	res, err := pki.Rotate(ctx, pki.RotateOptions{
 		CertPath:            o.certPath,
 		KeyPath:             o.keyPath,
@@ -244,12 +229,18 @@ func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotat
 	}
 	if offlinePub != "" && res.Promoted {
 		if err := writePublicKey(offlinePub, res.NextKey); err != nil {
-			return fmt.Errorf("the rotation is done, but the public half of the new next key could not be written, so the server announces no next key: %w (run sc-cert export-next again from %s)", err, o.nextKeyPath)
+			return fmt.Errorf("the rotation is done, but the public half of the new next key could not be written, so the server announces no next key: %w (write it yourself: openssl pkey -in %s -pubout -out %s)", err, o.nextKeyPath, offlinePub)
 		}
 		out.Written = append(out.Written, offlinePub)
 	}
-	if revokedPath != "" {
-		out.RevokedFile = revokedPath
+	if o.revokeOld && res.Promoted {
+		// After the rotation, so that the server never sees the key it
+		// still serves listed as revoked (it would say so, loudly).
+		path, _, err := appendRevoked(o.certPath, res.Old)
+		if err != nil {
+			return fmt.Errorf("the rotation is done, but the old key %s could not be revoked: %w (add that pin as a line of %s yourself)", out.OldPin, err, filepath.Join(filepath.Dir(o.certPath), cli.RevokedKeysFile))
+		}
+		out.RevokedFile = path
 	}
 	if res.CACopy != "" {
 		fmt.Fprintf(stderr, "sc-cert: warning: %s was rewritten as the copy of the new self-signed certificate: CA-file clients need this new copy\n", res.CACopy)
