@@ -77,6 +77,10 @@ type keyGuard struct {
 	reported string
 	// change describes the last unannounced change seen, for --check.
 	change string
+	// persist is set once the server serves (start): before that a
+	// start that fails later writes nothing. dirty says the state has
+	// not been written yet.
+	persist, dirty bool
 }
 
 // newKeyGuard reads the state file at path; a missing file is a first
@@ -163,10 +167,27 @@ func (g *keyGuard) served(ctx context.Context, pin string, next []string) {
 		return
 	}
 	st.Updated = g.now().UTC().Truncate(time.Second)
-	g.state, g.known, g.reported = st, true, ""
-	if g.readOnly || g.path == "" {
+	g.state, g.known, g.reported, g.dirty = st, true, "", true
+	g.writeLocked(ctx)
+}
+
+// start lets the guard write its state file from now on, and writes what
+// it holds: the server is serving. Until then nothing is written, so that
+// a start that fails (a port taken, a bad ticket-key file) changes nothing
+// on disk.
+func (g *keyGuard) start(ctx context.Context) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.persist = true
+	g.writeLocked(ctx)
+}
+
+// writeLocked writes the state file when it is due. Call it with mu held.
+func (g *keyGuard) writeLocked(ctx context.Context) {
+	if !g.dirty || !g.persist || g.readOnly || g.path == "" {
 		return
 	}
+	st := g.state
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return
@@ -174,7 +195,9 @@ func (g *keyGuard) served(ctx context.Context, pin string, next []string) {
 	data = append(data, '\n')
 	if err := atomicfile.WriteFile(g.path, data, atomicfile.Options{Perm: 0o644, Overwrite: true}); err != nil {
 		g.log.WarnContext(ctx, "key state not saved; the guard against unannounced key changes will not remember this key after a restart", "path", g.path, "err", err)
+		return
 	}
+	g.dirty = false
 }
 
 // describe says what the guard knows, for --check: the mode, the state

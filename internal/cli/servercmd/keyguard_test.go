@@ -99,6 +99,10 @@ func TestUnannouncedKeyChange(t *testing.T) {
 				if got := servedPin(t, r.addr, l); got != pinA {
 					t.Fatalf("served %s, want %s", got, pinA)
 				}
+
+				// The state is written once the server serves: after its
+				// first reload at the latest.
+				r.requestReload()
 				if b, err := os.ReadFile(state); err != nil || !strings.Contains(string(b), pinA) {
 					t.Fatalf("state file after start: %q, %v", b, err)
 				}

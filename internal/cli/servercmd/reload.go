@@ -69,6 +69,8 @@ func (l *liveCerts) swapServed(src *servedCert, renewer *pki.Renewer) {
 		l.stopSrc()
 	}
 	l.stopSrc = cancel
+	// Serving: the key-change guard may write its state file now.
+	src.guard.start(ctx)
 	l.run(ctx, src.Run, renewer.Run)
 }
 

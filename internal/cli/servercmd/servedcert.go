@@ -298,7 +298,8 @@ func (s *servedCert) Keys() []byte { return *s.keys.Load() }
 func (s *servedCert) Reload() error { return s.rl.Reload() }
 
 // Run watches the files until ctx ends: the certificate, key and next key
-// through pki's reloader, and the directory of the revoked-keys file.
+// through pki's reloader, and the directories of the revoked-keys file and
+// the public next key.
 func (s *servedCert) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	if s.revokedPath != "" {
