@@ -476,20 +476,21 @@ func ignoredRevocations(before *Entry, pin Pin, revoked []Pin) []IgnoredRevocati
 // [PinRecord.After], followed through intermediate keys), or it was added
 // by a person and P is not its own successor. Without the rule a
 // machine-in-the-middle holding a stolen old key could announce "revoked
-// NEW" and lock the client out of the real server. It returns the pins
-// newly revoked and the lines ignored, with why.
+// NEW" and lock the client out of the real server. A pin not on file is
+// a no-op, not reported. It returns the pins newly revoked and the lines
+// ignored, with why.
 func (e *Entry) applyRevocations(before *Entry, pin Pin, revoked []Pin, now time.Time) (honoured []Pin, ignored []IgnoredRevocation) {
 	ignore := func(p Pin, why string) { ignored = append(ignored, IgnoredRevocation{Pin: p, Reason: why}) }
 	for _, p := range revoked {
 		switch {
 		case p.Equal(pin):
 			ignore(p, "it is the key this session was verified with: honouring it would lock this client out")
-		case before == nil:
-			ignore(p, "the host was not known before this session, so nothing vouches for the key that announced it")
 		case hasRevoked(e, p):
 			// Already revoked: nothing to do, nothing to report.
-		case before.index(p) < 0:
-			ignore(p, "the key is not on file for this host")
+		case before == nil || before.index(p) < 0:
+			// Not on file (a host seen for the first time, or a key this
+			// client never trusted or has dropped): nothing to revoke,
+			// and nothing worth reporting on every connection.
 		case before.index(pin) < 0:
 			ignore(p, "the verified key was not on file before this session")
 		case before.successorOf(pin, p):

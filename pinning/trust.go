@@ -488,7 +488,8 @@ type Announcement struct {
 // verified key is P's successor (recorded while P was current, as P's
 // announced next key or a backup added then, or added by a person); see
 // [PinRecord.After]. Any other revoked pin is ignored and listed in
-// [Recorded.Ignored], for the caller to log. A pin honoured leaves the
+// [Recorded.Ignored], for the caller to log, except one not on file for
+// the host, which has nothing to revoke. A pin honoured leaves the
 // host's trusted pins and is marked revoked: from then on a server
 // presenting it fails with [*RevokedKeyError], and no announcement makes it
 // trusted again. In other modes it does nothing and returns the zero
