@@ -230,7 +230,11 @@ func TestFaultWrongOrMissingPassphrase(t *testing.T) {
 	}
 	srv := startSCServer(t, dir, "--key-password-file", good)
 	mustSCClient(t, dir, "echo", "hello", "--server", srv.Addr, "--pin", srv.Pin)
-	if d := snapshotTree(t, dir).diff(before); len(d) > 0 {
+	// A server that serves records the key it serves beside the
+	// certificates (issue 15, the guard against unannounced key changes);
+	// nothing else changes.
+	d := slices.DeleteFunc(snapshotTree(t, dir).diff(before), func(s string) bool { return s == filepath.Join("certs", "key-state.json")+" (added)" })
+	if len(d) > 0 {
 		t.Errorf("files changed: %s", strings.Join(d, ", "))
 	}
 }
