@@ -51,12 +51,15 @@ type servedCert struct {
 	revokedSum     [sha256.Size]byte
 	revokedPresent bool
 	revokedErr     string // the last refusal logged, "" after a success
-	nextPubPath    string // the public next key (server.next.pub); "" for none
-	nextPub        string // its pin; "" when there is none
-	nextPubSum     [sha256.Size]byte
-	nextPubPresent bool
-	nextPubErr     string
-	nextPins       []string // --next-pin
+	// servedRevokedLogged is the served pin last logged as listed in the
+	// revoked-keys file, "" when it is not listed.
+	servedRevokedLogged string
+	nextPubPath         string // the public next key (server.next.pub); "" for none
+	nextPub             string // its pin; "" when there is none
+	nextPubSum          [sha256.Size]byte
+	nextPubPresent      bool
+	nextPubErr          string
+	nextPins            []string // --next-pin
 
 	// m, when not nil, is told about every reload attempt and every new
 	// certificate; now stamps the reloads.
@@ -134,6 +137,7 @@ func (s *servedCert) onReload(ev pki.ReloadEvent) {
 	if s.nextPubPath != "" && ev.Trigger != pki.TriggerInitial {
 		_ = s.reloadNextPub(context.Background(), false)
 	}
+	defer s.afterReload(ev)
 	st := ev.State
 	if st == nil || (s.keys.Load() != nil && s.gen.Load() == st.Generation) {
 		return
@@ -147,6 +151,13 @@ func (s *servedCert) onReload(ev pki.ReloadEvent) {
 	s.rebuildKeys()
 	s.keysMu.Unlock()
 	s.gen.Store(st.Generation)
+}
+
+// afterReload runs the checks that need the certificate reload done.
+func (s *servedCert) afterReload(ev pki.ReloadEvent) {
+	if ev.Trigger != pki.TriggerInitial {
+		s.checkServedRevoked(context.Background())
+	}
 }
 
 // rebuildKeys publishes the KEYS body for s.state and s.revoked: the
@@ -264,16 +275,31 @@ func (s *servedCert) reloadRevoked(ctx context.Context, initial bool) error {
 	if present || !initial {
 		s.log.InfoContext(ctx, verb, "path", s.revokedPath, "pins", len(pins))
 	}
-	if s.state != nil {
-		cur := pinning.PinOf(s.state.Certificate).String()
-		for _, p := range pins {
-			if p == cur {
-				s.log.ErrorContext(ctx, "the revoked keys file lists the key being served; it is not announced as revoked (clients would ignore it): promote the next key first (sc-cert rotate --promote-next --revoke-old)", "path", s.revokedPath, "pin", p)
-			}
-		}
-	}
 	s.rebuildKeys()
 	return nil
+}
+
+// checkServedRevoked logs, once per key, that the revoked-keys file lists
+// the key being served. It runs after reloads of the certificate (the
+// periodic check included), not after one of the list alone: during
+// sc-cert rotate --promote-next --revoke-old the list may be seen before
+// the new certificate, and that is no mistake.
+func (s *servedCert) checkServedRevoked(ctx context.Context) {
+	s.keysMu.Lock()
+	defer s.keysMu.Unlock()
+	if s.state == nil {
+		return
+	}
+	cur := pinning.PinOf(s.state.Certificate).String()
+	if !slices.Contains(s.revoked, cur) {
+		s.servedRevokedLogged = ""
+		return
+	}
+	if s.servedRevokedLogged == cur {
+		return
+	}
+	s.servedRevokedLogged = cur
+	s.log.ErrorContext(ctx, "the revoked keys file lists the key being served; it is not announced as revoked (clients would ignore it): promote the next key first (sc-cert rotate --promote-next --revoke-old)", "path", s.revokedPath, "pin", cur)
 }
 
 // revokedPins returns the pins the revoked-keys file holds now.
