@@ -77,6 +77,16 @@ var errSimulatedCrash = errors.New("simulated crash")
 
 func (h stepHook) crash(step string) bool { return h != nil && h(step) }
 
+// LockDir takes the change lock of a certificate directory: the lock
+// rotations, renewals and [Recover] hold while they change its files. A
+// tool that changes files there itself (moving the next key offline, say)
+// takes it too, so that no rotation runs in between. It waits up to the
+// context's deadline for another change to finish; the returned func
+// releases the lock.
+func LockDir(ctx context.Context, dir string) (unlock func(), err error) {
+	return lockDir(ctx, dir)
+}
+
 // lockDir takes the change lock of dir, waiting up to the context's
 // deadline for another change to finish. The returned func releases it.
 func lockDir(ctx context.Context, dir string) (func(), error) {

@@ -178,7 +178,7 @@ func runInit(ctx context.Context, stdout, stderr io.Writer, env *Env, o *initOpt
 			return fmt.Errorf("making %s for the offline next key: %w", o.offlineNext, err)
 		}
 		pw := opts.KeyPassphrase
-		ex, err := exportNext(l.NextKey, o.offlineNext, false, func() ([]byte, error) { return pw, nil })
+		ex, err := exportNext(ctx, l.NextKey, o.offlineNext, false, func() ([]byte, error) { return pw, nil })
 		if err != nil {
 			return fmt.Errorf("the layout is made, but the next key could not be taken offline (run sc-cert export-next --dir %s --to %s): %w", l.Dir, o.offlineNext, err)
 		}

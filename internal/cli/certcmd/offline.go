@@ -2,6 +2,7 @@ package certcmd
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/atomicfile"
 	"github.com/spacecaptain/spacecaptain/internal/cli"
@@ -66,7 +68,7 @@ before the original is removed, so a crash never loses it.
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.pass.Prompt, o.pass.Context = cmd.ErrOrStderr(), cmd.Context()
-			res, err := exportNext(o.nextKeyPath(), o.to, o.force, o.pass.Source("the next key"))
+			res, err := exportNext(cmd.Context(), o.nextKeyPath(), o.to, o.force, o.pass.Source("the next key"))
 			if err != nil {
 				return err
 			}
@@ -95,10 +97,20 @@ func (o *exportNextOptions) nextKeyPath() string {
 // for a file of the same name) and writes its public half beside nextKey
 // (server.next.pub): first the private key at its new place, then the
 // public key, then the original is removed.
-func exportNext(nextKey, to string, force bool, pass func() ([]byte, error)) (exportNextJSON, error) {
+func exportNext(ctx context.Context, nextKey, to string, force bool, pass func() ([]byte, error)) (exportNextJSON, error) {
 	if to == "" {
 		return exportNextJSON{}, cli.Usagef("--to: name where the private key goes")
 	}
+	// A rotation running meanwhile (a promote-next reading the next key,
+	// a renewal) must not see the key half moved: hold the directory's
+	// change lock for the whole move.
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	unlock, err := pki.LockDir(ctx, filepath.Dir(nextKey))
+	if err != nil {
+		return exportNextJSON{}, err
+	}
+	defer unlock()
 	data, _, err := trustfile.Read(nextKey, trustfile.NextKey)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
