@@ -103,7 +103,9 @@ func (p *Pair) TLSCertificate() *tls.Certificate {
 // set), RSA keys are at most [MaxRSABits]. Errors name the file and the
 // likely mistake, such as swapped paths. A chain too long to serve is
 // [ErrChainTooLong]. Unless opts.NoRecover is set, it first runs [Recover]
-// on the certificate's directory.
+// on the certificate's directory. A key in a PKCS#11 token
+// (opts.Key.Tokens) must also sign a challenge that verifies with the
+// certificate ([ProveKey]).
 func LoadPair(certPath, keyPath string, opts LoadOptions) (*Pair, error) {
 	if !opts.NoRecover {
 		if err := Recover(context.Background(), filepath.Dir(certPath)); err != nil {
@@ -119,7 +121,8 @@ func LoadPair(certPath, keyPath string, opts LoadOptions) (*Pair, error) {
 	if _, err := ParseCertificatesPEM(certPEM); err != nil {
 		return nil, fmt.Errorf("reading certificate %q: %w", certPath, err)
 	}
-	keyPEM, _, err := readKey(keyPath, keyKind(trustfile.PrivateKey, opts.Key.RequirePrivateFile))
+	keyPath = opts.Key.Tokens.takePIN(keyPath)
+	keyPEM, _, err := readKeyRef(keyPath, keyKind(trustfile.PrivateKey, opts.Key.RequirePrivateFile))
 	if err != nil {
 		return nil, fmt.Errorf("reading key %q: %w", keyPath, err)
 	}
@@ -134,12 +137,15 @@ func parsePair(certPEM, keyPEM []byte, certPath, keyPath string, opts LoadOption
 	if err := checkChain(chain); err != nil {
 		return nil, fmt.Errorf("reading certificate %q: %w", certPath, err)
 	}
-	key, err := ParseKeyPEM(keyPEM, opts.Key)
+	key, err := parseKeyData(keyPEM, opts.Key)
 	if err != nil {
 		return nil, fmt.Errorf("reading key %q: %w", keyPath, err)
 	}
 	if err := CheckPair(chain[0], key.Signer); err != nil {
 		return nil, fmt.Errorf("key %q does not match certificate %q: %w", keyPath, certPath, err)
+	}
+	if err := proveTokenKey(chain[0], key); err != nil {
+		return nil, fmt.Errorf("key %q and certificate %q: %w", keyPath, certPath, err)
 	}
 	if !opts.AllowInvalidTime {
 		now := time.Now()

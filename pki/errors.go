@@ -195,3 +195,74 @@ func roundDuration(d time.Duration) string {
 	}
 	return d.Round(time.Second).String()
 }
+
+// Errors of keys kept in PKCS#11 tokens. Each comes wrapped in a
+// [*TokenError] that names the token, the key and the attribute of its URI
+// to fix; test for them with [errors.Is].
+var (
+	// ErrNoPKCS11 means this program was built without PKCS#11 support
+	// (without cgo, as cross-compiled and static builds are), so a key
+	// URI cannot be opened.
+	ErrNoPKCS11 = errors.New("this build has no PKCS#11 support (built without cgo)")
+
+	// ErrKeyURI means a pkcs11: URI is malformed or lacks what the task
+	// needs (a token; an object and id to make a key).
+	ErrKeyURI = errors.New("invalid key URI")
+
+	// ErrTokenModule means the PKCS#11 module (module-path) is missing,
+	// cannot be loaded, or failed to start.
+	ErrTokenModule = errors.New("PKCS#11 module unusable")
+
+	// ErrTokenNotFound means the module has no token matching the URI's
+	// token, serial or slot-id.
+	ErrTokenNotFound = errors.New("PKCS#11 token not found")
+
+	// ErrTokenPIN means the token's PIN is missing, incorrect or locked.
+	ErrTokenPIN = errors.New("token PIN")
+
+	// ErrTokenKeyNotFound means the token has no key matching the URI's
+	// object and id.
+	ErrTokenKeyNotFound = errors.New("key not found in the token")
+
+	// ErrTokenKeyExists means a key was to be made in a token that
+	// already holds one under that name; keys in a token are never
+	// replaced.
+	ErrTokenKeyExists = errors.New("key already in the token")
+
+	// ErrKeyUnavailable means a token key could not be used: the token
+	// stopped answering, was removed, or failed to sign.
+	ErrKeyUnavailable = errors.New("token key unavailable")
+)
+
+// TokenError is a key in a PKCS#11 token that could not be opened, made
+// or used. Its message names the token and key, not the URI: the caller's
+// wrapping names the key path or URI it was given.
+type TokenError struct {
+	// URI is the key URI, with any pin-value redacted.
+	URI string
+	// Err is one of the token sentinel errors above, or
+	// [ErrUnsupportedKey].
+	Err error
+	// Detail says what went wrong, naming the module, token or key and,
+	// where it is the likely fix, the URI attribute to change.
+	Detail string
+
+	cause error // the kms's own error, when there is one
+}
+
+func (e *TokenError) Error() string {
+	msg := e.Err.Error()
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return msg
+}
+
+// Unwrap returns the sentinel error, and the underlying error when there
+// is one.
+func (e *TokenError) Unwrap() []error {
+	if e.cause != nil {
+		return []error{e.Err, e.cause}
+	}
+	return []error{e.Err}
+}

@@ -42,6 +42,10 @@ const (
 	formatSEC1            = "SEC 1 (legacy EC)"
 	formatPKCS1           = "PKCS#1 (legacy RSA)"
 	formatLegacyEncrypted = "legacy encrypted PEM (Proc-Type: 4,ENCRYPTED)"
+
+	// formatToken is a key kept in a PKCS#11 token, named by a pkcs11:
+	// URI or by a file holding one (see [ResolveKeyPath]).
+	formatToken = "PKCS#11 token"
 )
 
 // KeyOptions controls how a private key is read. The zero value reads
@@ -71,6 +75,11 @@ type KeyOptions struct {
 	// Default false. Whatever it says, only a regular file of at most
 	// 1 MiB is read ([ErrNotRegularFile], [ErrFileTooLarge]).
 	RequirePrivateFile bool
+
+	// Tokens opens keys kept in PKCS#11 tokens: a key path that is a
+	// pkcs11: URI, or a key file (such as server.uri) that holds one.
+	// Nil means such keys fail with [ErrKeyUnavailable].
+	Tokens *Tokens
 }
 
 // Key is a private key read from PEM, with how it was stored.
@@ -86,6 +95,9 @@ type Key struct {
 	Encrypted bool
 	// Mode is the file's permission bits when read from a file, else zero.
 	Mode fs.FileMode
+	// URI names the key when it is kept in a PKCS#11 token (Format is
+	// [FormatToken]), any pin-value redacted; else "".
+	URI string
 }
 
 // WriteOptions controls how [WriteKeyFile] and [WriteCertificatesFile] write.
@@ -401,22 +413,27 @@ func ReadCertificateFile(path string) (*x509.Certificate, error) {
 
 // ReadKeyFile reads a private key file. See [ParseKeyPEM] for the formats
 // and errors, and [KeyOptions.RequirePrivateFile] for the owner and mode
-// checks, which fail before the key is parsed.
+// checks, which fail before the key is parsed. path may also be a pkcs11:
+// URI, and the file may hold one (a .uri file): the key in the token is
+// opened through opts.Tokens, with a [*TokenError] when it cannot be.
 func ReadKeyFile(path string, opts KeyOptions) (*Key, error) {
 	return readKeyFile(path, trustfile.PrivateKey, opts)
 }
 
 // readKeyFile is ReadKeyFile for a key of kind k (a next key, a CA key).
 func readKeyFile(path string, k trustfile.Kind, opts KeyOptions) (*Key, error) {
-	data, fi, err := readKey(path, keyKind(k, opts.RequirePrivateFile))
+	path = opts.Tokens.takePIN(path)
+	data, fi, err := readKeyRef(path, keyKind(k, opts.RequirePrivateFile))
 	if err != nil {
 		return nil, fmt.Errorf("reading key %q: %w", path, err)
 	}
-	key, err := ParseKeyPEM(data, opts)
+	key, err := parseKeyData(data, opts)
 	if err != nil {
 		return nil, fmt.Errorf("reading key %q: %w", path, err)
 	}
-	key.Mode = fi.Mode().Perm()
+	if fi != nil {
+		key.Mode = fi.Mode().Perm()
+	}
 	return key, nil
 }
 

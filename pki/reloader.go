@@ -27,10 +27,15 @@ type CertReloaderOptions struct {
 	CertPath string
 
 	// KeyPath is its private key. Default: [SiblingKeyPath](CertPath),
-	// e.g. certs/server.key.
+	// e.g. certs/server.key, or certs/server.uri when only that exists
+	// ([ResolveKeyPath]). It may be a pkcs11: URI, or a file holding one,
+	// opened through Key.Tokens: the key stays in its token while the
+	// certificate's files reload, and each new pair is proved with a
+	// signature ([ProveKey]).
 	KeyPath string
 
-	// NextKeyPath is the pre-generated next key, whose public key
+	// NextKeyPath is the pre-generated next key (a file, a pkcs11: URI or
+	// a file holding one), whose public key
 	// [CertState.NextKey] announces (the KEYS reply; RFC 7583
 	// pre-publication). Default "": no next key is watched or announced.
 	// [DefaultLayout] calls it server.next.key. A missing file means no
@@ -215,8 +220,10 @@ func NewCertReloader(opts CertReloaderOptions) (*CertReloader, error) {
 		opts.CertPath = filepath.Join(defaultDir, ServerCertFile)
 	}
 	if opts.KeyPath == "" {
-		opts.KeyPath = SiblingKeyPath(opts.CertPath)
+		opts.KeyPath = ResolveKeyPath(SiblingKeyPath(opts.CertPath))
 	}
+	opts.KeyPath = opts.Key.Tokens.takePIN(opts.KeyPath)
+	opts.NextKeyPath = opts.Key.Tokens.takePIN(opts.NextKeyPath)
 	if opts.Debounce < 0 {
 		return nil, fmt.Errorf("certificate reloader: debounce %v is negative", opts.Debounce)
 	}
@@ -243,9 +250,13 @@ func NewCertReloader(opts CertReloaderOptions) (*CertReloader, error) {
 		log:       opts.Logger,
 		now:       opts.Now,
 	}
-	files := []string{s.certPath, s.keyPath}
-	if s.nextPath != "" {
-		files = append(files, s.nextPath)
+	// A key URI names no file to watch; the key stays in its token while
+	// the certificate's files change.
+	files := []string{s.certPath}
+	for _, f := range []string{s.keyPath, s.nextPath} {
+		if f != "" && !isKeyRef(f) {
+			files = append(files, f)
+		}
 	}
 	s.w = watcher{files: files, debounce: opts.Debounce, interval: opts.Interval, log: s.log, what: "certificate"}
 	if _, err := s.reload(context.Background(), TriggerInitial); err != nil {
@@ -436,6 +447,12 @@ func (s *CertReloader) loadPair(ctx context.Context, old *served) (pair *Pair, c
 	if err := CheckPair(leaf, key.Signer); err != nil {
 		return fail(s.certPath, fmt.Errorf("key %q does not match certificate %q: %w", s.keyPath, s.certPath, err))
 	}
+	// A key in a token signs once for every new pair: a token that does
+	// not answer, or whose key is not the certificate's, is refused here
+	// rather than in every handshake.
+	if err := proveTokenKey(leaf, key); err != nil {
+		return fail(s.keyPath, fmt.Errorf("key %q and certificate %q: %w", s.keyPath, s.certPath, err))
+	}
 	if err := CheckValidity(leaf, s.now(), 0); err != nil {
 		setPath(err, s.certPath)
 		return fail(s.certPath, err)
@@ -481,6 +498,10 @@ func (s *CertReloader) loadNext(old *served) (changed bool, pub crypto.PublicKey
 // as a change.
 func readSummed(path string, k trustfile.Kind) ([]byte, fileSum, error) {
 	var sum fileSum
+	if isKeyRef(path) {
+		// A key URI is its own content.
+		return []byte(path), fileSum{present: true, sum: sha256.Sum256([]byte(path))}, nil
+	}
 	data, fi, err := readFile(path, k)
 	if err != nil {
 		return nil, sum, err
@@ -515,7 +536,7 @@ func (c *keyCache) parse(data []byte, sum fileSum, opts KeyOptions) (*Key, error
 			return e.key, e.err
 		}
 	}
-	key, err := ParseKeyPEM(data, opts)
+	key, err := parseKeyData(data, opts)
 	c.entries = append(c.entries, keyCacheEntry{sum: sum, key: key, err: err})
 	if len(c.entries) > keyCacheSize {
 		c.entries = c.entries[1:]

@@ -2,13 +2,15 @@
 # Installs the Debian packages the test suite uses beside Go: openssl and curl
 # (interop), libmbedtls-dev and gcc (the seed's Mbed TLS 2.x client), haproxy
 # (scale-out test), testssl.sh and sslscan (TLS scanners), lintian and rpm
-# (the .deb and .rpm checks of scripts/package-test.sh). Packages already
+# (the .deb and .rpm checks of scripts/package-test.sh), softhsm2 (a software
+# PKCS#11 token for the tests of keys in tokens) and opensc (its pkcs11-tool
+# reads a token key's attributes). Packages already
 # present are left alone. Without root (or password-less sudo) it only says
 # what is missing: the tests that need a missing tool skip locally, and fail
 # when CI=true.
 set -euo pipefail
 
-pkgs=(openssl curl gcc libc6-dev libmbedtls-dev haproxy testssl.sh sslscan lintian rpm)
+pkgs=(openssl curl gcc libc6-dev libmbedtls-dev haproxy testssl.sh sslscan lintian rpm softhsm2 opensc)
 
 missing=()
 for p in "${pkgs[@]}"; do

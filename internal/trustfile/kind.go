@@ -32,6 +32,10 @@ const (
 	// MaxSmallSize caps files of a few lines: ticket keys (at most 16
 	// lines of 64 hex digits), PINs and passphrases.
 	MaxSmallSize = 64 << 10
+
+	// MaxModuleSize caps shared libraries looked at with [Stat]: PKCS#11
+	// modules are a few megabytes.
+	MaxModuleSize = 1 << 30
 )
 
 // DefaultPipeTimeout is the [Kind.PipeTimeout] of the kinds that accept a
@@ -103,4 +107,9 @@ var (
 	AllowList  = Kind{Name: "allow list", MaxSize: MaxListSize, Checks: CheckOwner}
 	RevokeList = Kind{Name: "revoke list", MaxSize: MaxListSize, Checks: CheckOwner}
 	TokenPIN   = Kind{Name: "token PIN file", MaxSize: MaxSmallSize, Checks: CheckPrivate | CheckOwner}
+
+	// PKCS11Module is a PKCS#11 module a key URI names: a shared library
+	// the process loads and runs, so it gets the owner checks of a file
+	// that decides trust. It is only looked at ([Stat]), never read.
+	PKCS11Module = Kind{Name: "PKCS#11 module", MaxSize: MaxModuleSize, Checks: CheckOwner}
 )

@@ -61,6 +61,29 @@ func Read(path string, k Kind) (data []byte, fi fs.FileInfo, err error) {
 	return data, fi, nil
 }
 
+// Stat makes the checks [Read] makes on a file of kind k without opening
+// or reading it: for a file the process hands to something else, such as
+// a shared library it loads. A missing file is the error of os.Stat
+// (matching fs.ErrNotExist); a file refused is an [*Error].
+func Stat(path string, k Kind) (fs.FileInfo, error) {
+	if k.MaxSize <= 0 {
+		panic("trustfile: Stat with a Kind that has no size cap")
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkInfo(path, fi, k); err != nil {
+		return nil, err
+	}
+	if k.Checks&CheckOwner != 0 {
+		if err := checkDirs(path); err != nil {
+			return nil, err
+		}
+	}
+	return fi, nil
+}
+
 // checkInfo makes the checks that need only the file's own metadata.
 func checkInfo(path string, fi fs.FileInfo, k Kind) error {
 	if !fi.Mode().IsRegular() {
