@@ -60,6 +60,15 @@ func DefaultLayout(dir string) Layout {
 	}
 }
 
+// tokenLayout is l with its keys in a token: the .uri files that name
+// them where the key files would be.
+func (l Layout) tokenLayout() Layout {
+	l.CAKey = filepath.Join(l.Dir, CAKeyURIFile)
+	l.ServerKey = filepath.Join(l.Dir, ServerKeyURIFile)
+	l.NextKey = filepath.Join(l.Dir, NextKeyURIFile)
+	return l
+}
+
 // NextKeyPath returns where the next key of keyPath lives: "server.key"
 // becomes "server.next.key", "foo.pem" becomes "foo.next.pem".
 func NextKeyPath(keyPath string) string {
@@ -112,6 +121,23 @@ type InitOptions struct {
 	// renew its certificate by itself. Default none.
 	CAKeyPassphrase []byte
 
+	// Token, when set, is a pkcs11: URI naming a PKCS#11 token (its
+	// module-path; token, serial or slot-id; and pin-source if the PIN
+	// comes from a file) but no key in it. The keys are then made in the
+	// token and never exist anywhere else: the CA key as [TokenObjectCA]
+	// with id [TokenIDCA], the server key as [TokenObjectServer]
+	// ([TokenIDServer]) and the next key as [TokenObjectNext]
+	// ([TokenIDNext]), and the layout gets ca.uri, server.uri and
+	// server.next.uri naming them where it would have key files. A token
+	// that already holds a key under one of these labels is refused with
+	// [ErrTokenKeyExists], Overwrite or not: keys in a token are never
+	// replaced. The key passphrases do not apply. Needs Tokens. Default
+	// "": keys in files.
+	Token string
+
+	// Tokens opens the token named by Token.
+	Tokens *Tokens
+
 	// Overwrite replaces existing files. Default false: if any of the
 	// layout's files exists, nothing is written and the error matches
 	// [ErrExists].
@@ -138,6 +164,11 @@ type InitResult struct {
 	// RemovedCAKey is the CA key a self-signed re-initialisation removed
 	// (with Overwrite), or "" when there was none.
 	RemovedCAKey string
+	// Removed lists the key files of the other kind an Overwrite removed:
+	// the key files of a layout re-made with its keys in a token, or the
+	// .uri files of one re-made with key files. Left in place they would
+	// shadow, or be taken for, the new keys.
+	Removed []string
 }
 
 // InitLayout makes the default certificate layout in one crash-safe step:
@@ -146,6 +177,19 @@ type InitResult struct {
 // opts.Overwrite; the error names them and matches [ErrExists].
 func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	l := DefaultLayout(opts.Dir)
+	fileLayout := l
+	var tk *tokenKeys
+	if opts.Token != "" {
+		var err error
+		opts.Token = opts.Tokens.takePIN(opts.Token)
+		if tk, err = newTokenKeys(opts.Tokens, opts.Token); err != nil {
+			return nil, fmt.Errorf("initialising %q: %w", l.Dir, err)
+		}
+		l = l.tokenLayout()
+	}
+	// Keys made in the token are removed again if the layout is not
+	// committed.
+	defer func() { tk.rollback() }()
 	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating certificate directory: %w", err)
 	}
@@ -159,10 +203,19 @@ func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	}
 
 	files := []string{l.CACert, l.ServerCert, l.ServerKey, l.NextKey}
+	// The other kind's key files: present, they would shadow the new keys
+	// or be taken for them (ResolveKeyPath prefers a .key that exists).
+	other := fileLayout.tokenLayout()
+	if opts.Token != "" {
+		other = fileLayout
+	}
+	stale := []string{other.ServerKey, other.NextKey}
 	if !opts.SelfSigned {
 		files = append(files, l.CAKey)
+		stale = append(stale, other.CAKey)
 	}
 	if !opts.Overwrite {
+		files = append(files, stale...)
 		var existing []string
 		for _, f := range files {
 			if _, err := os.Lstat(f); err == nil {
@@ -174,11 +227,31 @@ func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		}
 	}
 
-	serverKey, err := GenerateKey(opts.KeyType)
+	// newKey makes a key and the content of its file: PEM, or the URI of
+	// a key made in the token.
+	newKey := func(kt KeyType, pass []byte, object string, id byte) (crypto.Signer, []byte, error) {
+		if tk != nil {
+			s, data, err := tk.make(object, []byte{id}, kt)
+			if err != nil {
+				return nil, nil, fmt.Errorf("initialising %q: %w", l.Dir, err)
+			}
+			return s, data, nil
+		}
+		k, err := GenerateKey(kt)
+		if err != nil {
+			return nil, nil, err
+		}
+		data, err := EncodeKeyPEM(k, pass)
+		if err != nil {
+			return nil, nil, err
+		}
+		return k, data, nil
+	}
+	serverKey, serverData, err := newKey(opts.KeyType, opts.KeyPassphrase, TokenObjectServer, TokenIDServer)
 	if err != nil {
 		return nil, err
 	}
-	nextKey, err := GenerateKey(opts.KeyType)
+	nextKey, nextData, err := newKey(opts.KeyType, opts.KeyPassphrase, TokenObjectNext, TokenIDNext)
 	if err != nil {
 		return nil, err
 	}
@@ -195,12 +268,13 @@ func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	res := &InitResult{Layout: l, SelfSigned: opts.SelfSigned, NextKey: nextKey.Public()}
 	var changes []change
 	var caKey crypto.Signer
+	var caData []byte
 	if !opts.SelfSigned {
 		caType := opts.CAKeyType
 		if caType == "" {
 			caType = opts.KeyType
 		}
-		if caKey, err = GenerateKey(caType); err != nil {
+		if caKey, caData, err = newKey(caType, opts.CAKeyPassphrase, TokenObjectCA, TokenIDCA); err != nil {
 			return nil, err
 		}
 		res.CA, err = CreateCertificate(caKey.Public(), CertOptions{
@@ -218,42 +292,42 @@ func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
 		res.CA = res.Server
 	}
 
-	keyPEM := func(k crypto.Signer, pass []byte) ([]byte, error) { return EncodeKeyPEM(k, pass) }
 	add := func(path string, data []byte, perm fs.FileMode) {
 		changes = append(changes, change{path: path, data: data, perm: perm, mustNotExist: !opts.Overwrite})
 	}
 	if caKey != nil {
-		b, err := keyPEM(caKey, opts.CAKeyPassphrase)
-		if err != nil {
-			return nil, err
-		}
-		add(l.CAKey, b, keyFileMode)
+		add(l.CAKey, caData, keyFileMode)
 	}
 	add(l.CACert, EncodeCertificatesPEM(res.CA), certFileMode)
-	for _, k := range []struct {
-		path string
-		key  crypto.Signer
-	}{{l.ServerKey, serverKey}, {l.NextKey, nextKey}} {
-		b, err := keyPEM(k.key, opts.KeyPassphrase)
-		if err != nil {
-			return nil, err
-		}
-		add(k.path, b, keyFileMode)
-	}
+	add(l.ServerKey, serverData, keyFileMode)
+	add(l.NextKey, nextData, keyFileMode)
 	add(l.ServerCert, EncodeCertificatesPEM(res.Server), certFileMode)
 
 	if err := commit(l.Dir, changes, opts.hook); err != nil {
 		return nil, fmt.Errorf("initialising %q: %w", l.Dir, err)
 	}
+	tk = nil // committed: the keys in the token are in use
+	if opts.Overwrite {
+		for _, f := range stale {
+			switch err := os.Remove(f); {
+			case err == nil:
+				res.Removed = append(res.Removed, f)
+			case !errors.Is(err, fs.ErrNotExist):
+				return res, fmt.Errorf("initialising %q: the new layout is in place but the old key file %q could not be removed (remove it by hand): %w", l.Dir, f, err)
+			}
+		}
+	}
 	if opts.SelfSigned && opts.Overwrite {
 		// A CA key left from an earlier CA layout would sign nothing in
 		// this one, yet renewal would still find it beside the certificate
 		// and an operator would still have to guard it: it goes.
-		switch err := os.Remove(l.CAKey); {
-		case err == nil:
-			res.RemovedCAKey = l.CAKey
-		case !errors.Is(err, fs.ErrNotExist):
-			return res, fmt.Errorf("initialising %q: the new self-signed layout is in place but the old CA key %q could not be removed (remove it by hand): %w", l.Dir, l.CAKey, err)
+		for _, caKey := range []string{l.CAKey, other.CAKey} {
+			switch err := os.Remove(caKey); {
+			case err == nil:
+				res.RemovedCAKey = caKey
+			case !errors.Is(err, fs.ErrNotExist):
+				return res, fmt.Errorf("initialising %q: the new self-signed layout is in place but the old CA key %q could not be removed (remove it by hand): %w", l.Dir, caKey, err)
+			}
 		}
 	}
 	return res, nil

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"math"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -60,6 +58,12 @@ type RenewerOptions struct {
 	// KeyPassphrase and IssuerKeyPassphrase read encrypted keys; they are
 	// called at renewal time and must not prompt.
 	KeyPassphrase, IssuerKeyPassphrase func() ([]byte, error)
+
+	// Tokens opens keys kept in PKCS#11 tokens (the key, or the CA key,
+	// given as a pkcs11: URI or a .uri file): a CA key in a token renews
+	// the certificate without ever being on disk. Nil means such keys
+	// cannot renew.
+	Tokens *Tokens
 
 	// RenewAfter is the fraction of the certificate's lifetime (NotBefore
 	// to NotAfter) after which it is renewed, between 0 and 1 exclusive.
@@ -125,8 +129,10 @@ func NewRenewer(opts RenewerOptions) (*Renewer, error) {
 		opts.CertPath = filepath.Join(defaultDir, ServerCertFile)
 	}
 	if opts.KeyPath == "" {
-		opts.KeyPath = SiblingKeyPath(opts.CertPath)
+		opts.KeyPath = ResolveKeyPath(SiblingKeyPath(opts.CertPath))
 	}
+	opts.KeyPath = opts.Tokens.takePIN(opts.KeyPath)
+	opts.IssuerKeyPath = opts.Tokens.takePIN(opts.IssuerKeyPath)
 	if opts.RenewAfter == 0 {
 		opts.RenewAfter = defaultRenewAfter
 	}
@@ -173,6 +179,7 @@ func (r *Renewer) loadIssuer(cert *x509.Certificate) error {
 		IssuerCertPath:      r.opts.IssuerCertPath,
 		IssuerKeyPath:       r.opts.IssuerKeyPath,
 		IssuerKeyPassphrase: r.opts.IssuerKeyPassphrase,
+		Tokens:              r.opts.Tokens,
 	})
 	switch {
 	case err == nil, errors.Is(err, ErrIssuerKeyMissing), errors.Is(err, ErrNotIssuer), errors.Is(err, ErrPassphraseRequired):
@@ -256,12 +263,12 @@ func (r *Renewer) canRenew(cert *x509.Certificate) error {
 		issuer = filepath.Join(filepath.Dir(r.opts.CertPath), CACertFile)
 	}
 	if keyPath == "" {
-		keyPath = filepath.Join(filepath.Dir(issuer), CAKeyFile)
+		keyPath = ResolveKeyPath(filepath.Join(filepath.Dir(issuer), CAKeyFile))
 	}
-	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
+	if !keyRefExists(keyPath) {
 		return &IssuerError{CertPath: r.opts.CertPath, IssuerCertPath: issuer, IssuerKeyPath: keyPath, Missing: keyPath, Err: ErrIssuerKeyMissing}
 	}
-	if _, _, err := readFile(keyPath, trustfile.CAKey); err != nil {
+	if _, _, err := readKeyRef(keyPath, trustfile.CAKey); err != nil {
 		return fmt.Errorf("reading key %q: %w", keyPath, err)
 	}
 	return nil
@@ -278,6 +285,7 @@ func (r *Renewer) renew(ctx context.Context, cert *x509.Certificate) (*RotateRes
 		Validity:            r.opts.Validity,
 		KeyPassphrase:       r.opts.KeyPassphrase,
 		IssuerKeyPassphrase: r.opts.IssuerKeyPassphrase,
+		Tokens:              r.opts.Tokens,
 		// Under the lock: renew only if the certificate on disk is still
 		// due, so the second of two instances sees the first one's fresh
 		// certificate and leaves it.

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -28,18 +27,26 @@ type RotateOptions struct {
 
 	// KeyPath is its key. Default: [SiblingKeyPath](CertPath), the
 	// certificate's name with the extension .key (certs/server.key for
-	// certs/server.crt, game.key for game.crt).
+	// certs/server.crt, game.key for game.crt), or .uri when only that
+	// exists ([ResolveKeyPath]). Every key path may be a pkcs11: URI or a
+	// file holding one, opened through Tokens.
 	KeyPath string
 
 	// NextKeyPath is the pre-generated next key. Default:
-	// [NextKeyPath](KeyPath), e.g. server.next.key.
+	// [NextKeyPath](KeyPath), e.g. server.next.key (server.next.uri for
+	// server.uri); none when KeyPath is a URI.
 	NextKeyPath string
 
 	// IssuerCertPath and IssuerKeyPath name the CA that signs. Default:
-	// ca.crt and ca.key beside CertPath when the certificate is CA-issued;
-	// a self-signed certificate is re-signed by its own key. Naming an
-	// issuer for a self-signed certificate makes the new one CA-issued.
+	// ca.crt and ca.key (or ca.uri) beside CertPath when the certificate
+	// is CA-issued; a self-signed certificate is re-signed by its own key.
+	// Naming an issuer for a self-signed certificate makes the new one
+	// CA-issued.
 	IssuerCertPath, IssuerKeyPath string
+
+	// Tokens opens keys kept in PKCS#11 tokens. Nil means key URIs fail
+	// with [ErrKeyUnavailable].
+	Tokens *Tokens
 
 	// Validity and NotAfter set the new lifetime; see [CertOptions].
 	// Default: the same length as the current certificate's.
@@ -49,7 +56,12 @@ type RotateOptions struct {
 	// PromoteNext makes the next key current (server.key gets the content
 	// of server.next.key, byte for byte) and puts a fresh key of the same
 	// type in server.next.key, encrypted with the same passphrase if the
-	// old next key was. Default false: the key, and so every pin, stays.
+	// old next key was. A next key in a token (server.next.uri) is
+	// promoted the same way, its URI file becoming server.uri, and the
+	// fresh key is made in the same token ([nextTokenKey] names it); the
+	// old key stays in the token until an operator deletes it. Promoting
+	// needs key files, not bare URIs: the files record which key is
+	// current. Default false: the key, and so every pin, stays.
 	PromoteNext bool
 
 	// KeyPassphrase is the passphrase source of encrypted server and next
@@ -112,9 +124,12 @@ func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
 	// Missing files are said plainly, before the lock, whose file could
 	// not even be made in a directory that does not exist.
 	for _, f := range []struct{ what, path string }{{"certificate", opts.CertPath}, {"key", opts.KeyPath}} {
-		if _, err := os.Stat(f.path); errors.Is(err, fs.ErrNotExist) {
+		if !keyRefExists(f.path) {
 			return nil, &fs.PathError{Op: "reading " + f.what, Path: f.path, Err: fs.ErrNotExist}
 		}
+	}
+	if opts.PromoteNext && (isKeyRef(opts.KeyPath) || isKeyRef(opts.NextKeyPath) || opts.NextKeyPath == "") {
+		return nil, fmt.Errorf("promoting the next key of %q: %w: the key or the next key is a bare URI, and promoting rewrites the files that say which key is current (key files, or .uri files naming keys in a token)", opts.CertPath, ErrKeyURI)
 	}
 	dir := filepath.Dir(opts.CertPath)
 	unlock, err := lockDir(ctx, dir)
@@ -127,6 +142,9 @@ func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
 	}
 
 	r := &rotation{opts: opts, dir: dir, keyPass: cachePassphrase(opts.KeyPassphrase)}
+	// A fresh next key made in a token is removed again unless the change
+	// is installed.
+	defer func() { r.made.rollback() }()
 	if err := r.readCertificate(); err != nil {
 		return nil, err
 	}
@@ -142,15 +160,19 @@ func Rotate(ctx context.Context, opts RotateOptions) (*RotateResult, error) {
 	return r.install()
 }
 
-// setDefaults fills in the paths the zero value stands for.
+// setDefaults fills in the paths the zero value stands for, and takes any
+// PIN out of key URIs (into Tokens) before they can be printed.
 func (o *RotateOptions) setDefaults() {
 	if o.CertPath == "" {
 		o.CertPath = DefaultLayout("").ServerCert
 	}
 	if o.KeyPath == "" {
-		o.KeyPath = SiblingKeyPath(o.CertPath)
+		o.KeyPath = ResolveKeyPath(SiblingKeyPath(o.CertPath))
 	}
-	if o.NextKeyPath == "" {
+	o.KeyPath = o.Tokens.takePIN(o.KeyPath)
+	o.NextKeyPath = o.Tokens.takePIN(o.NextKeyPath)
+	o.IssuerKeyPath = o.Tokens.takePIN(o.IssuerKeyPath)
+	if o.NextKeyPath == "" && !isKeyRef(o.KeyPath) {
 		o.NextKeyPath = NextKeyPath(o.KeyPath)
 	}
 }
@@ -171,6 +193,7 @@ type rotation struct {
 	signer     crypto.Signer       // the key that signs the new certificate
 	newKey     crypto.Signer       // the key the new certificate is for
 	changes    []change            // the files to install, in order
+	made       *tokenKeys          // a fresh next key made in a token, until installed
 }
 
 // readCertificate reads the certificate (chain) to re-issue.
@@ -192,7 +215,7 @@ func (r *rotation) readCertificate() error {
 // A key others may read is refused, as the server refuses to serve it:
 // re-issuing for a key that may have leaked would certify it again.
 func (r *rotation) readKey() error {
-	key, err := ReadKeyFile(r.opts.KeyPath, KeyOptions{Passphrase: r.keyPass, RequirePrivateFile: true})
+	key, err := ReadKeyFile(r.opts.KeyPath, KeyOptions{Passphrase: r.keyPass, RequirePrivateFile: true, Tokens: r.opts.Tokens})
 	if err != nil {
 		return err
 	}
@@ -222,25 +245,29 @@ func (r *rotation) findSigner() error {
 
 // chooseKey decides which key the new certificate is for: the current one,
 // or with PromoteNext the next one, whose place a fresh key of the same
-// type takes (encrypted with the same passphrase if the next key was).
-// Either way it learns the next key's public half for the result.
+// type takes (encrypted with the same passphrase if the next key was; made
+// in the same token if the next key is in one). Either way it learns the
+// next key's public half for the result.
 func (r *rotation) chooseKey() error {
 	r.newKey = r.key
 	if !r.opts.PromoteNext {
 		// Report the next pin without asking for a passphrase it may need.
-		if next, _, err := readFile(r.opts.NextKeyPath, trustfile.NextKey); err == nil {
-			if k, err := ParseKeyPEM(next, KeyOptions{}); err == nil {
+		if r.opts.NextKeyPath == "" {
+			return nil
+		}
+		if next, _, err := readKeyRef(r.opts.NextKeyPath, trustfile.NextKey); err == nil {
+			if k, err := parseKeyData(next, KeyOptions{Tokens: r.opts.Tokens}); err == nil {
 				r.res.NextKey = k.Signer.Public()
 			}
 		}
 		return nil
 	}
 	nextPath := r.opts.NextKeyPath
-	nextData, _, err := readKey(nextPath, trustfile.NextKey)
+	nextData, _, err := readKeyRef(nextPath, trustfile.NextKey)
 	if err != nil {
 		return fmt.Errorf("promoting next key: reading %q: %w", nextPath, err)
 	}
-	next, err := ParseKeyPEM(nextData, KeyOptions{Passphrase: r.keyPass})
+	next, err := parseKeyData(nextData, KeyOptions{Passphrase: r.keyPass, Tokens: r.opts.Tokens})
 	if err != nil {
 		return fmt.Errorf("promoting next key: reading %q: %w", nextPath, err)
 	}
@@ -248,19 +275,27 @@ func (r *rotation) chooseKey() error {
 	if err != nil {
 		return fmt.Errorf("promoting next key %q: %w", nextPath, err)
 	}
-	fresh, err := GenerateKey(kt)
-	if err != nil {
-		return err
-	}
-	var pass []byte
-	if next.Encrypted {
-		if pass, err = r.keyPass(); err != nil {
+	var fresh crypto.Signer
+	var freshData []byte
+	if uri, inToken := keyURIData(nextData); inToken {
+		// The fresh next key goes where the next key is.
+		r.made, fresh, freshData, err = nextTokenKey(r.opts.Tokens, uri, kt)
+		if err != nil {
+			return fmt.Errorf("promoting next key %q: making a fresh next key: %w", nextPath, err)
+		}
+	} else {
+		if fresh, err = GenerateKey(kt); err != nil {
 			return err
 		}
-	}
-	freshData, err := EncodeKeyPEM(fresh, pass)
-	if err != nil {
-		return err
+		var pass []byte
+		if next.Encrypted {
+			if pass, err = r.keyPass(); err != nil {
+				return err
+			}
+		}
+		if freshData, err = EncodeKeyPEM(fresh, pass); err != nil {
+			return err
+		}
 	}
 	r.newKey = next.Signer
 	if r.selfSigned {
@@ -268,7 +303,7 @@ func (r *rotation) chooseKey() error {
 	}
 	r.res.Promoted, r.res.NextKey = true, fresh.Public()
 	// The key file gets the next key's bytes as they are: its encryption
-	// and format stay what the operator made.
+	// and format stay what the operator made (a .uri file stays one).
 	r.changes = append(r.changes,
 		change{path: r.opts.KeyPath, data: nextData, perm: keyFileMode},
 		change{path: nextPath, data: freshData, perm: keyFileMode})
@@ -329,6 +364,7 @@ func (r *rotation) install() (*RotateResult, error) {
 	if err := commit(r.dir, r.changes, r.opts.hook); err != nil {
 		return nil, fmt.Errorf("rotating %q: %w", r.opts.CertPath, err)
 	}
+	r.made = nil // installed: the fresh key is in use
 	for _, c := range r.changes {
 		r.res.Written = append(r.res.Written, c.path)
 	}
@@ -344,7 +380,7 @@ func loadIssuer(old *x509.Certificate, dir string, opts RotateOptions) (*x509.Ce
 		certPath = filepath.Join(dir, CACertFile)
 	}
 	if keyPath == "" {
-		keyPath = filepath.Join(filepath.Dir(certPath), CAKeyFile)
+		keyPath = ResolveKeyPath(filepath.Join(filepath.Dir(certPath), CAKeyFile))
 	}
 	issuerErr := func(missing string, err error) error {
 		return &IssuerError{CertPath: opts.CertPath, IssuerCertPath: certPath, IssuerKeyPath: keyPath, Missing: missing, Err: err}
@@ -360,10 +396,10 @@ func loadIssuer(old *x509.Certificate, dir string, opts RotateOptions) (*x509.Ce
 	if err := old.CheckSignatureFrom(issuer); err != nil {
 		return nil, nil, issuerErr("", fmt.Errorf("%v: %w", err, ErrNotIssuer))
 	}
-	if _, err := os.Stat(keyPath); errors.Is(err, fs.ErrNotExist) {
+	if !keyRefExists(keyPath) {
 		return nil, nil, issuerErr(keyPath, ErrIssuerKeyMissing)
 	}
-	k, err := readKeyFile(keyPath, trustfile.CAKey, KeyOptions{Passphrase: opts.IssuerKeyPassphrase, RequirePrivateFile: true})
+	k, err := readKeyFile(keyPath, trustfile.CAKey, KeyOptions{Passphrase: opts.IssuerKeyPassphrase, RequirePrivateFile: true, Tokens: opts.Tokens})
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading issuer key: %w", err)
 	}
