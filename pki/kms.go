@@ -582,6 +582,38 @@ func (t *Tokens) signer(uri string) (crypto.Signer, *keyURI, error) {
 	return &tokenSigner{Signer: s, t: t, uri: k.redacted}, k, nil
 }
 
+// CreateKey makes a key of type kt in the token a pkcs11: URI names, as
+// the URI's object (CKA_LABEL) and id (CKA_ID), which are both required;
+// the private key is made sensitive and not extractable, so it never
+// leaves the token. Its Key.URI is the URI in canonical form, without any
+// PIN (pin-source is kept), as a .uri file would hold it. P-256, P-384 and
+// RSA 2048 to 4096 keys can be made; Ed25519 cannot ([ErrUnsupportedKey]).
+// A token that already holds a key with that label is
+// [ErrTokenKeyExists].
+func (t *Tokens) CreateKey(uri string, kt KeyType) (*Key, error) {
+	k, err := parseKeyURI(t.takePIN(uri))
+	if err != nil {
+		return nil, err
+	}
+	s, err := t.create(k, kt)
+	if err != nil {
+		return nil, err
+	}
+	return &Key{Signer: s, Format: formatToken, URI: k.String()}, nil
+}
+
+// DeleteKey deletes the key a pkcs11: URI names from its token: for
+// undoing a [Tokens.CreateKey] whose certificate could not be made. A key
+// clients pin cannot be brought back; nothing in this package deletes one
+// by itself.
+func (t *Tokens) DeleteKey(uri string) error {
+	k, err := parseKeyURI(t.takePIN(uri))
+	if err != nil {
+		return err
+	}
+	return t.remove(k)
+}
+
 // create makes a key of type kt in the token, as the object and id k
 // names, and returns it. An existing object of that label (whatever its
 // id) is [ErrTokenKeyExists]: nothing in a token is ever replaced.

@@ -96,7 +96,7 @@ type Key struct {
 	// Mode is the file's permission bits when read from a file, else zero.
 	Mode fs.FileMode
 	// URI names the key when it is kept in a PKCS#11 token (Format is
-	// [FormatToken]), any pin-value redacted; else "".
+	// [formatToken]), any pin-value redacted; else "".
 	URI string
 }
 

@@ -34,11 +34,13 @@
 //     session, cut; the Close… constants of package server).
 //   - spacecaptain_tls_handshakes_total{result,tls_version,resumed}
 //     (counter): TLS handshakes. result is ok, timeout, client_closed,
-//     not_tls, client_alert or error ([HandshakeOK] and the rest), or,
-//     for a client the server refused (--client-auth), the reason:
-//     no_client_cert, unknown_client, client_revoked,
-//     client_cert_expired or bad_client_chain (package pinning's
-//     ClientRefusalReasons, the one list later transports extend);
+//     not_tls, client_alert, error or key_unavailable (the server's own
+//     key failed to sign: a PKCS#11 token that stopped answering)
+//     ([HandshakeOK] and the rest), or, for a client the server refused
+//     (--client-auth), the reason: no_client_cert, unknown_client,
+//     client_revoked, client_cert_expired or bad_client_chain (package
+//     pinning's ClientRefusalReasons, the one list later transports
+//     extend);
 //     tls_version 1.2 or 1.3 (1.0 and 1.1 if a config allows them; unknown
 //     when the handshake failed before a version was chosen); resumed true
 //     for a resumed session, false for a full handshake.
@@ -118,6 +120,7 @@
 //	spacecaptain_connections_open / spacecaptain_connections_max > 0.9      near max conns
 //	rate(spacecaptain_connections_refused_total{reason="max_conns"}[5m]) > 0
 //	rate(spacecaptain_tls_handshakes_total{result="client_alert"}[5m]) > 0  clients reject the certificate: a pin or CA mismatch
+//	rate(spacecaptain_tls_handshakes_total{result="key_unavailable"}[5m]) > 0  the key's token stopped signing
 //	process_open_fds / process_max_fds > 0.9
 //
 // # Health

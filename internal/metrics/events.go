@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 
@@ -94,6 +95,7 @@ const (
 	resultNotTLS
 	resultClientAlert
 	resultError
+	resultKeyUnavailable
 	resultNoClientCert
 	resultUnknownClient
 	resultClientRevoked
@@ -102,7 +104,7 @@ const (
 	numResults
 )
 
-var resultNames = [numResults]string{HandshakeOK, HandshakeTimeout, HandshakeClientClosed, HandshakeNotTLS, HandshakeClientAlert, HandshakeError,
+var resultNames = [numResults]string{HandshakeOK, HandshakeTimeout, HandshakeClientClosed, HandshakeNotTLS, HandshakeClientAlert, HandshakeError, HandshakeKeyUnavailable,
 	pinning.RefusedNoClientCert, pinning.RefusedUnknownClient, pinning.RefusedClientRevoked, pinning.RefusedClientCertExpired, pinning.RefusedBadClientChain}
 
 // refusalResult returns the result of a client refused for reason, one
@@ -116,6 +118,14 @@ func refusalResult(reason string) int {
 	}
 	return resultError
 }
+
+// signFailed starts the error crypto/tls returns when the certificate's
+// private key fails to sign (handshake_server_tls13.go, key_agreement.go:
+// "tls: failed to sign handshake: ", "tls: failed to sign ECDHE
+// parameters: "). crypto/tls flattens the signer's error into that text,
+// so the text is all there is to go by; TestHandshakeResultSignFailure
+// checks it against the real crypto/tls, TLS 1.2 and 1.3.
+const signFailed = "tls: failed to sign "
 
 // handshakeResult sorts a handshake error into a result. It looks at
 // crypto/tls's error types, not its messages, which change between Go
@@ -149,6 +159,9 @@ func handshakeResult(err error) int {
 		if e == io.EOF || e == io.ErrUnexpectedEOF || e == error(syscall.ECONNRESET) {
 			return resultClientClosed
 		}
+	}
+	if strings.HasPrefix(err.Error(), signFailed) {
+		return resultKeyUnavailable
 	}
 	return resultError
 }

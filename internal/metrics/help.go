@@ -15,5 +15,5 @@ const (
 	helpRequestBytes        = "Bytes of request frames answered, headers included, by type (protocol bytes, not TLS or TCP)."
 	helpReplyBytes          = "Bytes of the replies to them, headers included, by request type."
 	helpConnectionsMax      = "The server's connection limit (max conns)."
-	helpHandshakes          = "TLS handshakes, by result (ok, timeout, client_closed, not_tls, client_alert, error; a client the server refused: no_client_cert, unknown_client, client_revoked, client_cert_expired, bad_client_chain), TLS version (1.2, 1.3; unknown when it failed before one was chosen) and resumed (true for a resumed session, false for a full handshake)."
+	helpHandshakes          = "TLS handshakes, by result (ok, timeout, client_closed, not_tls, client_alert, error, key_unavailable: the server's key failed to sign, as a key in a PKCS#11 token does when the token stops answering; a client the server refused: no_client_cert, unknown_client, client_revoked, client_cert_expired, bad_client_chain), TLS version (1.2, 1.3; unknown when it failed before one was chosen) and resumed (true for a resumed session, false for a full handshake)."
 )

@@ -59,6 +59,11 @@ const (
 	// HandshakeError: any other failure, e.g. no TLS version, cipher suite
 	// or group in common, or a malformed ClientHello.
 	HandshakeError = "error"
+	// HandshakeKeyUnavailable: the server's own key failed to sign, as a
+	// key in a PKCS#11 token does when the token is removed or its module
+	// fails. The server keeps running; every full handshake fails until
+	// the token answers again.
+	HandshakeKeyUnavailable = "key_unavailable"
 )
 
 // The values of the request metrics' type label: the request types of

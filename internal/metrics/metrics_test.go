@@ -1,10 +1,16 @@
 package metrics
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"strings"
@@ -315,5 +321,46 @@ func TestCheckCertificate(t *testing.T) {
 	m := mustNew(t, Options{OmitRuntime: true})
 	if err := m.CheckCertificate(); !errors.Is(err, ErrNoCertificate) {
 		t.Errorf("CheckCertificate() before a load = %v, want ErrNoCertificate", err)
+	}
+}
+
+// failingSigner is a key whose token stopped answering.
+type failingSigner struct{ crypto.Signer }
+
+func (failingSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("token key unavailable: CKR_DEVICE_REMOVED")
+}
+
+// A server key that fails to sign is counted as key_unavailable, on the
+// error the real crypto/tls returns, TLS 1.2 and 1.3 (issue 17): the text
+// handshakeResult goes by is crypto/tls's, and this catches a change.
+func TestHandshakeResultSignFailure(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: failingSigner{key}}
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(v), func(t *testing.T) {
+			c, s := net.Pipe()
+			defer c.Close()
+			defer s.Close()
+			srv := tls.Server(s, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: v, MaxVersion: v})
+			cli := tls.Client(c, &tls.Config{InsecureSkipVerify: true, MinVersion: v, MaxVersion: v})
+			go func() { _ = cli.Handshake(); c.Close() }()
+			err := srv.Handshake()
+			if err == nil {
+				t.Fatal("the handshake succeeded with a key that cannot sign")
+			}
+			if got := resultNames[handshakeResult(err)]; got != HandshakeKeyUnavailable {
+				t.Fatalf("handshakeResult(%v) = %s, want %s", err, got, HandshakeKeyUnavailable)
+			}
+		})
 	}
 }

@@ -20,6 +20,7 @@ type fingerprintOptions struct {
 	udp        bool
 	json       bool
 	pass       *cli.Passphrase
+	tokenPIN   *cli.TokenPIN
 }
 
 // fingerprintFormats are the --format values, each named for what it is
@@ -27,13 +28,14 @@ type fingerprintOptions struct {
 var fingerprintFormats = []string{"pin", "pin-hex", "base64", "cert-sha256"}
 
 func newFingerprintCmd(env *Env) *cobra.Command {
-	o := &fingerprintOptions{pass: env.passphrase()}
+	o := &fingerprintOptions{pass: env.passphrase(), tokenPIN: env.tokenPIN()}
 	cmd := &cobra.Command{
 		Use:   "fingerprint FILE|HOST:PORT",
 		Short: "Print the pin or fingerprint of a certificate, key or server",
 		Long: `fingerprint prints one line for the first certificate of FILE (the leaf of a
 chain), for a private key, or for the certificate a server presents at
-HOST:PORT (read as HOST:PORT when no file of that name exists).
+HOST:PORT (read as HOST:PORT when no file of that name exists). A key in a
+PKCS#11 token is given as its pkcs11: URI, or a .uri file holding one.
 
 A server's pin is fetched without checking who the server is: it is NOT
 VERIFIED (the output says so, on standard error, and in --json as
@@ -69,6 +71,7 @@ Formats:
 	cli.PositiveDurationVar(fs, &o.timeout, "timeout", 10*time.Second, "how long to wait for a server to connect and handshake")
 	addUDPFlag(fs, &o.udp)
 	o.pass.AddFlags(fs)
+	o.tokenPIN.AddFlags(fs)
 	fs.BoolVar(&o.json, "json", false, "print all formats as JSON")
 	cli.CompleteValues(cmd, "format", fingerprintFormats...)
 	return cmd
@@ -97,7 +100,9 @@ func runFingerprint(ctx context.Context, stdout, stderr io.Writer, arg string, o
 	default:
 		return cli.Usagef("--format %q: want %s", o.format, strings.Join(fingerprintFormats, ", "))
 	}
-	src, err := loadTarget(ctx, arg, targetOptions{serverName: o.serverName, timeout: o.timeout, pass: o.pass, udp: o.udp})
+	tokens := openTokens(stderr, o.tokenPIN, "the argument", arg)
+	defer tokens.Close()
+	src, err := loadTarget(ctx, arg, targetOptions{serverName: o.serverName, timeout: o.timeout, pass: o.pass, udp: o.udp, tokens: tokens})
 	if err != nil {
 		return err
 	}
@@ -136,7 +141,7 @@ func runFingerprint(ctx context.Context, stdout, stderr io.Writer, arg string, o
 		fmt.Fprintln(stdout, out.Base64)
 	case "cert-sha256":
 		if out.CertSHA256 == "" {
-			return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s is a private key: it has no certificate fingerprint", arg),
+			return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s is a private key: it has no certificate fingerprint", src.name),
 				"use --format pin, pin-hex or base64 for a key, or give its certificate")
 		}
 		fmt.Fprintln(stdout, out.CertSHA256)

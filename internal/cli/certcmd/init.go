@@ -31,6 +31,8 @@ type initOptions struct {
 	// offlineNext moves the next key there (sc-cert export-next) once the
 	// layout is made.
 	offlineNext string
+	kms        string
+	tokenPIN   *cli.TokenPIN
 }
 
 func newInitCmd(env *Env) *cobra.Command {
@@ -55,6 +57,21 @@ self-signed, ca.crt is a copy of it and there is no ca.key (--force over
 a CA layout removes the old one). Every re-issue then invalidates the copy
 CA-file clients hold.
 
+With --kms URI the keys are made in a PKCS#11 token (an HSM, a YubiKey,
+SoftHSM2) and never exist anywhere else: the URI names the token, e.g.
+
+  pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=sc?pin-source=/etc/space-captain/token-pin
+
+and each key gets a fixed label (object) and id in it: the CA key sc-ca
+(id 01), the server key sc-server (id 02) and the next key sc-server-next
+(id 03). Small files beside the certificates name them, where the key
+files would be: ca.uri, server.uri and server.next.uri (0600, one URI each,
+no PIN), so sc-cert and sc-server find the keys without the URI being
+typed again. The PIN comes from pin-source=FILE in the URI, else
+--token-pin-file FILE, else $SC_TOKEN_PIN. A token that already holds a key
+under one of these labels is refused, --force or not: keys in a token are
+never replaced. P-256, P-384 and RSA keys only (not Ed25519).
+
 It prints the pins of the server key and the next key, and what to do next.
 Existing files are left alone unless --force is given.
 
@@ -69,7 +86,8 @@ ca.key, so one compromised server could otherwise mint players):
   sc-cert init --dir /etc/space-captain --dns game.example --ip 192.0.2.10
   sc-cert init --self-signed --key-type ed25519
   SC_KEY_PASSWORD=... sc-cert init --encrypt-key --json
-  sc-cert init --client-ca                  # certs/client-ca.crt and certs/client-ca.key`,
+  sc-cert init --client-ca                  # certs/client-ca.crt and certs/client-ca.key
+  sc-cert init --kms 'pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=sc?pin-source=/etc/space-captain/token-pin'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.pass.Prompt, o.pass.Context = cmd.ErrOrStderr(), cmd.Context()
@@ -77,6 +95,7 @@ ca.key, so one compromised server could otherwise mint players):
 		},
 	}
 	o.pass = env.passphrase()
+	o.tokenPIN = env.tokenPIN()
 	fs := cmd.Flags()
 	fs.StringVar(&o.dir, "dir", pki.DefaultLayout("").Dir, "`DIR`ectory to make the files in (created if missing)")
 	fs.BoolVar(&o.selfSigned, "self-signed", false, "make a self-signed server certificate and no CA (ca.crt is a copy of server.crt)")
@@ -87,16 +106,21 @@ ca.key, so one compromised server could otherwise mint players):
 	cli.PositiveDurationVar(fs, &o.caValidity, "ca-validity", 0, "how long the CA is valid, as a `DURATION` (default 10y)")
 	fs.BoolVar(&o.encrypt, "encrypt-key", false, "encrypt server.key and server.next.key with a passphrase (PKCS#8, PBES2); the server then needs it to start")
 	o.pass.AddFlags(fs)
-	fs.BoolVar(&o.force, "force", false, "replace existing files")
+	fs.StringVar(&o.kms, "kms", "", "make the keys in the PKCS#11 token this pkcs11: `URI` names (module-path, token, pin-source; no object or id) and write ca.uri, server.uri and server.next.uri naming them")
+	o.tokenPIN.AddFlags(fs)
+	fs.BoolVar(&o.force, "force", false, "replace existing files (never keys in a token)")
 	fs.StringVar(&o.offlineNext, "offline-next", "", "keep the next key offline: move it to `DIR` (made if missing) and leave only its public half, server.next.pub, in the layout (as sc-cert export-next)")
+	cmd.MarkFlagsMutuallyExclusive("kms", "offline-next")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	fs.BoolVar(&o.clientCA, "client-ca", false, "make only a CA for players' certificates: client-ca.crt and client-ca.key in --dir (--key-type, --ca-validity, --cn and --encrypt-key apply to it)")
-	for _, f := range []string{"self-signed", "ca-key-type", "dns", "ip", "validity", "not-after"} {
+	for _, f := range []string{"self-signed", "ca-key-type", "dns", "ip", "validity", "not-after", "kms"} {
 		cmd.MarkFlagsMutuallyExclusive("client-ca", f)
 	}
 	cmd.MarkFlagsMutuallyExclusive("validity", "not-after")
 	cmd.MarkFlagsMutuallyExclusive("self-signed", "ca-key-type")
 	cmd.MarkFlagsMutuallyExclusive("self-signed", "ca-validity")
+	cmd.MarkFlagsMutuallyExclusive("kms", "encrypt-key")
+	cmd.MarkFlagsMutuallyExclusive("kms", "password-file")
 	cli.CompleteValues(cmd, "key-type", keyTypeList()...)
 	cli.CompleteValues(cmd, "ca-key-type", keyTypeList()...)
 	return cmd
@@ -112,6 +136,8 @@ type initJSON struct {
 	NotAfter   time.Time `json:"not_after"`
 	DNSNames   []string  `json:"dns_names"`
 	IPs        []string  `json:"ip_addresses"`
+	// Token is the token holding the keys (--kms), its PIN redacted.
+	Token string `json:"token,omitempty"`
 }
 
 type fileRef struct {
@@ -140,6 +166,11 @@ func runInit(ctx context.Context, stdout, stderr io.Writer, env *Env, o *initOpt
 		Overwrite:   o.force,
 		Now:         env.Now,
 	}
+	if o.kms != "" {
+		tokens := openTokens(stderr, o.tokenPIN, "--kms", o.kms)
+		defer tokens.Close()
+		opts.Token, opts.Tokens = o.kms, tokens
+	}
 	if o.encrypt || o.pass.File != "" {
 		pw, err := o.pass.ForNewKey("the new server key")
 		if err != nil {
@@ -154,7 +185,7 @@ func runInit(ctx context.Context, stdout, stderr io.Writer, env *Env, o *initOpt
 	res, err := pki.InitLayout(ctx, opts)
 	stop()
 	if err != nil {
-		return cli.WithHint(err, existHint(err, "--force"))
+		return cli.TokenHint(cli.WithHint(err, existHint(err, "--force")))
 	}
 	l := res.Layout
 	out := initJSON{
@@ -167,12 +198,21 @@ func runInit(ctx context.Context, stdout, stderr io.Writer, env *Env, o *initOpt
 		DNSNames:   nonNil(res.Server.DNSNames),
 		IPs:        ipStrings(res.Server.IPAddresses),
 	}
+	inToken := func(role, object string, id int) string {
+		if o.kms == "" {
+			return role
+		}
+		return fmt.Sprintf("%s: in the token, object %s (id %02x)", role, object, id)
+	}
+	if o.kms != "" {
+		out.Token = display(o.kms)
+	}
 	if res.SelfSigned {
 		out.Files = []fileRef{{l.CACert, "copy of the self-signed server certificate (for CA-file clients)"}}
 	} else {
-		out.Files = []fileRef{{l.CACert, "local CA certificate (for CA-file clients)"}, {l.CAKey, "local CA key"}}
+		out.Files = []fileRef{{l.CACert, "local CA certificate (for CA-file clients)"}, {l.CAKey, inToken("local CA key", pki.TokenObjectCA, pki.TokenIDCA)}}
 	}
-	out.Files = append(out.Files, fileRef{l.ServerCert, "server certificate"}, fileRef{l.ServerKey, "server key"})
+	out.Files = append(out.Files, fileRef{l.ServerCert, "server certificate"}, fileRef{l.ServerKey, inToken("server key", pki.TokenObjectServer, pki.TokenIDServer)})
 	if o.offlineNext != "" {
 		if err := os.MkdirAll(o.offlineNext, 0o700); err != nil {
 			return fmt.Errorf("making %s for the offline next key: %w", o.offlineNext, err)
@@ -185,10 +225,13 @@ func runInit(ctx context.Context, stdout, stderr io.Writer, env *Env, o *initOpt
 		fmt.Fprintf(stderr, "sc-cert: warning: %s removed: %s\n", l.NextKey, residueWarning)
 		out.Files = append(out.Files, fileRef{ex.Public, "public half of the next key (the private half is offline)"}, fileRef{ex.MovedTo, "next server key, OFFLINE: keep it off the server until the rollover"})
 	} else {
-		out.Files = append(out.Files, fileRef{l.NextKey, "next server key"})
+		out.Files = append(out.Files, fileRef{l.NextKey, inToken("next server key", pki.TokenObjectNext, pki.TokenIDNext)})
 	}
 	if res.RemovedCAKey != "" {
 		fmt.Fprintf(stderr, "sc-cert: removed %s: the self-signed layout has no CA\n", res.RemovedCAKey)
+	}
+	for _, f := range res.Removed {
+		fmt.Fprintf(stderr, "sc-cert: removed %s: the new layout's keys are elsewhere\n", f)
 	}
 	if res.SelfSigned {
 		fmt.Fprintf(stderr, "sc-cert: warning: %s is a copy of the self-signed %s: CA-file clients need the new copy after every re-issue (sc-cert rotate --cert %s --key %s); pin and TOFU clients keep working\n", l.CACert, l.ServerCert, l.ServerCert, l.ServerKey)
@@ -203,6 +246,9 @@ func runInit(ctx context.Context, stdout, stderr io.Writer, env *Env, o *initOpt
 	fmt.Fprintf(stdout, "Created %s (%s):\n", l.Dir, kind)
 	for _, f := range out.Files {
 		fmt.Fprintf(stdout, "  %-28s %s\n", f.Path, f.Role)
+	}
+	if o.kms != "" {
+		fmt.Fprintf(stdout, "\nThe keys are in the PKCS#11 token %s; the .uri files name them (no PIN in them).\n", out.Token)
 	}
 	names := append(append([]string{}, out.DNSNames...), out.IPs...)
 	fmt.Fprintf(stdout, "\nThe server certificate is for %s and valid until %s.\n", strings.Join(names, ", "), res.Server.NotAfter.Format(time.RFC3339))
@@ -228,6 +274,9 @@ func printNext(w io.Writer, res *pki.InitResult, out initJSON) {
 	serve := "sc-server"
 	if filepath.Clean(l.Dir) != pki.DefaultLayout("").Dir {
 		serve = fmt.Sprintf("sc-server --cert %s --key %s", l.ServerCert, l.ServerKey)
+	}
+	if out.Token != "" && !strings.Contains(out.Token, "pin-source=") {
+		serve += " --token-pin-file FILE (or $" + cli.TokenPINEnv + ")"
 	}
 	fmt.Fprintf(w, "\nNext:\n")
 	fmt.Fprintf(w, "  - serve it: %s\n", serve)

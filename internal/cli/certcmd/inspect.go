@@ -22,10 +22,11 @@ type inspectOptions struct {
 	udp        bool
 	json       bool
 	pass       *cli.Passphrase
+	tokenPIN   *cli.TokenPIN
 }
 
 func newInspectCmd(env *Env) *cobra.Command {
-	o := &inspectOptions{pass: env.passphrase()}
+	o := &inspectOptions{pass: env.passphrase(), tokenPIN: env.tokenPIN()}
 	cmd := &cobra.Command{
 		Use:   "inspect FILE|HOST:PORT",
 		Short: "Show what is in a certificate, chain or key file, or what a server presents",
@@ -37,12 +38,16 @@ it).
 
 FILE may hold certificates (a chain, leaf first) or a private key; for a key
 it prints the type, format and pin, and warns when others may read the file.
+A key in a PKCS#11 token is given as its pkcs11: URI, or a .uri file holding
+one (the PIN from pin-source=FILE in the URI, else --token-pin-file FILE,
+else $SC_TOKEN_PIN); the private key stays in the token.
 When no file of that name exists the argument is read as HOST:PORT: inspect
 connects with TLS and shows the chain the server presents. Nothing is
 verified, so nothing shown is authenticated — use it to look, and verify or
 pin to trust.`,
 		Example: `  sc-cert inspect certs/server.crt
   sc-cert inspect certs/server.key
+  sc-cert inspect certs/server.uri          # a key in a PKCS#11 token
   sc-cert inspect localhost:4242
   sc-cert inspect --server-name game.example 192.0.2.10:4242 --json`,
 		Args: cli.ExactArgs(1, "one FILE or HOST:PORT"),
@@ -56,6 +61,7 @@ pin to trust.`,
 	cli.PositiveDurationVar(fs, &o.timeout, "timeout", 10*time.Second, "how long to wait for a server to connect and handshake")
 	addUDPFlag(fs, &o.udp)
 	o.pass.AddFlags(fs)
+	o.tokenPIN.AddFlags(fs)
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	return cmd
 }
@@ -115,10 +121,14 @@ type keyJSON struct {
 	Private    bool   `json:"private_file"`
 	Pin        string `json:"pin"`
 	KeyTypeArg string `json:"key_type,omitempty"`
+	// URI names a key kept in a PKCS#11 token, its PIN redacted.
+	URI string `json:"uri,omitempty"`
 }
 
 func runInspect(ctx context.Context, stdout, stderr io.Writer, env *Env, arg string, o *inspectOptions) error {
-	src, err := loadTarget(ctx, arg, targetOptions{serverName: o.serverName, timeout: o.timeout, pass: o.pass, udp: o.udp})
+	tokens := openTokens(stderr, o.tokenPIN, "the argument", arg)
+	defer tokens.Close()
+	src, err := loadTarget(ctx, arg, targetOptions{serverName: o.serverName, timeout: o.timeout, pass: o.pass, udp: o.udp, tokens: tokens})
 	if err != nil {
 		return err
 	}
@@ -155,6 +165,7 @@ func describeTarget(src *target, now time.Time) inspectJSON {
 			Encrypted: src.key.Encrypted,
 			Private:   src.key.Mode&0o077 == 0,
 			Pin:       pinOfKey(src.key.Signer.Public()),
+			URI:       src.key.URI,
 		}
 		if src.key.Mode != 0 {
 			k.Mode = fmt.Sprintf("%04o", src.key.Mode)
@@ -220,7 +231,12 @@ func printInspect(w io.Writer, out inspectJSON) {
 		fmt.Fprintf(w, "%s: private key\n", out.Source)
 		row(w, "Type", k.Type)
 		row(w, "Format", k.Format)
-		row(w, "Encrypted", yesNo(k.Encrypted))
+		if k.URI != "" {
+			row(w, "URI", k.URI)
+			row(w, "Private key", "in the token; it cannot be read out")
+		} else {
+			row(w, "Encrypted", yesNo(k.Encrypted))
+		}
 		if k.Mode != "" {
 			row(w, "File mode", k.Mode)
 		}

@@ -28,10 +28,12 @@ type pinShowOptions struct {
 	timeout    time.Duration
 	json       bool
 	pass       *cli.Passphrase
+	tokenPIN   *cli.TokenPIN
+	tokens     *pki.Tokens
 }
 
 func newPinShowCmd(env *Env, f *pinFlags) *cobra.Command {
-	o := &pinShowOptions{pinFlags: f, pass: env.passphrase()}
+	o := &pinShowOptions{pinFlags: f, pass: env.passphrase(), tokenPIN: env.tokenPIN()}
 	cmd := &cobra.Command{
 		Use:   "show FILE|DIR|HOST:PORT [--next]",
 		Short: "Show the pins to hand to clients: a server's current key and, with --next, its next one",
@@ -76,6 +78,7 @@ handing them out. Nothing is ever written to the known hosts file.`,
 	fs.StringVar(&o.serverName, "server-name", "", "TLS server `NAME` (SNI) to ask for, with HOST:PORT (default: the host of HOST:PORT)")
 	cli.PositiveDurationVar(fs, &o.timeout, "timeout", client.DefaultTimeout, "how long to wait for a server to connect and handshake, and then for its KEYS reply")
 	o.pass.AddFlags(fs)
+	o.tokenPIN.AddFlags(fs)
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	return cmd
 }
@@ -101,6 +104,8 @@ func runPinShow(ctx context.Context, stdout, stderr io.Writer, env *Env, arg str
 		return cli.Usagef("--next-key needs --next")
 	}
 	var out *pinShowJSON
+	o.tokens = openTokens(stderr, o.tokenPIN, "--next-key", o.nextKey)
+	defer o.tokens.Close()
 	fi, err := os.Stat(arg)
 	switch {
 	case err == nil:
@@ -131,7 +136,7 @@ func showFile(arg string, fi fs.FileInfo, o *pinShowOptions) (*pinShowJSON, erro
 	var nextPath string
 	if fi.IsDir() {
 		l := pki.DefaultLayout(arg)
-		out.Kind, out.CurrentFrom, nextPath = "layout", l.ServerCert, l.NextKey
+		out.Kind, out.CurrentFrom, nextPath = "layout", l.ServerCert, pki.ResolveKeyPath(l.NextKey)
 		// The certificate gives the pin without a passphrase; a directory
 		// holding only the key is still a layout.
 		if _, err := os.Stat(l.ServerCert); errors.Is(err, fs.ErrNotExist) {
@@ -145,7 +150,7 @@ func showFile(arg string, fi fs.FileInfo, o *pinShowOptions) (*pinShowJSON, erro
 	} else {
 		out.CurrentFrom = arg
 	}
-	pin, kind, err := readPin(out.CurrentFrom, o.pass)
+	pin, kind, err := readPin(out.CurrentFrom, o)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +158,7 @@ func showFile(arg string, fi fs.FileInfo, o *pinShowOptions) (*pinShowJSON, erro
 		out.Kind = kind
 		switch kind {
 		case "certificate":
-			nextPath = filepath.Join(filepath.Dir(arg), pki.NextKeyFile)
+			nextPath = pki.ResolveKeyPath(filepath.Join(filepath.Dir(arg), pki.NextKeyFile))
 		default:
 			nextPath = pki.NextKeyPath(arg)
 		}
@@ -169,7 +174,7 @@ func showFile(arg string, fi fs.FileInfo, o *pinShowOptions) (*pinShowJSON, erro
 		// them would hand out a pin set that matches no rollover.
 		return nil, cli.Usagef("%s is a CA certificate, and the next key beside it is the server's, not the CA's: give the server certificate or the directory, or name the next key with --next-key", arg)
 	}
-	next, _, err := readPin(nextPath, o.pass)
+	next, _, err := readPin(nextPath, o)
 	if errors.Is(err, fs.ErrNotExist) {
 		certPath, keyPath := out.CurrentFrom, pki.SiblingKeyPath(out.CurrentFrom)
 		if kind == "private key" {
@@ -192,16 +197,17 @@ func showFile(arg string, fi fs.FileInfo, o *pinShowOptions) (*pinShowJSON, erro
 // readPin returns the pin of the key in a PEM file — a certificate (the
 // first of a chain), a private key (decrypted with the passphrase if need
 // be) or a public key — and which of these it was.
-func readPin(path string, pass *cli.Passphrase) (pinning.Pin, string, error) {
+func readPin(path string, o *pinShowOptions) (pinning.Pin, string, error) {
 	data, _, err := trustfile.Read(path, trustfile.PinFile)
 	if err != nil {
 		return pinning.Pin{}, "", err
 	}
 	switch {
-	case bytes.Contains(data, []byte("PRIVATE KEY-----")):
-		key, err := pki.ReadKeyFile(path, pki.KeyOptions{Passphrase: pass.Source(path)})
+	case bytes.Contains(data, []byte("PRIVATE KEY-----")) || pki.IsKeyURI(string(bytes.TrimSpace(data))):
+		// A key file, or a file naming a key in a token (a .uri file).
+		key, err := pki.ReadKeyFile(path, pki.KeyOptions{Passphrase: o.pass.Source(path), Tokens: o.tokens})
 		if err != nil {
-			return pinning.Pin{}, "", keyHint(err, "", path)
+			return pinning.Pin{}, "", cli.TokenHint(keyHint(err, "", path))
 		}
 		pin, err := pinning.PinOfPublicKey(key.Signer.Public())
 		if err != nil {

@@ -24,10 +24,11 @@ type rotateOptions struct {
 	timeout                        time.Duration
 	json                           bool
 	pass, issuerPass               *cli.Passphrase
+	tokenPIN                       *cli.TokenPIN
 }
 
 func newRotateCmd(env *Env) *cobra.Command {
-	o := &rotateOptions{pass: env.passphrase(), issuerPass: env.passphrase()}
+	o := &rotateOptions{pass: env.passphrase(), issuerPass: env.passphrase(), tokenPIN: env.tokenPIN()}
 	cmd := &cobra.Command{
 		Use:   "rotate [--cert FILE] [--key FILE] [--validity DURATION | --not-after TIME] [--promote-next]",
 		Short: "Re-issue a certificate in place, on the same key or the pre-made next key",
@@ -62,7 +63,16 @@ is completed (or undone) by the next command that takes that lock, by
 sc-server at start, or by --recover alone.
 
 The key defaults to the certificate's name with .key: certs/server.key for
-certs/server.crt, game.key for game.crt.`,
+certs/server.crt, game.key for game.crt (or .uri, when only that exists).
+
+Keys may be in a PKCS#11 token (sc-cert init --kms): --key, --next-key and
+--issuer-key then take a pkcs11: URI or a .uri file naming one, and the
+.uri files beside the certificate are found by default. The CA key in the
+token signs the new certificate; with --promote-next, server.next.uri
+becomes server.uri and a fresh next key is made in the same token, labelled
+sc-server-next-2 (then -3, ...) with a random id. The old key stays in the
+token until you delete it. The PIN comes from pin-source=FILE in the URI,
+else --token-pin-file FILE, else $SC_TOKEN_PIN.`,
 		Example: `  sc-cert rotate
   sc-cert rotate --cert certs/server.crt --key certs/server.key --validity 30d
   sc-cert rotate --promote-next
@@ -79,10 +89,10 @@ certs/server.crt, game.key for game.crt.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.certPath, "cert", pki.DefaultLayout("").ServerCert, "certificate `FILE` to re-issue")
-	fs.StringVar(&o.keyPath, "key", "", "its key `FILE` (default: --cert's name with .key, e.g. certs/server.key)")
-	fs.StringVar(&o.nextKeyPath, "next-key", "", "the next key `FILE` (default: --key with .next before its extension, e.g. server.next.key); when the next key is kept offline, the private key brought back")
+	fs.StringVar(&o.keyPath, "key", "", "its key `FILE` (default: --cert's name with .key, e.g. certs/server.key, or .uri when only that exists)"+cli.KeyRefHelp())
+	fs.StringVar(&o.nextKeyPath, "next-key", "", "the next key `FILE` (default: --key with .next before its extension, e.g. server.next.key); when the next key is kept offline, the private key brought back"+cli.KeyRefHelp())
 	fs.StringVar(&o.issuerCert, "issuer-cert", "", "CA certificate `FILE` that signs (default: ca.crt beside --cert when CA-issued)")
-	fs.StringVar(&o.issuerKey, "issuer-key", "", "key `FILE` of that CA (default: ca.key beside --issuer-cert)")
+	fs.StringVar(&o.issuerKey, "issuer-key", "", "key `FILE` of that CA (default: ca.key, or ca.uri, beside --issuer-cert)"+cli.KeyRefHelp())
 	o.validity.add(fs, "the current certificate's lifetime")
 	fs.BoolVar(&o.promoteNext, "promote-next", false, "make the next key current and make a fresh next key")
 	fs.BoolVar(&o.revokeOld, "revoke-old", false, "with --promote-next: add the key replaced to revoked.pins beside --cert, which sc-server announces so that clients stop trusting it (a leaked key)")
@@ -90,6 +100,7 @@ certs/server.crt, game.key for game.crt.`,
 	cli.PositiveDurationVar(fs, &o.timeout, "lock-timeout", 30*time.Second, "how long to wait for another rotation of the same directory")
 	o.pass.AddFlags(fs)
 	fs.StringVar(&o.issuerPass.File, "issuer-password-file", "", "read the CA key's passphrase from `FILE` (else $SC_KEY_PASSWORD, else a prompt)")
+	o.tokenPIN.AddFlags(fs)
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 	cmd.MarkFlagsMutuallyExclusive("validity", "not-after")
 	return cmd
@@ -134,9 +145,11 @@ func rotateHint(err error, o *rotateOptions) error {
 	case errors.Is(err, pki.ErrIncomplete):
 		return cli.WithHint(err, fmt.Sprintf("complete it once the cause is fixed: sc-cert rotate --recover --cert %s (sc-server and any later rotation complete it too)", o.certPath))
 	case errors.As(err, &pe) && errors.Is(err, fs.ErrNotExist) && (pe.Path == o.certPath || pe.Path == o.keyPath):
-		return cli.WithHint(err, fmt.Sprintf("run sc-cert init (for the default layout), or pass the certificate and its key: sc-cert rotate --cert FILE --key FILE (here --cert %s --key %s)", o.certPath, o.keyPath))
+		return cli.WithHint(err, fmt.Sprintf("run sc-cert init (for the default layout), or pass the certificate and its key: sc-cert rotate --cert FILE --key FILE (here --cert %s --key %s)", o.certPath, display(o.keyPath)))
+	case errors.Is(err, pki.ErrKeyURI) && o.promoteNext:
+		return cli.WithHint(err, "promote through the .uri files sc-cert init --kms makes: --key certs/server.uri --next-key certs/server.next.uri")
 	}
-	return keyHint(err, o.certPath, o.keyPath)
+	return cli.TokenHint(keyHint(err, o.certPath, o.keyPath))
 }
 
 type rotateJSON struct {
@@ -163,11 +176,13 @@ func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotat
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	if o.keyPath == "" {
-		o.keyPath = pki.SiblingKeyPath(o.certPath)
+		o.keyPath = pki.ResolveKeyPath(pki.SiblingKeyPath(o.certPath))
 	}
 	if o.recover {
 		return runRecover(ctx, stdout, o)
 	}
+	tokens := openTokens(stderr, o.tokenPIN, "--key", o.keyPath, "--next-key", o.nextKeyPath, "--issuer-key", o.issuerKey)
+	defer tokens.Close()
 	if o.revokeOld && !o.promoteNext {
 		return cli.Usagef("--revoke-old needs --promote-next: only a rollover replaces the key")
 	}
@@ -202,6 +217,7 @@ func runRotate(ctx context.Context, stdout, stderr io.Writer, env *Env, o *rotat
 		PromoteNext:         o.promoteNext,
 		KeyPassphrase:       keyPass,
 		IssuerKeyPassphrase: o.issuerPass.Source("the CA key"),
+		Tokens:              tokens,
 		Now:                 env.Now,
 	})
 	if err != nil {

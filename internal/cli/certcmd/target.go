@@ -39,12 +39,16 @@ type targetOptions struct {
 	serverName string
 	timeout    time.Duration
 	pass       *cli.Passphrase
-	udp        bool // HOST:PORT is a DTLS server (udp.go)
+	udp        bool        // HOST:PORT is a DTLS server (udp.go)
+	tokens     *pki.Tokens // opens keys in PKCS#11 tokens
 }
 
 // loadTarget reads arg as a file when one exists by that name, else as
 // HOST:PORT and fetches the server's chain without trusting it.
 func loadTarget(ctx context.Context, arg string, o targetOptions) (*target, error) {
+	if pki.IsKeyURI(arg) {
+		return loadKey(arg, o)
+	}
 	if _, err := os.Stat(arg); err == nil {
 		return loadFile(arg, o)
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -73,8 +77,12 @@ func loadFile(path string, o targetOptions) (*target, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %q: %w", path, err)
 	}
-	// A file with a private key block is a key file; anything else is read
-	// as certificates, whose parser explains what it found instead.
+	// A file with a private key block is a key file, one holding a key URI
+	// names a key in a token; anything else is read as certificates, whose
+	// parser explains what it found instead.
+	if cli.IsTokenRef(path) || pki.IsKeyURI(string(bytes.TrimSpace(data))) {
+		return loadKey(path, o)
+	}
 	if !bytes.Contains(data, []byte("PRIVATE KEY-----")) {
 		certs, err := pki.ReadCertificatesFile(path)
 		if err != nil {
@@ -82,11 +90,17 @@ func loadFile(path string, o targetOptions) (*target, error) {
 		}
 		return &target{name: path, certs: certs}, nil
 	}
-	key, err := pki.ReadKeyFile(path, pki.KeyOptions{Passphrase: o.pass.Source(path)})
+	return loadKey(path, o)
+}
+
+// loadKey reads a private key: a key file, a key URI, or a file holding
+// one (the key is then opened in its token).
+func loadKey(ref string, o targetOptions) (*target, error) {
+	key, err := pki.ReadKeyFile(ref, pki.KeyOptions{Passphrase: o.pass.Source(ref), Tokens: o.tokens})
 	if err != nil {
-		return nil, keyHint(err, "", path)
+		return nil, cli.TokenHint(keyHint(err, "", ref))
 	}
-	return &target{name: path, key: key}, nil
+	return &target{name: display(ref), key: key}, nil
 }
 
 // keyHint adds what to do to key errors: the passphrase flags, or for a

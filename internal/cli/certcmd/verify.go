@@ -23,10 +23,11 @@ type verifyOptions struct {
 	checkExpiry       time.Duration
 	json              bool
 	pass              *cli.Passphrase
+	tokenPIN          *cli.TokenPIN
 }
 
 func newVerifyCmd(env *Env) *cobra.Command {
-	o := &verifyOptions{pass: env.passphrase()}
+	o := &verifyOptions{pass: env.passphrase(), tokenPIN: env.tokenPIN()}
 	cmd := &cobra.Command{
 		Use:   "verify CERT|--cert CERT [--key FILE] [--pin PIN]... [--ca FILE] [--check-expiry DURATION]",
 		Short: "Check a certificate: its key, its validity, pins and chain",
@@ -49,11 +50,18 @@ names the command that completes it). Pins are in the sha256//BASE64 form
 or 64 hex digits, as sc-cert fingerprint prints them with --format pin or
 pin-hex; any one matching is a match (the current pin plus backups). A
 certificate's fingerprint (--format cert-sha256) is not a pin, and verify
-says so when it is given as one. Without --key the key check is skipped.`,
+says so when it is given as one. Without --key the key check is skipped.
+
+--key may name a key in a PKCS#11 token (a pkcs11: URI, or a .uri file
+holding one): the key check then has the token sign a random challenge and
+verifies the signature with the certificate's public key, which proves the
+token holds the certificate's key. The PIN comes from pin-source=FILE in
+the URI, else --token-pin-file FILE, else $SC_TOKEN_PIN.`,
 		Example: `  sc-cert verify certs/server.crt --key certs/server.key
   sc-cert verify --cert certs/server.crt --ca certs/ca.crt --dns localhost
   sc-cert verify --cert certs/server.crt --check-expiry 30d || sc-cert rotate
-  sc-cert verify --cert certs/server.crt --pin sha256//AAAA... --pin sha256//BBBB... --json`,
+  sc-cert verify --cert certs/server.crt --pin sha256//AAAA... --pin sha256//BBBB... --json
+  sc-cert verify certs/server.crt --key certs/server.uri       # the key in the token signs a challenge`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.pass.Prompt, o.pass.Context = cmd.ErrOrStderr(), cmd.Context()
@@ -66,17 +74,18 @@ says so when it is given as one. Without --key the key check is skipped.`,
 			if o.certPath == "" {
 				return cli.WithHint(cli.Usagef("verify: which certificate? give it as the argument or with --cert"), "run 'sc-cert verify --help' for usage")
 			}
-			return runVerify(cmd.OutOrStdout(), env, o)
+			return runVerify(cmd.OutOrStdout(), cmd.ErrOrStderr(), env, o)
 		},
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.certPath, "cert", "", "certificate (chain) `FILE` to check (or give it as the argument)")
-	fs.StringVar(&o.keyPath, "key", "", "private key `FILE` that should belong to the certificate")
+	fs.StringVar(&o.keyPath, "key", "", "private key `FILE` that should belong to the certificate"+cli.KeyRefHelp()+" (it signs a challenge)")
 	fs.StringArrayVar(&o.pins, "pin", nil, "accepted `PIN` of the certificate's key, sha256//BASE64 or hex (can be repeated; any match passes)")
 	fs.StringVar(&o.caPath, "ca", "", "CA certificate(s) `FILE` the certificate must verify against")
 	fs.StringVar(&o.dnsName, "dns", "", "host `NAME` or IP the certificate must be valid for (with --ca)")
 	cli.PositiveDurationVar(fs, &o.checkExpiry, "check-expiry", 0, "fail (exit 5) if the certificate expires within `DURATION`, e.g. 30d")
 	o.pass.AddFlags(fs)
+	o.tokenPIN.AddFlags(fs)
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON")
 	return cmd
 }
@@ -95,7 +104,7 @@ type verifyJSON struct {
 	Checks   []checkJSON `json:"checks"`
 }
 
-func runVerify(stdout io.Writer, env *Env, o *verifyOptions) error {
+func runVerify(stdout, stderr io.Writer, env *Env, o *verifyOptions) error {
 	if o.dnsName != "" && o.caPath == "" {
 		return cli.Usagef("--dns needs --ca: the name is checked as part of the chain")
 	}
@@ -136,16 +145,27 @@ func runVerify(stdout io.Writer, env *Env, o *verifyOptions) error {
 	}
 
 	if o.keyPath != "" {
+		tokens := openTokens(stderr, o.tokenPIN, "--key", o.keyPath)
+		defer tokens.Close()
 		// The rule sc-server serves by: a key it would refuse fails here.
-		key, err := pki.ReadKeyFile(o.keyPath, pki.KeyOptions{Passphrase: o.pass.Source(o.keyPath), RequirePrivateFile: true})
+		key, err := pki.ReadKeyFile(o.keyPath, pki.KeyOptions{Passphrase: o.pass.Source(o.keyPath), RequirePrivateFile: true, Tokens: tokens})
 		if err != nil {
-			return keyHint(err, o.certPath, o.keyPath)
+			return cli.TokenHint(keyHint(err, o.certPath, o.keyPath))
 		}
+		name, detail := display(o.keyPath), " belongs to the certificate"
 		err = pki.CheckPair(leaf, key.Signer)
-		if err != nil {
-			err = fmt.Errorf("%s does not match %s: %w", o.keyPath, o.certPath, err)
+		if err == nil && key.URI != "" {
+			// The public key a token reports is an object of its own: a
+			// signature proves the private key is the certificate's.
+			detail = " belongs to the certificate (the token signed a challenge that verifies with it)"
+			if err = pki.ProveKey(leaf, key.Signer); err != nil && !errors.Is(err, pki.ErrKeyMismatch) {
+				return cli.TokenHint(fmt.Errorf("verifying %s with %s: %w", o.certPath, name, err))
+			}
 		}
-		add("key", err, ExitKeyMismatch, o.keyPath+" belongs to the certificate")
+		if err != nil {
+			err = fmt.Errorf("%s does not match %s: %w", name, o.certPath, err)
+		}
+		add("key", err, ExitKeyMismatch, name+detail)
 	}
 
 	validity := pki.CheckValidity(leaf, now, 0)
