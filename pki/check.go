@@ -121,7 +121,7 @@ func LoadPair(certPath, keyPath string, opts LoadOptions) (*Pair, error) {
 	if _, err := ParseCertificatesPEM(certPEM); err != nil {
 		return nil, fmt.Errorf("reading certificate %q: %w", certPath, err)
 	}
-	keyPath = opts.Key.Tokens.takePIN(keyPath)
+	keyPath = opts.Key.Tokens.TakePIN(keyPath)
 	keyPEM, _, err := readKeyRef(keyPath, keyKind(trustfile.PrivateKey, opts.Key.RequirePrivateFile))
 	if err != nil {
 		return nil, fmt.Errorf("reading key %q: %w", keyPath, err)

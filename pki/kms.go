@@ -482,11 +482,14 @@ func (t *Tokens) backend(k *keyURI) (tokenBackend, error) {
 	return b, nil
 }
 
-// takePIN moves the pin-value of a key URI into t and returns the URI
-// without it, so that nothing downstream (errors, logs, files) holds the
-// PIN. Every entry point that takes a key path calls it first. Other
-// paths are returned as they are, and so is everything when t is nil.
-func (t *Tokens) takePIN(path string) string {
+// TakePIN moves the pin-value of a key URI into t and returns the URI
+// without it (in canonical form), so that nothing downstream (errors,
+// logs, files) holds the PIN; t then logs in to that token with it. Every
+// function of this package that takes a key path calls it first; a
+// program calls it too before it prints or logs a key path it was given.
+// Other paths are returned as they are. On a nil Tokens, which cannot
+// open the key anyway, the PIN is redacted.
+func (t *Tokens) TakePIN(path string) string {
 	if !HasPINValue(path) {
 		return path
 	}
@@ -591,7 +594,7 @@ func (t *Tokens) signer(uri string) (crypto.Signer, *keyURI, error) {
 // A token that already holds a key with that label is
 // [ErrTokenKeyExists].
 func (t *Tokens) CreateKey(uri string, kt KeyType) (*Key, error) {
-	k, err := parseKeyURI(t.takePIN(uri))
+	k, err := parseKeyURI(t.TakePIN(uri))
 	if err != nil {
 		return nil, err
 	}
@@ -607,7 +610,7 @@ func (t *Tokens) CreateKey(uri string, kt KeyType) (*Key, error) {
 // clients pin cannot be brought back; nothing in this package deletes one
 // by itself.
 func (t *Tokens) DeleteKey(uri string) error {
-	k, err := parseKeyURI(t.takePIN(uri))
+	k, err := parseKeyURI(t.TakePIN(uri))
 	if err != nil {
 		return err
 	}

@@ -182,9 +182,9 @@ func TestKeyURIPINValueRedacted(t *testing.T) {
 	}
 	fresh := NewTokens(TokenOptions{Logger: testLogger(t)})
 	defer fresh.Close()
-	clean := fresh.takePIN(uri)
+	clean := fresh.TakePIN(uri)
 	if strings.Contains(clean, secret) || strings.Contains(clean, "pin-value") {
-		t.Errorf("takePIN: got %s", clean)
+		t.Errorf("TakePIN: got %s", clean)
 	}
 	_, err := ReadKeyFile(clean, KeyOptions{Tokens: fresh})
 	if err == nil || strings.Contains(err.Error(), secret) {

@@ -181,7 +181,7 @@ func InitLayout(ctx context.Context, opts InitOptions) (*InitResult, error) {
 	var tk *tokenKeys
 	if opts.Token != "" {
 		var err error
-		opts.Token = opts.Tokens.takePIN(opts.Token)
+		opts.Token = opts.Tokens.TakePIN(opts.Token)
 		if tk, err = newTokenKeys(opts.Tokens, opts.Token); err != nil {
 			return nil, fmt.Errorf("initialising %q: %w", l.Dir, err)
 		}

@@ -422,7 +422,7 @@ func ReadKeyFile(path string, opts KeyOptions) (*Key, error) {
 
 // readKeyFile is ReadKeyFile for a key of kind k (a next key, a CA key).
 func readKeyFile(path string, k trustfile.Kind, opts KeyOptions) (*Key, error) {
-	path = opts.Tokens.takePIN(path)
+	path = opts.Tokens.TakePIN(path)
 	data, fi, err := readKeyRef(path, keyKind(k, opts.RequirePrivateFile))
 	if err != nil {
 		return nil, fmt.Errorf("reading key %q: %w", path, err)

@@ -222,8 +222,8 @@ func NewCertReloader(opts CertReloaderOptions) (*CertReloader, error) {
 	if opts.KeyPath == "" {
 		opts.KeyPath = ResolveKeyPath(SiblingKeyPath(opts.CertPath))
 	}
-	opts.KeyPath = opts.Key.Tokens.takePIN(opts.KeyPath)
-	opts.NextKeyPath = opts.Key.Tokens.takePIN(opts.NextKeyPath)
+	opts.KeyPath = opts.Key.Tokens.TakePIN(opts.KeyPath)
+	opts.NextKeyPath = opts.Key.Tokens.TakePIN(opts.NextKeyPath)
 	if opts.Debounce < 0 {
 		return nil, fmt.Errorf("certificate reloader: debounce %v is negative", opts.Debounce)
 	}

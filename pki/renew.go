@@ -131,8 +131,8 @@ func NewRenewer(opts RenewerOptions) (*Renewer, error) {
 	if opts.KeyPath == "" {
 		opts.KeyPath = ResolveKeyPath(SiblingKeyPath(opts.CertPath))
 	}
-	opts.KeyPath = opts.Tokens.takePIN(opts.KeyPath)
-	opts.IssuerKeyPath = opts.Tokens.takePIN(opts.IssuerKeyPath)
+	opts.KeyPath = opts.Tokens.TakePIN(opts.KeyPath)
+	opts.IssuerKeyPath = opts.Tokens.TakePIN(opts.IssuerKeyPath)
 	if opts.RenewAfter == 0 {
 		opts.RenewAfter = defaultRenewAfter
 	}

@@ -169,9 +169,9 @@ func (o *RotateOptions) setDefaults() {
 	if o.KeyPath == "" {
 		o.KeyPath = ResolveKeyPath(SiblingKeyPath(o.CertPath))
 	}
-	o.KeyPath = o.Tokens.takePIN(o.KeyPath)
-	o.NextKeyPath = o.Tokens.takePIN(o.NextKeyPath)
-	o.IssuerKeyPath = o.Tokens.takePIN(o.IssuerKeyPath)
+	o.KeyPath = o.Tokens.TakePIN(o.KeyPath)
+	o.NextKeyPath = o.Tokens.TakePIN(o.NextKeyPath)
+	o.IssuerKeyPath = o.Tokens.TakePIN(o.IssuerKeyPath)
 	if o.NextKeyPath == "" && !isKeyRef(o.KeyPath) {
 		o.NextKeyPath = NextKeyPath(o.KeyPath)
 	}

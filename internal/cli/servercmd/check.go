@@ -1,6 +1,7 @@
 package servercmd
 
 import (
+	"crypto"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
@@ -99,13 +100,20 @@ func runCheck(stdout io.Writer, o *options, now func() time.Time) error {
 		if err := checkKeySize(leaf, o); err != nil {
 			return err
 		}
+		// The key signs a challenge that must verify with the
+		// certificate: for a key in a token, proof that the token holds
+		// the certificate's key (its public key object is no proof).
+		served, _ := src.GetCertificate(nil)
+		if err := pki.ProveKey(leaf, served.PrivateKey.(crypto.Signer)); err != nil {
+			return cli.TokenHint(fmt.Errorf("the key %s and the certificate %s: %w", o.key, o.cert, err))
+		}
 		info := infoOf(st)
 		left := leaf.NotAfter.Sub(now())
 		keyDesc, _ := cli.DescribeKey(leaf.PublicKey)
 		add("certificate", fmt.Sprintf("%s: serial %s, %s, valid until %s (%s left)", o.cert, info.Serial,
 			keyDesc, leaf.NotAfter.UTC().Format(time.RFC3339), roundDays(left)))
 		add("pin", info.Pin.String())
-		add("key", fmt.Sprintf("%s (%s)", o.key, fileMode(o.key)))
+		add("key", keyLine(o.key))
 		next := src.nextPinsAnnounced()
 		switch {
 		case !info.NextPin.IsZero():
@@ -210,15 +218,18 @@ func renewalLine(o *options, leaf *x509.Certificate, left time.Duration, now fun
 	}
 	signer := "its own key (self-signed)"
 	if !pki.IsSelfSigned(leaf) {
-		// The renewer's default issuer: ca.crt and ca.key beside the
-		// certificate.
-		caKey := filepath.Join(filepath.Dir(o.cert), pki.CAKeyFile)
-		if ok, _ := exists(caKey); !ok {
+		// The renewer's issuer: --ca-key, or ca.crt and ca.key (or ca.uri)
+		// beside the certificate.
+		caKey := o.caKey
+		if caKey == "" {
+			caKey = pki.ResolveKeyPath(filepath.Join(filepath.Dir(o.cert), pki.CAKeyFile))
+		}
+		if ok, _ := exists(caKey); !ok && !pki.IsKeyURI(caKey) {
 			return fmt.Sprintf("not possible: no CA key at %s; warnings only, 30 and 7 days before expiry and at expiry%s", caKey, soon)
 		}
 		signer = caKey
 	}
-	r, err := pki.NewRenewer(pki.RenewerOptions{CertPath: o.cert, KeyPath: o.key, Disabled: true, Logger: slog.New(slog.DiscardHandler), Now: now})
+	r, err := pki.NewRenewer(pki.RenewerOptions{CertPath: o.cert, KeyPath: o.key, IssuerKeyPath: o.caKey, Tokens: o.tokens, Disabled: true, Logger: slog.New(slog.DiscardHandler), Now: now})
 	if err != nil {
 		return "unknown: " + err.Error()
 	}
@@ -238,6 +249,18 @@ func ticketKeysLine(o *options) string {
 		}
 	}
 	return fmt.Sprintf("%s: %d keys (a key that leaves the file decrypts tickets for %v more)", o.ticketKeys, n, o.ticketKeyRotation)
+}
+
+// keyLine describes the key for --check, which has proved it with a
+// signature.
+func keyLine(key string) string {
+	switch {
+	case pki.IsKeyURI(key):
+		return key + " (in a PKCS#11 token; a signature made by the token verifies with the certificate)"
+	case strings.HasSuffix(key, pki.KeyURIExt):
+		return fmt.Sprintf("%s (%s; names a key in a PKCS#11 token; a signature made by the token verifies with the certificate)", key, fileMode(key))
+	}
+	return fmt.Sprintf("%s (%s; a signature made with it verifies with the certificate)", key, fileMode(key))
 }
 
 // fileMode returns a file's permission bits as chmod takes them.

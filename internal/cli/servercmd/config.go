@@ -17,6 +17,7 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/internal/trustfile"
+	"github.com/spacecaptain/spacecaptain/pki"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -452,7 +453,8 @@ func (s *settings) print(w io.Writer, fs *pflag.FlagSet) error {
 		if commandLineOnly(f.Name) {
 			return
 		}
-		line := f.Name + " = " + tomlValue(f, s.values[f.Name])
+		// A key URI's PIN (pin-value) is never printed.
+		line := f.Name + " = " + tomlValue(f, pki.RedactKeyURI(s.values[f.Name]))
 		fmt.Fprintf(&b, "%-44s # %s\n", line, s.origins[f.Name])
 	})
 	_, err := w.Write(b.Bytes())

@@ -59,6 +59,9 @@ func pairPresent(o *options) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// A key URI names a key in a token, not a file: whether the token
+	// holds it is learnt by opening it.
+	keyOK = keyOK || pki.IsKeyURI(o.key)
 	switch {
 	case certOK && keyOK:
 		return true, nil

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/spacecaptain/spacecaptain/internal/cli"
 	"github.com/spacecaptain/spacecaptain/pki"
 )
 
@@ -144,8 +145,17 @@ func rereadConfig(ctx context.Context, log *slog.Logger, o *options, level *slog
 	if (c || k || n) && live != nil {
 		next := *o
 		next.cert, next.key, next.nextKey = s.values["cert"], s.values["key"], s.values["next-key"]
-		if next.nextKey == "" {
+		if next.nextKey == "" && !pki.IsKeyURI(next.key) {
 			next.nextKey = pki.NextKeyPath(next.key)
+		}
+		for _, k := range []struct {
+			flag string
+			ref  *string
+		}{{"key", &next.key}, {"next-key", &next.nextKey}} {
+			if msg := cli.PINValueWarning(s.file+": "+k.flag, *k.ref); msg != "" {
+				log.WarnContext(ctx, msg)
+			}
+			*k.ref = o.tokens.TakePIN(*k.ref)
 		}
 		src, renewer, err := newCerts(&next)
 		if err != nil {

@@ -93,6 +93,15 @@ type options struct {
 	// keyChange is what the guard does with an unannounced key change:
 	// warn (serve it, with an ERROR) or refuse (keep the old pair).
 	keyChange string
+	// caKey is the CA key self-renewal signs with: a file or a key in a
+	// PKCS#11 token. Default "": ca.key (or ca.uri) beside cert.
+	caKey string
+	// tokenPIN reads the PIN of PKCS#11 tokens whose key URIs give none:
+	// --token-pin-file, else SC_TOKEN_PIN.
+	tokenPIN *cli.TokenPIN
+	// tokens opens the keys kept in PKCS#11 tokens; run makes it and
+	// closes it when the server stops.
+	tokens *pki.Tokens
 	// ticketKeys is a session-ticket key file shared by instances behind
 	// one load balancer. Default "": keys made in memory, rotated every
 	// ticketKeyRotation.
@@ -206,6 +215,18 @@ Passphrases of encrypted keys come from --key-password-file FILE, else the
 SC_KEY_PASSWORD environment variable, else a prompt when standard input is a
 terminal.
 
+Keys may be kept in a PKCS#11 token (an HSM, a YubiKey, SoftHSM2; sc-cert
+init --kms): --key, --next-key and --ca-key then take a pkcs11: URI, or a
+.uri file holding one, and certs/server.uri, server.next.uri and ca.uri are
+found where the key files would be. The private keys never leave the token;
+the certificate files still reload as they change, and a certificate whose
+key is not the token's is refused (the old pair keeps serving). The token's
+PIN comes from pin-source=FILE in the URI, else --token-pin-file FILE, else
+the SC_TOKEN_PIN environment variable; a pin-value in a URI works but is
+warned about and redacted from every log line. When the token stops signing,
+the handshakes that need it fail (counted as key_unavailable), the log says
+so at most every 10 seconds, and the server keeps running.
+
 Logs go to standard error, text or JSON (--log-format), with stable keys:
 lifecycle at info, a refused reload or an approaching expiry at warn,
 what an operator must act on at error, every connection at debug.
@@ -220,7 +241,7 @@ Exit codes:
 
 // NewRootCmd returns the sc-server command.
 func NewRootCmd(env Env) *cobra.Command {
-	o := &options{pass: &cli.Passphrase{Getenv: env.Getenv, Stdin: env.Stdin}, minTLS: tls.VersionTLS12}
+	o := &options{pass: &cli.Passphrase{Getenv: env.Getenv, Stdin: env.Stdin}, tokenPIN: &cli.TokenPIN{Getenv: env.Getenv}, minTLS: tls.VersionTLS12}
 	cmd := &cobra.Command{
 		Use:   "sc-server [flags]",
 		Short: "Serve the Space Captain protocol over TLS",
@@ -232,6 +253,7 @@ func NewRootCmd(env Env) *cobra.Command {
   sc-server --check                           # validate flags and files, then exit (ExecStartPre)
   sc-server --proxy-protocol-from 10.0.1.0/28 # behind HAProxy with send-proxy-v2 on 10.0.1.0/28
   sc-server --dtls                            # TLS on TCP :4242 and DTLS on UDP :4242
+  sc-server --key certs/server.uri --token-pin-file /run/credentials/sc-server.service/token-pin
   sc-server --plaintext --listen :4243        # comparison runs only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -244,6 +266,10 @@ func NewRootCmd(env Env) *cobra.Command {
 				// The key that goes with --cert game.crt is game.key,
 				// not certs/server.key.
 				o.key = pki.SiblingKeyPath(o.cert)
+			}
+			if !given(cmd, s, "key") {
+				// A layout with its keys in a token has server.uri.
+				o.key = pki.ResolveKeyPath(o.key)
 			}
 			if err := o.validate(); err != nil {
 				return s.annotate(err)
@@ -268,14 +294,16 @@ func NewRootCmd(env Env) *cobra.Command {
 	fs.SortFlags = false
 	fs.StringVar(&o.listen, "listen", DefaultListen, "TCP `ADDRESS` to listen on, HOST:PORT (port 0 picks a free port; the log says which)")
 	fs.StringVar(&o.cert, "cert", defaultCert, "certificate (chain) `FILE` to serve; with --key missing too, the default layout is made in its directory")
-	fs.StringVar(&o.key, "key", defaultKey, "private key `FILE` of --cert (with --cert alone: its name with .key, e.g. game.key for game.crt)")
-	fs.StringVar(&o.nextKey, "next-key", "", "next key `FILE`, whose pin KEYS announces when it exists (default: --key with .next before its extension, e.g. "+pki.NextKeyPath(defaultKey)+")")
+	fs.StringVar(&o.key, "key", defaultKey, "private key `FILE` of --cert (with --cert alone: its name with .key, e.g. game.key for game.crt, or .uri when only that exists)"+cli.KeyRefHelp())
+	fs.StringVar(&o.nextKey, "next-key", "", "next key `FILE`, whose pin KEYS announces when it exists (default: --key with .next before its extension, e.g. "+pki.NextKeyPath(defaultKey)+"; none when --key is a URI)"+cli.KeyRefHelp())
+	fs.StringVar(&o.caKey, "ca-key", "", "CA key `FILE` the server renews its certificate with (default: ca.key, or ca.uri, beside --cert)"+cli.KeyRefHelp())
 	fs.StringVar(&o.nextPub, "next-pub", "", "public next key `FILE` (PEM), for a next key kept offline: KEYS announces its pin without the server holding the private key; reloaded on change; a missing file is none (default: --next-key with .pub, e.g. "+nextPubPath(pki.NextKeyPath(defaultKey))+"; sc-cert export-next writes it)")
 	fs.StringArrayVar(&o.nextPins, "next-pin", nil, "announce this `PIN` (sha256//BASE64) as a next key in KEYS, for a next key kept offline (can be repeated)")
 	fs.StringVar(&o.revokedKeys, "revoked-keys", "", "`FILE` of revoked server-key pins, one a line, which KEYS announces so that clients that trust them stop; reloaded on change; a missing file is none (default: "+RevokedKeysFile+" beside --cert; sc-cert rotate --revoke-old writes it)")
 	fs.StringVar(&o.keyChange, "key-change", keyChangeWarn, "what to do with a certificate on a key that is neither the key served before nor an announced next key (clients pinned to the old key refuse it): `POLICY` warn (serve it, log an ERROR) or refuse (keep serving the old pair; at start, do not start)")
 	fs.StringVar(&o.keyState, "key-state", "", "`FILE` where the server remembers the key it served and the next keys it announced, so that the --key-change guard works across restarts; written atomically (default: "+KeyStateFile+" beside --cert; on a read-only mount, a path on a persistent volume)")
 	fs.StringVar(&o.pass.File, "key-password-file", "", "read the passphrase of encrypted keys from the first line of `FILE`, or of a pipe written and closed within 10s, e.g. <(pass show game/key) (else $"+cli.PassphraseEnv+", else a terminal prompt)")
+	o.tokenPIN.AddFlags(fs)
 	fs.StringVar(&o.ticketKeys, "ticket-keys", "", "session-ticket key `FILE` shared by several servers, so a session from one resumes on another; reloaded on change (default: keys made in memory, replaced every "+pki.DefaultTicketKeyRotation.String()+")")
 	cli.DurationVar(fs, &o.ticketKeyRotation, "ticket-key-rotation", pki.DefaultTicketKeyRotation, "how often in-memory ticket keys are replaced, and how long a key that left --ticket-keys still decrypts tickets (so a session resumes for at most about twice this)")
 	fs.BoolVar(&o.autoRenew, "auto-renew", true, "renew the certificate on the same key (same pin) two thirds into its lifetime, when the CA key (or, self-signed, its own key) is at hand; false only warns before expiry")
@@ -309,7 +337,7 @@ func NewRootCmd(env Env) *cobra.Command {
 	cli.CompleteValues(cmd, "groups", cli.GroupNames()...)
 	cli.CompleteValues(cmd, "client-auth", "off", "optional", "require")
 	cli.CompleteValues(cmd, "revoke-live", "cut", "keep")
-	for _, f := range []string{"cert", "key", "next-key", "next-pub", "next-pin", "revoked-keys", "key-state", "key-change", "key-password-file", "min-tls", "ticket-keys", "ticket-key-rotation", "auto-renew"} {
+	for _, f := range []string{"cert", "key", "next-key", "ca-key", "next-pub", "next-pin", "revoked-keys", "key-state", "key-change", "key-password-file", "token-pin-file", "min-tls", "ticket-keys", "ticket-key-rotation", "auto-renew"} {
 		cmd.MarkFlagsMutuallyExclusive("plaintext", f)
 	}
 	return cmd
@@ -374,7 +402,7 @@ func (o *options) validate() error {
 	if o.srv.SourceHandshakeRate == 0 {
 		o.srv.SourceHandshakeRate = -1
 	}
-	if o.nextKey == "" && !o.plaintext {
+	if o.nextKey == "" && !o.plaintext && !pki.IsKeyURI(o.key) {
 		o.nextKey = pki.NextKeyPath(o.key)
 	}
 	if o.nextPub == "" && !o.plaintext {

@@ -32,6 +32,9 @@ func run(ctx context.Context, stdout, stderr io.Writer, env *Env, o *options) er
 	if r.now == nil {
 		r.now = time.Now
 	}
+	o.tokens = o.tokenPIN.Tokens(r.log)
+	defer o.tokens.Close()
+	takeTokenPINs(ctx, r.log, o)
 	if o.check {
 		return runCheck(stdout, o, r.now)
 	}
@@ -311,6 +314,21 @@ func (r *instance) drain(ctx context.Context, serveErr <-chan error) error {
 	return nil
 }
 
+// takeTokenPINs warns about each key URI that carries its PIN (pin-value)
+// and moves the PIN into o.tokens, so that nothing the server logs or
+// prints afterwards holds it.
+func takeTokenPINs(ctx context.Context, log *slog.Logger, o *options) {
+	for _, k := range []struct {
+		flag string
+		ref  *string
+	}{{"--key", &o.key}, {"--next-key", &o.nextKey}, {"--ca-key", &o.caKey}} {
+		if msg := cli.PINValueWarning(k.flag, *k.ref); msg != "" {
+			log.WarnContext(ctx, msg)
+		}
+		*k.ref = o.tokens.TakePIN(*k.ref)
+	}
+}
+
 // logStart logs what the server serves with: address, engine, TLS
 // versions, the certificate's serial, expiry and pin, and the metrics
 // listener's address.
@@ -363,7 +381,9 @@ func newServing(o *options, log *slog.Logger, now func() time.Time, obs *observe
 	renewer, err := pki.NewRenewer(pki.RenewerOptions{
 		CertPath:      o.cert,
 		KeyPath:       o.key,
+		IssuerKeyPath: o.caKey,
 		KeyPassphrase: o.pass.Source("the server key " + o.key),
+		Tokens:        o.tokens,
 		Disabled:      !o.autoRenew,
 		// The source would notice the new file by itself; reloading at
 		// once serves it without waiting for the debounce.
@@ -475,5 +495,5 @@ func loadHint(err error, o *options) error {
 	case errors.Is(err, pki.ErrKeyFilePermissions):
 		return cli.WithHint(err, fmt.Sprintf("make the file private (chmod 600); if others could read it, treat the key as leaked: docs/ROTATION.md, emergency replacement (a server key: sc-cert rotate --promote-next --cert %s --key %s; the CA key: sc-cert init --force)", o.cert, o.key))
 	}
-	return err
+	return cli.TokenHint(err)
 }

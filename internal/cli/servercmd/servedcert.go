@@ -92,6 +92,9 @@ func newServedCert(o *options, log *slog.Logger, now func() time.Time, m *metric
 			// identity files: it may have leaked. So is one another user
 			// could have planted (its owner, a writable directory).
 			RequirePrivateFile: true,
+			// Keys in PKCS#11 tokens stay there; the token is opened
+			// once, during this first load.
+			Tokens: o.tokens,
 		},
 		Accept:    guard.accept,
 		OnReload:  s.onReload,
