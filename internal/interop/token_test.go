@@ -2,9 +2,11 @@ package interop
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -274,4 +276,105 @@ func TestTokenWithoutCgo(t *testing.T) {
 	if !strings.Contains(errOut, "this build has no PKCS#11 support (built without cgo)") || strings.Contains(errOut, "1234") {
 		t.Errorf("sc-cert inspect with a key URI, without cgo:\n%s", errOut)
 	}
+}
+
+// sc-cert create --kms makes each key type the token takes inside it and
+// writes only the certificate, printing the pin that inspect and
+// fingerprint then read from the token by URI; Ed25519, and an object
+// that already exists, are refused with the reason and nothing written
+// (issue 17).
+func TestTokenCertCreate(t *testing.T) {
+	tok := softhsm.New(t, "sc")
+	t.Setenv("SOFTHSM2_CONF", tok.Conf)
+	scCert := bin(t, "sc-cert")
+	dir := t.TempDir()
+	for i, tc := range []struct{ keyType, want string }{
+		{"ecdsa-p256", "ECDSA P-256"},
+		{"ecdsa-p384", "ECDSA P-384"},
+		{"rsa-2048", "RSA 2048"},
+		{"rsa-4096", "RSA 4096"},
+	} {
+		t.Run(tc.keyType, func(t *testing.T) {
+			uri := tok.URI(fmt.Sprintf("id=%%%02x", 0x20+i), "object=key-"+tc.keyType)
+			crt := tc.keyType + ".crt"
+			out := run(t, dir, scCert, "create", "--cert", crt, "--kms", uri, "--key-type", tc.keyType)
+			if !strings.Contains(out, "Made the key in the token ("+tc.want+", sensitive, not extractable)") {
+				t.Errorf("sc-cert create --kms: %s", out)
+			}
+			pin := firstMatch(t, out, `Pin: (sha256//\S+)`)
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				if !strings.HasSuffix(e.Name(), ".crt") {
+					t.Errorf("sc-cert create --kms wrote %s: only certificates belong on disk", e.Name())
+				}
+			}
+			if got := strings.TrimSpace(run(t, dir, scCert, "fingerprint", crt)); got != pin {
+				t.Errorf("fingerprint of %s: %s, want the pin printed, %s", crt, got, pin)
+			}
+			if got := strings.TrimSpace(run(t, dir, scCert, "fingerprint", uri)); got != pin {
+				t.Errorf("fingerprint of the key URI: %s, want %s", got, pin)
+			}
+			inspect := run(t, dir, scCert, "inspect", uri)
+			for _, w := range []string{"PKCS#11 token", tc.want, pin, "it cannot be read out"} {
+				if !strings.Contains(inspect, w) {
+					t.Errorf("inspect of the key URI does not say %q:\n%s", w, inspect)
+				}
+			}
+			verify := run(t, dir, scCert, "verify", crt, "--key", uri)
+			if !strings.Contains(verify, "the token signed a challenge") {
+				t.Errorf("verify --key URI:\n%s", verify)
+			}
+		})
+	}
+	keys := tok.PrivateKeys(t)
+	if len(keys) != 4 {
+		t.Fatalf("the token holds %d private keys, want 4: %+v", len(keys), keys)
+	}
+	for _, k := range keys {
+		if !k.Sensitive() || k.Extractable() {
+			t.Errorf("token key %q: Access %q, want sensitive and not extractable", k.Label, k.Access)
+		}
+	}
+
+	for _, tc := range []struct {
+		name, uri, keyType string
+		words              []string
+	}{
+		{"Ed25519", tok.URI("id=%30", "object=ed"), "ed25519", []string{"Ed25519 keys cannot be made in a PKCS#11 token", "--key-type ecdsa-p256"}},
+		{"object exists", tok.URI("id=%31", "object=key-ecdsa-p256"), "ecdsa-p256", []string{`already holds a key labelled "key-ecdsa-p256"`, "never replaced", "hint:"}},
+		{"no id", tok.URI("object=noid"), "ecdsa-p256", []string{"id="}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, err := runErr(dir, nil, scCert, "create", "--cert", "refused.crt", "--kms", tc.uri, "--key-type", tc.keyType)
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("sc-cert create --kms (%s): %v, want exit 1\n%s%s", tc.name, err, out, errOut)
+			}
+			for _, w := range tc.words {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("sc-cert create --kms (%s) does not say %q:\n%s", tc.name, w, errOut)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, "refused.crt")); err == nil {
+				t.Errorf("sc-cert create --kms (%s) wrote refused.crt", tc.name)
+			}
+		})
+	}
+	if n := len(tok.PrivateKeys(t)); n != 4 {
+		t.Errorf("the token holds %d private keys after the refusals, want still 4", n)
+	}
+}
+
+// firstMatch returns the first group of re's first match in s; no match
+// is fatal.
+func firstMatch(t *testing.T, s, re string) string {
+	t.Helper()
+	m := regexp.MustCompile(re).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("no %s in:\n%s", re, s)
+	}
+	return m[1]
 }

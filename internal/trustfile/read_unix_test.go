@@ -457,3 +457,37 @@ func TestReadPipeFromWriter(t *testing.T) {
 		}
 	})
 }
+
+// Stat makes Read's checks without reading: a PKCS#11 module others may
+// replace is refused before the process loads it, one in a writable
+// directory too, and a missing one is fs.ErrNotExist (issue 17).
+func TestStatModule(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "lib")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	module := filepath.Join(dir, "libtoken.so")
+	mustWrite(t, module, []byte("\x7fELF"), 0o755)
+	fi, err := Stat(module, PKCS11Module)
+	if err != nil || fi.Size() != 4 {
+		t.Fatalf("Stat of a 0755 module: %v (size %v), want it accepted", err, fi)
+	}
+	if err := os.Chmod(module, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Stat(module, PKCS11Module); !errors.Is(err, ErrWritable) || !strings.Contains(err.Error(), module) {
+		t.Errorf("Stat of a 0777 module: got %v, want ErrWritable naming it", err)
+	}
+	if err := os.Chmod(module, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Stat(module, PKCS11Module); !errors.Is(err, ErrWritable) || !strings.Contains(err.Error(), "directory "+dir) {
+		t.Errorf("Stat of a module in a 0777 directory: got %v, want ErrWritable naming the directory", err)
+	}
+	if _, err := Stat(filepath.Join(dir, "nope.so"), PKCS11Module); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stat of a missing module: got %v, want fs.ErrNotExist", err)
+	}
+}
