@@ -41,9 +41,10 @@ func needTool(t *testing.T, name string, requiredInCI bool) string {
 
 // unitDir lays out a copy of the systemd files in a temporary directory,
 // with sc-server's path rewritten to an executable that exists there
-// (systemd-analyze checks that ExecStart= names one) and, with dropIn, the
-// credentials drop-in beside the unit. It returns the unit's path.
-func unitDir(t *testing.T, dropIn bool) string {
+// (systemd-analyze checks that ExecStart= names one) and, unless dropIn is
+// empty, that drop-in of systemd/sc-server.service.d beside the unit. It
+// returns the unit's path.
+func unitDir(t *testing.T, dropIn string) string {
 	t.Helper()
 	dir := t.TempDir()
 	// Any executable will do: systemd-analyze checks the path, it does
@@ -66,20 +67,22 @@ func unitDir(t *testing.T, dropIn bool) string {
 	}
 	unit := filepath.Join(dir, "sc-server.service")
 	rewrite("systemd/sc-server.service", unit)
-	if dropIn {
-		rewrite("systemd/sc-server.service.d/credentials.conf", filepath.Join(dir, "sc-server.service.d", "credentials.conf"))
+	if dropIn != "" {
+		rewrite("systemd/sc-server.service.d/"+dropIn, filepath.Join(dir, "sc-server.service.d", dropIn))
 	}
 	return unit
 }
 
-// modes are the two ways the unit runs: certificates made in the state
-// directory, and operator-provided ones through LoadCredential=.
+// modes are the ways the unit runs: certificates made in the state
+// directory, operator-provided ones through LoadCredential=, and keys in a
+// PKCS#11 token with the certificate and PIN through LoadCredential=.
 var modes = []struct {
 	name   string
-	dropIn bool
+	dropIn string
 }{
-	{"state directory", false},
-	{"credentials drop-in", true},
+	{"state directory", ""},
+	{"credentials drop-in", "credentials.conf"},
+	{"token drop-in", "token.conf"},
 }
 
 // systemd-analyze verify accepts the unit in both modes, and prints
@@ -189,11 +192,32 @@ func TestSystemdSettings(t *testing.T) {
 	if creds := withDropIn.all("LoadCredential"); len(creds) < 3 {
 		t.Errorf("the drop-in loads %d credentials, want the certificate, key and next key", len(creds))
 	}
-	dropIn := parseUnit(t, "systemd/sc-server.service.d/credentials.conf")
-	for _, k := range []string{"ExecStartPre", "ExecStart"} {
-		if vs := dropIn.all(k); len(vs) != 2 || vs[0] != "" {
-			t.Errorf("the drop-in must reset %s (an empty %s=) before setting it, or both command lines run: %q", k, k, vs)
+	for _, name := range []string{"credentials.conf", "token.conf"} {
+		dropIn := parseUnit(t, "systemd/sc-server.service.d/"+name)
+		for _, k := range []string{"ExecStartPre", "ExecStart"} {
+			if vs := dropIn.all(k); len(vs) != 2 || vs[0] != "" {
+				t.Errorf("%s must reset %s (an empty %s=) before setting it, or both command lines run: %q", name, k, k, vs)
+			}
 		}
+	}
+
+	// Keys in a token (issue 17): the key URIs and the PIN come from the
+	// credentials directory, the PIN by file and never on a command line.
+	withToken := parseUnit(t, "systemd/sc-server.service", "systemd/sc-server.service.d/token.conf")
+	args = withToken.args(t, "ExecStart")
+	for f, want := range map[string]string{"cert": "%d/server.crt", "key": "%d/server.uri", "next-key": "%d/server.next.uri", "token-pin-file": "%d/token-pin", "auto-renew": "false"} {
+		if got := flagValue(t, args, f); got != want {
+			t.Errorf("with the token drop-in --%s=%s, want %s", f, got, want)
+		}
+	}
+	creds := strings.Join(withToken.all("LoadCredential"), " ")
+	for _, want := range []string{"server.crt:", "server.uri:", "server.next.uri:", "token-pin:"} {
+		if !strings.Contains(creds, want) {
+			t.Errorf("the token drop-in does not load %s (LoadCredential=%s)", strings.TrimSuffix(want, ":"), creds)
+		}
+	}
+	if strings.Contains(strings.Join(withToken.all("Environment"), " "), "pin-value") {
+		t.Errorf("the token drop-in puts a PIN on the command line")
 	}
 }
 
@@ -227,13 +251,13 @@ func effective(t *testing.T, args []string) map[string]string {
 }
 
 // The configuration file the unit reads is valid, with the unit's flags
-// in both modes, and sets what DEPLOY.md says the unit relies on.
+// in every mode, and sets what DEPLOY.md says the unit relies on.
 func TestConfigFile(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			files := []string{"systemd/sc-server.service"}
-			if m.dropIn {
-				files = append(files, "systemd/sc-server.service.d/credentials.conf")
+			if m.dropIn != "" {
+				files = append(files, "systemd/sc-server.service.d/"+m.dropIn)
 			}
 			settings := effective(t, parseUnit(t, files...).args(t, "ExecStart"))
 			for k, want := range map[string]string{"listen": ":4242", "metrics-listen": "127.0.0.1:9242", "log-format": "json"} {
@@ -241,7 +265,7 @@ func TestConfigFile(t *testing.T) {
 					t.Errorf("%s = %q, want %q", k, settings[k], want)
 				}
 			}
-			if m.dropIn && !strings.HasPrefix(settings["cert"], "%d/") {
+			if m.dropIn != "" && !strings.HasPrefix(settings["cert"], "%d/") {
 				t.Errorf("with the drop-in cert = %q, want the credentials directory's copy", settings["cert"])
 			}
 		})
@@ -254,11 +278,14 @@ func TestServerFlagsExist(t *testing.T) {
 	dep := deployment(t)
 	plain := parseUnit(t, "systemd/sc-server.service")
 	creds := parseUnit(t, "systemd/sc-server.service", "systemd/sc-server.service.d/credentials.conf")
+	token := parseUnit(t, "systemd/sc-server.service", "systemd/sc-server.service.d/token.conf")
 	sources := map[string][]string{
 		"systemd ExecStart":                plain.args(t, "ExecStart"),
 		"systemd ExecStartPre":             plain.args(t, "ExecStartPre"),
 		"systemd credentials ExecStart":    creds.args(t, "ExecStart"),
 		"systemd credentials ExecStartPre": creds.args(t, "ExecStartPre"),
+		"systemd token ExecStart":          token.args(t, "ExecStart"),
+		"systemd token ExecStartPre":       token.args(t, "ExecStartPre"),
 		"kubernetes deployment args":       dep.Spec.Template.Spec.Containers[0].Args,
 	}
 	for name, args := range sources {
