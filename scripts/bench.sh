@@ -18,6 +18,7 @@
 #   scripts/bench.sh --runs 1 --duration 3s --only 'hs-|echo' --out /tmp/b.md
 #   scripts/bench.sh --engines goroutine
 #   scripts/bench.sh --scaling       # the scaling run alone (about 10 minutes), see below
+#   scripts/bench.sh --token         # keys in a PKCS#11 token (SoftHSM2), about 2 minutes, see below
 #
 # The scaling run (issue 18) is sc-client bench scale against each engine
 # and the reference server, a fresh server each: connections opened in
@@ -29,6 +30,14 @@
 # the JSON and chart then go beside it). A full run also writes
 # docs/bench/handshakes.svg, the chart of the handshake rates per key type
 # and engine. Both need a quiet machine.
+#
+# The token run (issue 17) makes a SoftHSM2 token in the work directory,
+# imports the P-256 layout's server key into it (softhsm2-util --import),
+# and measures full TLS 1.3 handshakes against sc-server serving that key
+# from server.key and from the token (server.uri), interleaved, --runs
+# runs of --duration each (5 and 10s unless given), per engine. It writes
+# the "Keys in a PKCS#11 token" section of docs/BENCHMARKS.md (the token
+# block) and leaves the rest alone. Needs softhsm2 (scripts/deps.sh).
 #
 # Linux only (the server figures come from /proc).
 set -euo pipefail
@@ -46,15 +55,18 @@ only=""
 out=docs/BENCHMARKS.md
 keep=""
 scaling=""
+token=""
+runs_given=""
 points=1000,2000,5000,10000,15000,19000
 note=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--smoke) smoke=1 ;;
 	--scaling) scaling=1 ;;
+	--token) token=1 ;;
 	--points) points=$2; shift ;;  # the scaling run's connection counts
 	--note) note=$2; shift ;;      # printed with the scaling results (say, "taken on a loaded machine")
-	--runs) runs=$2; shift ;;
+	--runs) runs=$2; runs_given=1; shift ;;
 	--duration) duration=$2; shift ;;
 	--engines) engines=$2; shift ;;
 	--only) only=$2; shift ;;
@@ -127,6 +139,42 @@ if [ -n "$scaling" ]; then
 	"$bin/benchdoc" scaling --dir "$docdir" --doc "$out" --note "$note" \
 		--command "scripts/bench.sh --scaling --points $points --duration $duration"
 	echo "bench.sh: wrote $docdir/scaling.svg and the scaling section of $out" >&2
+	exit 0
+fi
+
+if [ -n "$token" ]; then
+	module=""
+	for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so /usr/lib64/pkcs11/libsofthsm2.so; do
+		[ -f "$m" ] && module=$m && break
+	done
+	if [ -z "$module" ] || ! command -v softhsm2-util >/dev/null; then
+		echo "bench.sh: the token run needs SoftHSM2 (scripts/deps.sh installs it)" >&2
+		exit 1
+	fi
+	duration=${duration:-10s}
+	[ -n "$runs_given" ] || runs=5
+	# A token of this run's own, holding the P-256 layout's server key.
+	mkdir -p "$work/softhsm/tokens" "$work/certs-token"
+	export SOFTHSM2_CONF=$work/softhsm/softhsm2.conf
+	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$work/softhsm/tokens" >"$SOFTHSM2_CONF"
+	(umask 077 && echo 123456 >"$work/softhsm/pin")
+	softhsm2-util --init-token --free --label sc-bench --pin 123456 --so-pin 12345678 >/dev/null
+	softhsm2-util --import "$work/certs-p256/server.key" --token sc-bench --label sc-server --id 02 --pin 123456 >/dev/null
+	(umask 077 && echo "pkcs11:module-path=$module;token=sc-bench;id=%02;object=sc-server?pin-source=$work/softhsm/pin" >"$work/certs-token/server.uri")
+	# The token holds the same key: the same pin.
+	if [ "$("$bin/sc-cert" fingerprint "$work/certs-token/server.uri")" != "$(cat "$work/certs-p256/server.pin")" ]; then
+		echo "bench.sh: the key in the token is not the layout's server key" >&2
+		exit 1
+	fi
+	revision=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+	if ! git diff --quiet HEAD -- 2>/dev/null; then
+		revision="$revision (with uncommitted changes in the working tree)"
+	fi
+	echo "bench.sh: the token run: $runs runs of $duration per server; load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+	"$bin/benchsuite" -bin "$bin" -bench-cmd "$bench_cmd" -engines "$engines" -certs-p256 "$work/certs-p256" \
+		-token "$work/certs-token" -runs "$runs" -duration "$duration" -results "$results" -out "$out" \
+		-note "$note" -revision "$revision" -go-version "$(go version)"
+	echo "bench.sh: wrote the token section of $out" >&2
 	exit 0
 fi
 

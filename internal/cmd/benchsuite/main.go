@@ -41,6 +41,8 @@ type config struct {
 	goBench   string // file with `go test -bench` output
 	smoke     bool
 	scaling   string // the scaling run's points; empty: the matrix
+	tokenDir  string // the token run's layout (server.uri); empty: the matrix
+	note      string // said with the token run's results
 	only      *regexp.Regexp
 	revision  string
 	goVersion string
@@ -68,6 +70,8 @@ func main() {
 	flag.StringVar(&c.goBench, "go-bench", "", "`FILE` with the output of go test -bench, included verbatim")
 	flag.BoolVar(&c.smoke, "smoke", false, "run each mode once with tiny counts and check the reports")
 	flag.StringVar(&c.scaling, "scaling", "", "run only the scaling run, at these connection `COUNTS` (comma-separated), each measured for -duration, once per server")
+	flag.StringVar(&c.tokenDir, "token", "", "run only the token run: the P-256 layout's key from its file and from the token `DIR`/server.uri names")
+	flag.StringVar(&c.note, "note", "", "a `NOTE` printed with the token run's results (say, \"taken on a loaded machine\")")
 	flag.StringVar(&only, "only", "", "run only the scenarios whose ID matches this `REGEXP`")
 	flag.StringVar(&c.revision, "revision", "", "the git revision measured, for the document")
 	flag.StringVar(&c.goVersion, "go-version", "", "the output of go version, for the document")
@@ -103,9 +107,13 @@ func benchMain() int {
 type server struct {
 	Name   string // "sc-server/epoll", "refserver"
 	engine string // empty for refserver
+	key    string // the key sc-server serves; empty: the layout's server.key
 }
 
 func (c *config) servers(sc scenario) []server {
+	if c.tokenDir != "" {
+		return c.tokenServers()
+	}
 	var list []server
 	for _, e := range c.engines {
 		list = append(list, server{Name: "sc-server/" + e, engine: e})
@@ -138,6 +146,8 @@ func run(ctx context.Context, c *config) error {
 		scenarios = smokeScenarios()
 	case c.scaling != "":
 		scenarios = []scenario{scalingScenario(c.scaling, c.duration)}
+	case c.tokenDir != "":
+		scenarios = []scenario{tokenScenario(c.duration)}
 	}
 	var picked []scenario
 	for _, sc := range scenarios {
@@ -198,6 +208,12 @@ func run(ctx context.Context, c *config) error {
 	}
 	if c.scaling != "" {
 		return checkScaling(results)
+	}
+	if c.tokenDir != "" {
+		if len(picked) != 1 {
+			return errors.New("the token run has one scenario: -only left none")
+		}
+		return writeToken(c, picked[0], results, load0, load1, time.Since(began))
 	}
 	if err := writeHandshakeRates(c, picked, results); err != nil {
 		return err
@@ -494,7 +510,11 @@ func (c *config) serverArgv(sc scenario, srv server, addr string) []string {
 	if sc.DTLS {
 		argv = append(argv, dtlsServerArgs...)
 	}
-	return append(argv, "--cert", filepath.Join(dir, "server.crt"), "--key", filepath.Join(dir, "server.key"))
+	key := filepath.Join(dir, "server.key")
+	if srv.key != "" {
+		key = srv.key
+	}
+	return append(argv, "--cert", filepath.Join(dir, "server.crt"), "--key", key)
 }
 
 // stopServer ends a server with SIGTERM (a graceful drain), and SIGKILL if
