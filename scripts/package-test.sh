@@ -8,7 +8,8 @@
 #  - the unit in the package is deploy/systemd/sc-server.service with
 #    /usr/bin/sc-server, and the configuration is deploy/sc-server.toml;
 #  - the packaged sc-server (of this machine's architecture) says the
-#    package's version;
+#    package's version; its sc-cert and sc-server open PKCS#11 key URIs
+#    on amd64 (built with cgo, Depends on libc6) and refuse them on arm64;
 #  - lintian reports no error and no warning (packaging/deb/lintian-overrides
 #    says why each override is there);
 #  - rpm -qpl, -qpc and --scripts on the .rpm.
@@ -105,6 +106,31 @@ for arch in amd64 arm64; do
       got=$("$work/root/usr/bin/$b" --version)
       [ "$got" = "$b $version" ] || bad "$deb: $b --version says '$got', want '$b $version'"
     done
+    # PKCS#11 (issue 17): the amd64 sc-cert and sc-server are built with
+    # cgo and open a key URI's module; the arm64 ones say they cannot.
+    for b in sc-cert sc-server; do
+      case $b in
+      sc-cert) got=$("$work/root/usr/bin/$b" inspect 'pkcs11:module-path=/nonexistent/libnone.so;token=t;object=o' 2>&1 || true) ;;
+      sc-server) got=$("$work/root/usr/bin/$b" --check --cert /nonexistent/s.crt --key 'pkcs11:module-path=/nonexistent/libnone.so;token=t;object=o' 2>&1 || true) ;;
+      esac
+      if [ "$arch" = amd64 ]; then
+        case $got in
+        *"built without cgo"*) bad "$deb: $b has no PKCS#11 support: $got" ;;
+        esac
+      else
+        case $got in
+        *"this build has no PKCS#11 support (built without cgo)"*) ;;
+        *) bad "$deb: $b with a key URI says '$got', want that this build has no PKCS#11 support" ;;
+        esac
+      fi
+    done
+  fi
+  if [ "$arch" = amd64 ]; then
+    depends=$(dpkg-deb --field "$deb" Depends)
+    case $depends in
+    libc6*) ;;
+    *) bad "$deb: Depends is '$depends', want libc6 (sc-cert and sc-server link glibc for PKCS#11)" ;;
+    esac
   fi
 
   # lintian: no error, no warning.

@@ -64,13 +64,15 @@ cp deploy/sc-server.toml "$common/etc/sc-server.toml"
 cp README.md "$common/doc/top/"
 cp docs/*.md "$common/doc/docs/"
 sed '/^#/!s|/usr/local/bin/sc-server|/usr/bin/sc-server|g' deploy/systemd/sc-server.service.d/credentials.conf >"$common/doc/examples/credentials.conf"
+sed '/^#/!s|/usr/local/bin/sc-server|/usr/bin/sc-server|g' deploy/systemd/sc-server.service.d/token.conf >"$common/doc/examples/token.conf"
 cp deploy/haproxy/haproxy.cfg "$common/doc/examples/"
 # The Debian copyright file, from LICENSE.
 {
   echo "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"
   echo "Upstream-Name: space-captain"
   echo "Source: https://github.com/spacecaptain/spacecaptain"
-  echo "Comment: The binaries are statically linked Go programs; the Go modules"
+  echo "Comment: The binaries are Go programs (sc-cert and sc-server for amd64 link"
+  echo " glibc dynamically, for PKCS#11; the others are static); the Go modules"
   echo " they contain, under their own licenses, are listed in the source's go.mod."
   echo
   echo "Files: *"
@@ -93,16 +95,52 @@ for arch in $arches; do
   cp -r "$common" "$stage"
   mkdir -p "$stage/bin"
   echo "package.sh: building linux/$arch $version" >&2
-  CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -buildmode=pie \
-    -ldflags "-s -w -X github.com/spacecaptain/spacecaptain/internal/cli.version=$version" \
-    -o "$stage/bin/" ./cmd/sc-cert ./cmd/sc-server ./cmd/sc-client
+  ldflags="-s -w -X github.com/spacecaptain/spacecaptain/internal/cli.version=$version"
+  # PKCS#11 keys (issue 17) need cgo: the amd64 sc-cert and sc-server are
+  # built with it, linked against glibc (2.34 or later) and nothing else,
+  # with Go's own DNS resolver and user lookup as in a static build
+  # (netgo, osusergo). The arm64 binaries, cross-built, and sc-client stay
+  # static, without PKCS#11 (docs/DEPLOY.md, "Keys in a token").
+  if [ "$arch" = amd64 ]; then
+    cc=${CC_AMD64:-}
+    if [ -z "$cc" ]; then
+      case $(uname -m) in
+      x86_64) cc=gcc ;;
+      *) cc=x86_64-linux-gnu-gcc ;;
+      esac
+    fi
+    if ! command -v "$cc" >/dev/null 2>&1; then
+      echo "package.sh: the amd64 binaries carry PKCS#11 and need a C compiler for linux/amd64: $cc is missing (scripts/deps.sh installs gcc; set CC_AMD64 for another)" >&2
+      exit 1
+    fi
+    CGO_ENABLED=1 CC=$cc GOOS=linux GOARCH=$arch go build -trimpath -buildmode=pie -tags netgo,osusergo \
+      -ldflags "$ldflags" -o "$stage/bin/" ./cmd/sc-cert ./cmd/sc-server
+    CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -buildmode=pie \
+      -ldflags "$ldflags" -o "$stage/bin/" ./cmd/sc-client
+    depends=libc6 rpm_depends=glibc
+  else
+    CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -buildmode=pie \
+      -ldflags "$ldflags" -o "$stage/bin/" ./cmd/sc-cert ./cmd/sc-server ./cmd/sc-client
+    depends= rpm_depends=
+  fi
   for packager in deb rpm; do
     case $packager in
     deb) unitdir=/lib/systemd/system zshdir=/usr/share/zsh/vendor-completions ;;
     rpm) unitdir=/usr/lib/systemd/system zshdir=/usr/share/zsh/site-functions ;;
     esac
+    config=packaging/nfpm.yaml
+    if [ -n "$depends" ]; then
+      # The cgo binaries need glibc 2.34 or later (the newest symbol
+      # versions they use): a dependency of this package alone.
+      config=$work/nfpm-$arch-$packager.yaml
+      case $packager in
+      deb) libc="$depends (>= 2.34)" ;;
+      rpm) libc="$rpm_depends >= 2.34" ;;
+      esac
+      { cat packaging/nfpm.yaml; printf '\ndepends:\n  - "%s"\n' "$libc"; } >"$config"
+    fi
     STAGE=$stage ARCH=$arch VERSION=$version UNITDIR=$unitdir ZSHDIR=$zshdir \
-      "$nfpm" package --config packaging/nfpm.yaml --packager "$packager" --target "$out/" >&2
+      "$nfpm" package --config "$config" --packager "$packager" --target "$out/" >&2
   done
 done
 ls -1 "$out"/space-captain[_-]"$version"[_-]* 2>/dev/null || ls -1 "$out"
