@@ -122,6 +122,9 @@ func TestCheckFails(t *testing.T) {
 			mustRemove(t, l.ServerCert)
 			return nil
 		}, 1, "exists but its certificate"},
+		{"key URI without its certificate", func(t *testing.T, l pki.Layout) []string {
+			return []string{"--cert", filepath.Join(t.TempDir(), "certs", "server.crt"), "--key", "pkcs11:module-path=/nonexistent/libnone.so;token=sc;object=sc-server;pin-value=4711"}
+		}, 1, "of the token key pkcs11:module-path=/nonexistent/libnone.so;token=sc;object=sc-server does not exist"},
 		{"key readable by others", func(t *testing.T, l pki.Layout) []string {
 			if err := os.Chmod(l.ServerKey, 0o644); err != nil {
 				t.Fatal(err)

@@ -69,6 +69,13 @@ func pairPresent(o *options) (bool, error) {
 		return false, cli.WithHint(fmt.Errorf("the certificate %s exists but its key %s does not", o.cert, o.key),
 			"name the key with --key FILE",
 			"to start over, move "+o.cert+" away and run sc-server again (or sc-cert init --force)")
+	case keyOK && pki.IsKeyURI(o.key):
+		// Whether the token holds the key is not known yet: say only
+		// what is missing. The URI holds ';' and must be quoted.
+		uri := pki.RedactKeyURI(o.key)
+		return false, cli.WithHint(fmt.Errorf("the certificate %s of the token key %s does not exist", o.cert, uri),
+			"name the certificate with --cert FILE",
+			"to issue a certificate for the token's key (keeping its pin): sc-cert create --key '"+uri+"' --cert "+o.cert)
 	case keyOK:
 		return false, cli.WithHint(fmt.Errorf("the key %s exists but its certificate %s does not", o.key, o.cert),
 			"name the certificate with --cert FILE",
