@@ -51,9 +51,9 @@ const KeyURIExt = ".uri"
 // File names of the default layout when its keys are in a token
 // ([InitOptions.Token]).
 const (
-	CAKeyURIFile     = "ca.uri"
-	ServerKeyURIFile = "server.uri"
-	NextKeyURIFile   = "server.next.uri"
+	caKeyURIFile     = "ca.uri"
+	serverKeyURIFile = "server.uri"
+	nextKeyURIFile   = "server.next.uri"
 )
 
 // The objects [InitLayout] makes in a token: each key gets a fixed label

@@ -30,7 +30,7 @@ func TestTokenLayoutLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := res.Layout
-	for _, f := range []string{CAKeyURIFile, ServerKeyURIFile, NextKeyURIFile, CACertFile, ServerCertFile} {
+	for _, f := range []string{caKeyURIFile, serverKeyURIFile, nextKeyURIFile, CACertFile, ServerCertFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("InitLayout did not make %s: %v", f, err)
 		}
@@ -40,7 +40,7 @@ func TestTokenLayoutLifecycle(t *testing.T) {
 			t.Errorf("InitLayout wrote the key file %s with its keys in a token", f)
 		}
 	}
-	if l.ServerKey != filepath.Join(dir, ServerKeyURIFile) || ResolveKeyPath(filepath.Join(dir, ServerKeyFile)) != l.ServerKey {
+	if l.ServerKey != filepath.Join(dir, serverKeyURIFile) || ResolveKeyPath(filepath.Join(dir, ServerKeyFile)) != l.ServerKey {
 		t.Errorf("the layout's server key is %s; ResolveKeyPath(server.key) = %s", l.ServerKey, ResolveKeyPath(filepath.Join(dir, ServerKeyFile)))
 	}
 	uri := string(mustRead(t, l.ServerKey))

@@ -63,9 +63,9 @@ func DefaultLayout(dir string) Layout {
 // tokenLayout is l with its keys in a token: the .uri files that name
 // them where the key files would be.
 func (l Layout) tokenLayout() Layout {
-	l.CAKey = filepath.Join(l.Dir, CAKeyURIFile)
-	l.ServerKey = filepath.Join(l.Dir, ServerKeyURIFile)
-	l.NextKey = filepath.Join(l.Dir, NextKeyURIFile)
+	l.CAKey = filepath.Join(l.Dir, caKeyURIFile)
+	l.ServerKey = filepath.Join(l.Dir, serverKeyURIFile)
+	l.NextKey = filepath.Join(l.Dir, nextKeyURIFile)
 	return l
 }
 
