@@ -31,8 +31,8 @@ type initOptions struct {
 	// offlineNext moves the next key there (sc-cert export-next) once the
 	// layout is made.
 	offlineNext string
-	kms        string
-	tokenPIN   *cli.TokenPIN
+	kms         string
+	tokenPIN    *cli.TokenPIN
 }
 
 func newInitCmd(env *Env) *cobra.Command {
