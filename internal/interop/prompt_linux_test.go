@@ -160,8 +160,13 @@ func TestSignalAtPrompt(t *testing.T) {
 			encryptedLayout(t, dir)
 			p := startOnPTY(t, dir, env, bin(t, "sc-server"), "--listen", "127.0.0.1:0")
 			p.waitFor("Passphrase for")
-			if p.echoOn() {
-				t.Fatal("the prompt echoes")
+			// The prompt is printed just before the read turns echo
+			// off: wait for it to go off rather than look once.
+			for deadline := time.Now().Add(5 * time.Second); p.echoOn(); {
+				if time.Now().After(deadline) {
+					t.Fatal("the prompt echoes")
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
 			stop(p)
 			if code := p.exit(10 * time.Second); code != 130 {
