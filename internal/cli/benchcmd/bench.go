@@ -36,6 +36,7 @@ type benchOptions struct {
 	groups     string
 	json       bool
 	udp        bool
+	identity   string
 	dtls       *client.DTLSOptions // set by tlsConfig with --udp
 }
 
@@ -88,6 +89,14 @@ The server is verified with --ca, --pin (or both), or not at all with
 --insecure — fine for load-testing your own server, and reported on stderr.
 --plaintext speaks to a server started in plaintext mode.
 
+--identity FILE presents the key in FILE (and its certificate, FILE.crt
+or for FILE.key FILE.crt, when it exists; else a self-signed one made in
+memory), as sc-client --identity does, whenever the server asks for a
+client certificate: every mode then measures mutual TLS against a server
+started with --client-auth. bench presents no identity unless given one
+(not even sc-client's default identity), so that a run measures what its
+command line says.
+
 All of bench's connections come from one address, and sc-server limits
 each source address by default (1,000 open connections, 50 new ones a
 second): start the server under test with --source-max-conns 0
@@ -103,6 +112,7 @@ the report if any operation failed.`,
   sc-client bench pipeline --conns 50 --depth 64 --plaintext --json
   sc-client bench idle --conns 15000 --size 4096 --ca certs/ca.crt --pid 1234
   sc-client bench scale --points 1000,5000,19000 --duration 20s --ca certs/ca.crt --pid 1234 --json
+  sc-client bench handshake --identity bench.key --pin sha256//... --pid $(pidof sc-server)  # mutual TLS
   sc-client bench handshake --udp --pin sha256//... --pid $(pidof sc-server)  # DTLS`,
 		Args:      cli.ExactArgs(1, "a MODE: handshake, echo, pipeline, idle or scale"),
 		ValidArgs: []string{"handshake", "echo", "pipeline", "idle", "scale"},
@@ -146,7 +156,10 @@ the report if any operation failed.`,
 	fs.StringVar(&o.groups, "groups", "", "key exchange `GROUPS` to offer, in order, comma-separated: "+strings.Join(cli.GroupNames(), ", ")+" (default: Go's, the post-quantum hybrid first)")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.udp, "udp", false, "speak DTLS 1.2 over UDP to a sc-server --dtls (handshakes include the cookie exchange; idle sessions must outlive the server's --dtls-idle-timeout)")
+	fs.StringVar(&o.identity, "identity", "", "present the key in `FILE` (and FILE.crt, or for FILE.key FILE.crt, when it exists) when the server asks for a client certificate (default: none)")
 	cmd.MarkFlagsMutuallyExclusive("plaintext", "ca")
+	cmd.MarkFlagsMutuallyExclusive("plaintext", "identity")
+	cmd.MarkFlagsMutuallyExclusive("udp", "identity")
 	cmd.MarkFlagsMutuallyExclusive("plaintext", "pin")
 	cmd.MarkFlagsMutuallyExclusive("plaintext", "insecure")
 	cmd.MarkFlagsMutuallyExclusive("insecure", "ca")
@@ -283,7 +296,16 @@ func (o *benchOptions) tlsConfig(stderr io.Writer) (*tls.Config, error) {
 			o.dtls.ServerName = name
 		}
 	}
-	return trust.Config(), nil
+	cfg := trust.Config()
+	if o.identity != "" {
+		id, err := cli.LoadIdentity(o.identity, nil)
+		if err != nil {
+			return nil, err
+		}
+		// Presented only when the server asks for one, as sc-client does.
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return id, nil }
+	}
+	return cfg, nil
 }
 
 // startProgress draws a progress bar on w while b runs, if w is a

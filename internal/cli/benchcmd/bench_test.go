@@ -41,6 +41,13 @@ type testServer struct {
 
 func mustServe(t *testing.T, plaintext bool) *testServer {
 	t.Helper()
+	return mustServeWith(t, plaintext, nil)
+}
+
+// mustServeWith is mustServe with configure, when not nil, given the
+// server's options (their TLS config set) before the server is made.
+func mustServeWith(t *testing.T, plaintext bool, configure func(*server.Options)) *testServer {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +79,9 @@ func mustServe(t *testing.T, plaintext bool) *testServer {
 	if !plaintext {
 		cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 		opts.TLSConfig = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }}
+	}
+	if configure != nil {
+		configure(&opts)
 	}
 	srv, err := server.New(opts)
 	if err != nil {

@@ -1,19 +1,15 @@
 package clientcmd
 
 import (
-	"crypto"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spacecaptain/spacecaptain/internal/cli"
-	"github.com/spacecaptain/spacecaptain/pinning"
 	"github.com/spacecaptain/spacecaptain/pki"
 	"github.com/spf13/cobra"
 )
@@ -21,12 +17,6 @@ import (
 // identityNone is the --identity value that presents no identity, even
 // when the default one exists.
 const identityNone = "none"
-
-// selfSignedIdentityValidity is how long the certificate made in memory
-// around an identity key is valid. crypto/tls refuses to resume a session
-// past the client certificate's NotAfter, and sc-server's session tickets
-// live 7 days: a month covers any session of a run.
-const selfSignedIdentityValidity = 30 * 24 * time.Hour
 
 // DefaultIdentityPath returns the default identity key: "identity" in the
 // space-captain folder of the user's configuration directory, unless
@@ -40,61 +30,6 @@ func DefaultIdentityPath() (string, error) {
 		return "", fmt.Errorf("finding the default identity: %w (give its path with --identity)", err)
 	}
 	return filepath.Join(dir, "space-captain", "identity"), nil
-}
-
-// identityCertPath returns the certificate that goes with the identity key
-// at keyPath, when one exists: KEY.crt, or for a KEY ending in .key the
-// same name ending in .crt (what sc-cert create --client writes).
-func identityCertPath(keyPath string) string {
-	cands := []string{keyPath + ".crt"}
-	if base, ok := strings.CutSuffix(keyPath, ".key"); ok {
-		cands = append(cands, base+".crt")
-	}
-	for _, c := range cands {
-		if _, err := os.Stat(c); err == nil {
-			return c
-		}
-	}
-	return ""
-}
-
-// loadIdentity reads the identity key at path and its certificate, or
-// makes a self-signed certificate for the key in memory: the server knows
-// a player by the pin of the key, and the certificate around it matters
-// only to a server that admits by CA.
-func loadIdentity(path string, now func() time.Time) (*tls.Certificate, error) {
-	k, err := pki.ReadKeyFile(path, pki.KeyOptions{Passphrase: (&cli.Passphrase{}).Source("the identity key " + path), RequirePrivateFile: true})
-	if err != nil {
-		return nil, cli.WithHint(fmt.Errorf("reading the identity %s: %w", path, err), "make one with: sc-client identity new (or --identity none to present none)")
-	}
-	var chain []*x509.Certificate
-	if cp := identityCertPath(path); cp != "" {
-		chain, err = pki.ReadCertificatesFile(cp)
-		if err != nil {
-			return nil, fmt.Errorf("reading the identity's certificate %s: %w", cp, err)
-		}
-		if !pinning.PinOf(chain[0]).Equal(mustPinOfKey(k.Signer)) {
-			return nil, cli.WithHint(fmt.Errorf("the certificate %s is not for the identity key %s", cp, path), "remove or replace the certificate; the key alone is presented in a certificate made for it")
-		}
-	} else {
-		cert, err := pki.CreateCertificate(k.Signer.Public(), pki.CertOptions{
-			Client: true, CommonName: "sc-client", Validity: selfSignedIdentityValidity, IssuerKey: k.Signer, Now: now,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("making a certificate for the identity %s: %w", path, err)
-		}
-		chain = []*x509.Certificate{cert}
-	}
-	c := &tls.Certificate{PrivateKey: k.Signer, Leaf: chain[0]}
-	for _, x := range chain {
-		c.Certificate = append(c.Certificate, x.Raw)
-	}
-	return c, nil
-}
-
-func mustPinOfKey(k crypto.Signer) pinning.Pin {
-	p, _ := pinning.PinOfPublicKey(k.Public())
-	return p
 }
 
 // identity returns the client certificate to present when a server asks
@@ -113,14 +48,14 @@ func (o *options) identity(st *streams) (*tls.Certificate, error) {
 		if _, err := os.Stat(def); errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
 		}
-		c, err := loadIdentity(def, st.env.Now)
+		c, err := cli.LoadIdentity(def, st.env.Now)
 		if err != nil {
 			st.warnf("not presenting the default identity: %v", err)
 			return nil, nil
 		}
 		return c, nil
 	}
-	return loadIdentity(o.identityFile, st.env.Now)
+	return cli.LoadIdentity(o.identityFile, st.env.Now)
 }
 
 // newIdentityCmd returns sc-client identity and its subcommands.
@@ -205,7 +140,7 @@ path, or --file, and prints its pin: the string a server operator allows
 				}
 				return err
 			}
-			pin := mustPinOfKey(key)
+			pin := cli.PinOfKey(key)
 			if asJSON {
 				return cli.PrintJSON(cmd.OutOrStdout(), struct {
 					Path string `json:"path"`
@@ -243,8 +178,8 @@ func newIdentityShowCmd() *cobra.Command {
 			if err != nil {
 				return cli.WithHint(fmt.Errorf("reading the identity %s: %w", path, err), "make one with: sc-client identity new")
 			}
-			pin := mustPinOfKey(k.Signer)
-			cert := identityCertPath(path)
+			pin := cli.PinOfKey(k.Signer)
+			cert := cli.IdentityCertPath(path)
 			if asJSON {
 				return cli.PrintJSON(cmd.OutOrStdout(), struct {
 					Path        string `json:"path"`
