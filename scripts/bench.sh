@@ -9,6 +9,14 @@
 # a fresh server process per run, medians of --runs runs, the server's CPU
 # seconds and memory from /proc — and writes docs/BENCHMARKS.md.
 #
+# The mutual TLS scenarios (IDs with "mtls", issue 14) use a bench identity
+# the suite makes for the run (a P-256 key and an allow list holding its
+# pin): sc-client bench --identity presents it to sc-server --client-auth
+# require --client-allow and to refserver --client-allow (crypto/tls's
+# RequireAnyClientCert with the same allow list check). Their targets:
+#
+#   scripts/bench.sh --runs 5 --only 'mtls-|^hs-full-p256-tls13$|^idle-15000x64B-tls13$' --out /tmp/mtls.md
+#
 # Server and load generator are separate processes on 127.0.0.1; every run
 # is bounded in time. A full run takes about half an hour on 2 cores: run
 # it when the machine is quiet (check `uptime`).

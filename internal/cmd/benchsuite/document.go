@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -126,6 +127,7 @@ func (d *document) write(w io.Writer) {
 	p("")
 	d.writeTargets(w)
 	d.writeDTLSTargets(w)
+	d.writeMTLSTargets(w)
 	d.writeResults(w)
 	d.writeKeyChoice(w)
 	d.writePipelineFloor(w)
@@ -504,6 +506,9 @@ func (d *document) shorten(s string) string {
 		if dir != "" {
 			s = strings.ReplaceAll(s, dir, "certs-"+string(kind))
 		}
+	}
+	if c.identity != "" {
+		s = strings.ReplaceAll(s, filepath.Dir(c.identity), "identity")
 	}
 	s = portRE.ReplaceAllString(s, "127.0.0.1:PORT")
 	return pidRE.ReplaceAllString(s, "--pid PID")

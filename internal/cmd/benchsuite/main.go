@@ -44,6 +44,9 @@ type config struct {
 	tokenDir  string // the token run's layout (server.uri); empty: the matrix
 	note      string // said with the token run's results
 	only      *regexp.Regexp
+	// identity and allow are the bench identity's key and the allow list
+	// naming it (makeIdentity), made when a mutual TLS scenario runs.
+	identity, allow string
 	revision  string
 	goVersion string
 }
@@ -173,6 +176,12 @@ func run(ctx context.Context, c *config) error {
 	}
 	if err := os.MkdirAll(c.resultDir, 0o755); err != nil {
 		return err
+	}
+	if slices.ContainsFunc(picked, func(sc scenario) bool { return sc.MTLS }) {
+		var err error
+		if c.identity, c.allow, err = makeIdentity(c.resultDir); err != nil {
+			return fmt.Errorf("making the bench identity: %w", err)
+		}
 	}
 	total := 0
 	for _, sc := range picked {
@@ -437,6 +446,9 @@ func (c *config) runOnce(ctx context.Context, sc scenario, srv server, run int, 
 	} else {
 		bargs = append(bargs, "--pin", c.pins[sc.Cert])
 	}
+	if sc.MTLS {
+		bargs = append(bargs, "--identity", c.identity)
+	}
 	bargs = append(bargs, "--server", addr, "--wait", "10s", "--json", "--pid", strconv.Itoa(proc.Process.Pid))
 	cmds.bench = strings.Join(bargs, " ")
 	timeout := sc.Timeout
@@ -493,6 +505,9 @@ func (c *config) serverArgv(sc scenario, srv server, addr string) []string {
 		if sc.Cert == certNone {
 			return append(argv, "--plaintext")
 		}
+		if sc.MTLS {
+			argv = append(argv, "--client-allow", c.allow)
+		}
 		return append(argv, "--cert", filepath.Join(dir, "server.crt"), "--key", filepath.Join(dir, "server.key"))
 	}
 	argv := []string{filepath.Join(c.binDir, "sc-server"), "--listen", addr, "--engine", srv.engine,
@@ -509,6 +524,9 @@ func (c *config) serverArgv(sc scenario, srv server, addr string) []string {
 	}
 	if sc.DTLS {
 		argv = append(argv, dtlsServerArgs...)
+	}
+	if sc.MTLS {
+		argv = append(argv, "--client-auth", "require", "--client-allow", c.allow)
 	}
 	key := filepath.Join(dir, "server.key")
 	if srv.key != "" {

@@ -32,6 +32,10 @@ type scenario struct {
 	// DTLS runs it over DTLS: sc-server --dtls, sc-client bench --udp
 	// (scenarios_dtls.go).
 	DTLS bool
+	// MTLS runs it over mutual TLS: sc-server --client-auth require
+	// --client-allow, refserver --client-allow, sc-client bench
+	// --identity, with the suite's bench identity (scenarios_mtls.go).
+	MTLS bool
 }
 
 // Scenario IDs the targets refer to.
@@ -107,7 +111,7 @@ func fullScenarios(d time.Duration) []scenario {
 			Args: []string{"idle", "--conns", "15000", "--size", "64", "--settle", "3s", "--duration", "4s"}},
 		{ID: idle19k, Title: "19,000 concurrent TLS 1.3 connections, each answering an ECHO", Cert: certP256, Runs: 1, Timeout: idleTimeout,
 			Args: []string{"idle", "--tls", "1.3", "--conns", "19000", "--size", "64", "--settle", "3s", "--duration", "4s"}},
-	}, dtlsScenarios(d)...)
+	}, append(dtlsScenarios(d), mtlsScenarios(d)...)...)
 }
 
 // smokeScenarios runs every mode once, in seconds.
@@ -129,6 +133,12 @@ func smokeScenarios() []scenario {
 			Args: []string{"echo", "--conns", "4", "--count", "400", "--duration", "20s"}},
 		{ID: "smoke-dtls-idle", Title: "idle DTLS sessions", Cert: certP256, DTLS: true,
 			Args: []string{"idle", "--conns", "50", "--settle", "200ms", "--duration", "200ms"}},
+		{ID: "smoke-mtls-handshake", Title: "full mutual TLS handshakes, TLS 1.3", Cert: certP256, Ref: true, MTLS: true,
+			Args: []string{"handshake", "--tls", "1.3", "--conns", "2", "--count", "20", "--duration", "20s"}},
+		{ID: "smoke-mtls-resume", Title: "resumed mutual TLS handshakes, TLS 1.3", Cert: certP256, Ref: true, MTLS: true,
+			Args: []string{"handshake", "--tls", "1.3", "--resume", "--conns", "2", "--count", "20", "--duration", "20s"}},
+		{ID: "smoke-mtls-idle", Title: "idle mutual TLS connections", Cert: certP256, Ref: true, MTLS: true,
+			Args: []string{"idle", "--tls", "1.3", "--conns", "50", "--size", "64", "--settle", "200ms", "--duration", "200ms"}},
 		{ID: smokeScale, Title: "scaling", Cert: certP256, Ref: true,
 			Args: []string{"scale", "--points", "20,50", "--interval", "100ms", "--settle", "200ms", "--duration", "1s"}},
 	}
