@@ -44,11 +44,11 @@ type config struct {
 	tokenDir  string // the token run's layout (server.uri); empty: the matrix
 	note      string // said with the token run's results
 	only      *regexp.Regexp
+	revision  string
+	goVersion string
 	// identity and allow are the bench identity's key and the allow list
 	// naming it (makeIdentity), made when a mutual TLS scenario runs.
 	identity, allow string
-	revision  string
-	goVersion string
 }
 
 func main() {
